@@ -1,0 +1,204 @@
+"""Copies bvlc_googlenet.caffemodel's parameters into the GoogLeNet Chain.
+
+    python convert_caffe_model.py [--download] [--classes N] [--fresh-heads]
+
+Reads the old (V1, ``layers``) and the current (``layer``) caffemodel format
+with this project's own caffe_pb2, copies every trunk parameter exactly, copies
+each head whose shape matches, and saves tuned_googlenet.model.
+"""
+import argparse
+import functools
+import os
+import sys
+
+import numpy
+from google.protobuf.message import DecodeError
+
+import caffe_pb2
+import tuned_googlenet
+from googlenet_io import (UserError, Unreachable, download_file, one_line,
+                          report_errors)
+
+CAFFEMODEL_URL = ('http://dl.caffe.berkeleyvision.org/'
+                  'bvlc_googlenet.caffemodel')
+CAFFEMODEL_SHA1 = '405fc5acd08a3bb12de8ee5e23a96bec22f08204'
+DEFAULT_CAFFEMODEL = 'bvlc_googlenet.caffemodel'
+
+_INCEPTION_BRANCHES = (('1x1', 'conv1'), ('3x3_reduce', 'proj3'),
+                       ('3x3', 'conv3'), ('5x5_reduce', 'proj5'),
+                       ('5x5', 'conv5'), ('pool_proj', 'projp'))
+
+
+def _layer_map():
+    """Caffe layer name -> link path in the Chain, trunk first."""
+    names = {'conv1/7x7_s2': 'conv1', 'conv2/3x3_reduce': 'conv2_reduce',
+             'conv2/3x3': 'conv2'}
+    for stage in tuned_googlenet.INCEPTION:
+        for caffe_branch, link in _INCEPTION_BRANCHES:
+            names['inception_{}/{}'.format(stage[3:], caffe_branch)] = (
+                '{}/{}'.format(stage, link))
+    for head in ('loss1', 'loss2'):
+        names[head + '/conv'] = head + '_conv'
+        names[head + '/fc'] = head + '_fc1'
+        names[head + '/classifier'] = head + '_fc2'
+    names['loss3/classifier'] = 'loss3_fc'
+    return names
+
+
+LAYER_MAP = _layer_map()
+
+
+def read_caffemodel(path):
+    """Returns {layer name: [arrays]} of the layers that carry blobs.
+
+    Arrays keep the shape the file declares: BlobShape where present, else
+    the legacy (num, channels, height, width).
+    """
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise UserError('caffemodel not found: {}'.format(path))
+    except OSError as e:
+        raise UserError('cannot read {}: {}'.format(path, e.strerror or e))
+    if not data:
+        raise UserError('{} is empty, not a caffemodel'.format(path))
+    net = caffe_pb2.NetParameter()
+    try:
+        net.ParseFromString(data)
+    except (DecodeError, RuntimeError) as e:
+        raise UserError('{} is not a caffemodel, or it is truncated ({})'
+                        .format(path, one_line(e)))
+    layers = net.layer if len(net.layer) else net.layers
+    blobs = {layer.name: [_blob_array(path, layer.name, i, blob)
+                          for i, blob in enumerate(layer.blobs)]
+             for layer in layers if len(layer.blobs)}
+    if not blobs:
+        raise UserError('{} holds no layers with weights: not a caffemodel'
+                        .format(path))
+    return blobs
+
+
+def _blob_array(path, layer, index, blob):
+    if blob.HasField('shape'):
+        shape = tuple(blob.shape.dim)
+    else:
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    values = blob.data if len(blob.data) else blob.double_data
+    array = numpy.array(values, dtype=numpy.float32)
+    if array.size != int(numpy.prod(shape)):
+        raise UserError('{} is truncated or corrupt: blob {} of layer {} '
+                        'holds {} values for shape {}'.format(
+                            path, index, layer, array.size, shape))
+    return array.reshape(shape)
+
+
+def _fit(array, shape):
+    """The array in the parameter's shape, dropping legacy leading 1-dims."""
+    while array.ndim > len(shape) and array.shape[0] == 1:
+        array = array[0]
+    return array if array.shape == tuple(shape) else None
+
+
+def transfer(blobs, model, fresh_heads=False, log=print):
+    """Copies the caffemodel's blobs into model. Trunk problems are errors."""
+    for caffe_name, link_path in LAYER_MAP.items():
+        link = functools.reduce(getattr, link_path.split('/'), model)
+        is_head = link_path in tuned_googlenet.HEADS
+        if is_head and fresh_heads:
+            log('{:22s} -> {:14s} left fresh (--fresh-heads)'.format(
+                caffe_name, link_path))
+            continue
+        arrays = blobs.get(caffe_name)
+        problem = _mismatch(arrays, link)
+        if problem and not is_head:
+            raise UserError('trunk layer {} {}'.format(caffe_name, problem))
+        if problem:
+            log('{:22s} -> {:14s} left fresh: {}'.format(
+                caffe_name, link_path, problem))
+            continue
+        link.W.array[...] = _fit(arrays[0], link.W.shape)
+        link.b.array[...] = _fit(arrays[1], link.b.shape)
+        log('{:22s} -> {:14s} copied W{} b{}'.format(
+            caffe_name, link_path, link.W.shape, link.b.shape))
+
+
+def _mismatch(arrays, link):
+    if arrays is None:
+        return 'is missing from the caffemodel'
+    if len(arrays) != 2:
+        return 'has {} blobs, expected weights and bias'.format(len(arrays))
+    for array, param in zip(arrays, (link.W, link.b)):
+        if _fit(array, param.shape) is None:
+            return 'has shape {}, the model needs {}'.format(
+                array.shape, param.shape)
+    return None
+
+
+def resolve_source(url=None, sha1=None):
+    """The download URL and sha1: option, then environment, then BVLC's."""
+    url = url or os.environ.get('GOOGLENET_CAFFEMODEL_URL') or CAFFEMODEL_URL
+    sha1 = (sha1 or os.environ.get('GOOGLENET_CAFFEMODEL_SHA1')
+            or CAFFEMODEL_SHA1)
+    return url, sha1
+
+
+def fetch_caffemodel(path, url=None, sha1=None):
+    """Downloads the caffemodel to path (resumable, verified)."""
+    url, sha1 = resolve_source(url, sha1)
+    print('downloading {} to {}'.format(url, path), file=sys.stderr)
+    try:
+        download_file(url, path, sha1=sha1)
+    except Unreachable as e:
+        raise UserError('{}; download bvlc_googlenet.caffemodel elsewhere '
+                        '(sha1 {}) and put it at {}, or pass --caffemodel '
+                        'PATH'.format(e, sha1, os.path.abspath(path)))
+
+
+def convert(caffemodel, output, n_classes=None, fresh_heads=False,
+            log=print):
+    """Reads caffemodel, builds the Chain, copies what fits, saves output."""
+    blobs = read_caffemodel(caffemodel)
+    model = tuned_googlenet.GoogLeNet(n_classes)
+    transfer(blobs, model, fresh_heads=fresh_heads, log=log)
+    tuned_googlenet.save_model(output, model)
+    log('saved {} ({} classes)'.format(output, model.n_classes))
+    return model
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--caffemodel', default=DEFAULT_CAFFEMODEL,
+                        help='the caffemodel to read (default: %(default)s)')
+    parser.add_argument('--output', default='tuned_googlenet.model',
+                        help='where to save the Chain (default: %(default)s)')
+    parser.add_argument('--classes', type=int, default=None,
+                        help='classes of the replaced heads (default: '
+                        'N_CLASSES in tuned_googlenet.py, {})'.format(
+                            tuned_googlenet.N_CLASSES))
+    parser.add_argument('--fresh-heads', action='store_true',
+                        help='re-initialise the replaced heads even where '
+                        'the pretrained ones fit')
+    parser.add_argument('--download', action='store_true',
+                        help='download the caffemodel first if it is missing')
+    parser.add_argument('--url', default=None,
+                        help='download from here (env GOOGLENET_CAFFEMODEL_'
+                        'URL; default: BVLC\'s server)')
+    parser.add_argument('--sha1', default=None,
+                        help='expected sha1 of the download (env '
+                        'GOOGLENET_CAFFEMODEL_SHA1)')
+    return parser
+
+
+def run(args):
+    if args.download and not os.path.exists(args.caffemodel):
+        fetch_caffemodel(args.caffemodel, args.url, args.sha1)
+    convert(args.caffemodel, args.output, args.classes, args.fresh_heads)
+
+
+def main(argv=None):
+    return report_errors(run, build_parser().parse_args(argv))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,47 @@
+import os
+import sys
+
+import numpy
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
+
+import caffe_fixtures  # noqa: E402
+import convert_caffe_model  # noqa: E402
+from http_fixtures import LocalServer  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def weights():
+    return caffe_fixtures.random_weights(seed=0)
+
+
+@pytest.fixture(scope='session')
+def caffemodels(tmp_path_factory, weights):
+    """{'v1': path, 'v2': path} of the same seeded weights."""
+    root = tmp_path_factory.mktemp('caffemodels')
+    paths = {}
+    for fmt in ('v1', 'v2'):
+        paths[fmt] = str(root / 'bvlc_googlenet_{}.caffemodel'.format(fmt))
+        caffe_fixtures.write_caffemodel(paths[fmt], weights, fmt)
+    return paths
+
+
+@pytest.fixture(scope='session')
+def model_1000(tmp_path_factory, caffemodels):
+    """A complete 1000-class model converted from the V1 file."""
+    path = str(tmp_path_factory.mktemp('models') / 'googlenet.model')
+    convert_caffe_model.convert(caffemodels['v1'], path, log=lambda s: None)
+    return path
+
+
+@pytest.fixture
+def server():
+    with LocalServer() as s:
+        yield s
+
+
+@pytest.fixture
+def rng():
+    return numpy.random.RandomState(1)

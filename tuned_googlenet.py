@@ -1,0 +1,264 @@
+"""BVLC GoogLeNet as a Chainer Chain, with replaceable heads and a frozen trunk.
+
+The original workflow: set N_CLASSES below to the number of classes of your
+own data set, run ``convert_caffe_model.py`` (which copies the pretrained
+trunk and leaves the replaced heads freshly initialised), then train.
+"""
+import os
+
+import numpy
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+from chainer import initializers
+
+from googlenet_io import UserError, atomic_write
+
+# Number of classes of the replaced heads (loss1_fc2, loss2_fc2, loss3_fc).
+# 1000 is ImageNet's, for which the converter copies every pretrained head.
+N_CLASSES = 1000
+
+# The trunk in the order it runs. The Caffe pooling layers pool3 and pool4 run
+# at the start of inc4a and inc5a, so every stage boundary is a cut point.
+TRUNK = ('conv1', 'conv2_reduce', 'conv2',
+         'inc3a', 'inc3b',
+         'inc4a', 'inc4b', 'inc4c', 'inc4d', 'inc4e',
+         'inc5a', 'inc5b')
+HEADS = ('loss1_conv', 'loss1_fc1', 'loss1_fc2',
+         'loss2_conv', 'loss2_fc1', 'loss2_fc2',
+         'loss3_fc')
+# The heads whose width is the number of classes.
+CLASSIFIERS = ('loss1_fc2', 'loss2_fc2', 'loss3_fc')
+# (in_channels, out1, proj3, out3, proj5, out5, proj_pool) of each module.
+INCEPTION = {
+    'inc3a': (192, 64, 96, 128, 16, 32, 32),
+    'inc3b': (256, 128, 128, 192, 32, 96, 64),
+    'inc4a': (480, 192, 96, 208, 16, 48, 64),
+    'inc4b': (512, 160, 112, 224, 24, 64, 64),
+    'inc4c': (512, 128, 128, 256, 24, 64, 64),
+    'inc4d': (512, 112, 144, 288, 32, 64, 64),
+    'inc4e': (528, 256, 160, 320, 32, 128, 128),
+    'inc5a': (832, 256, 160, 320, 32, 128, 128),
+    'inc5b': (832, 384, 192, 384, 48, 128, 128),
+}
+DEFAULT_FREEZE_UNTIL = 'inc5b'
+
+
+def parse_freeze_until(value):
+    """Maps the command-line spelling of the cut to a TRUNK name or None."""
+    if value is None or value.lower() == 'none':
+        return None
+    if value not in TRUNK:
+        raise UserError('unknown layer {!r} for the freeze cut; choose one of '
+                        '{} or none'.format(value, ', '.join(TRUNK)))
+    return value
+
+
+class Inception(chainer.Chain):
+    """An Inception module whose links are named like chainer.links.Inception."""
+
+    def __init__(self, in_channels, out1, proj3, out3, proj5, out5, proj_pool,
+                 initialW):
+        super().__init__()
+        with self.init_scope():
+            self.conv1 = L.Convolution2D(in_channels, out1, 1,
+                                         initialW=initialW)
+            self.proj3 = L.Convolution2D(in_channels, proj3, 1,
+                                         initialW=initialW)
+            self.conv3 = L.Convolution2D(proj3, out3, 3, pad=1,
+                                         initialW=initialW)
+            self.proj5 = L.Convolution2D(in_channels, proj5, 1,
+                                         initialW=initialW)
+            self.conv5 = L.Convolution2D(proj5, out5, 5, pad=2,
+                                         initialW=initialW)
+            self.projp = L.Convolution2D(in_channels, proj_pool, 1,
+                                         initialW=initialW)
+
+    def forward(self, x):
+        out1 = F.relu(self.conv1(x))
+        out3 = F.relu(self.conv3(F.relu(self.proj3(x))))
+        out5 = F.relu(self.conv5(F.relu(self.proj5(x))))
+        pool = F.relu(self.projp(
+            F.max_pooling_2d(x, 3, stride=1, pad=1, cover_all=True)))
+        return F.concat((out1, out3, out5, pool), axis=1)
+
+
+def _conv_relu(link, x):
+    return F.relu(link(x))
+
+
+def _max_pool(x):
+    # Caffe rounds the pooled size up: cover_all=True.
+    return F.max_pooling_2d(x, 3, stride=2, cover_all=True)
+
+
+def _lrn(x):
+    # Caffe divides alpha by the window size; Chainer does not.
+    return F.local_response_normalization(x, n=5, k=1, alpha=1e-4 / 5,
+                                          beta=0.75)
+
+
+def _aux_pool(x):
+    return F.average_pooling_2d(x, 5, stride=3)
+
+
+class GoogLeNet(chainer.Chain):
+    """bvlc_googlenet with three loss heads and a frozen trunk.
+
+    ``model(x, t)`` returns the training loss
+    ``(loss1 + loss2) * 0.3 + loss3`` and reports its parts;
+    ``model.predict(x)`` returns the loss3 branch's class probabilities.
+    The stages up to and including ``freeze_until`` run under
+    ``no_backprop_mode``, so the graph is cut there; ``freeze_trunk`` keeps
+    their parameters out of the optimizer's updates.
+    """
+
+    def __init__(self, n_classes=None, freeze_until=DEFAULT_FREEZE_UNTIL):
+        super().__init__()
+        self.n_classes = N_CLASSES if n_classes is None else int(n_classes)
+        if self.n_classes < 1:
+            raise UserError('the number of classes must be positive, got {}'
+                            .format(self.n_classes))
+        if freeze_until is not None and freeze_until not in TRUNK:
+            raise ValueError('freeze_until must be None or one of TRUNK')
+        self.freeze_until = freeze_until
+        # Caffe's "xavier" filler is LeCun's uniform in Chainer's terms.
+        w = initializers.LeCunUniform(scale=1.0)
+        with self.init_scope():
+            self.conv1 = L.Convolution2D(3, 64, 7, stride=2, pad=3,
+                                         initialW=w)
+            self.conv2_reduce = L.Convolution2D(64, 64, 1, initialW=w)
+            self.conv2 = L.Convolution2D(64, 192, 3, pad=1, initialW=w)
+            for name, sizes in INCEPTION.items():
+                setattr(self, name, Inception(*sizes, initialW=w))
+            self.loss1_conv = L.Convolution2D(512, 128, 1, initialW=w)
+            self.loss1_fc1 = L.Linear(2048, 1024, initialW=w)
+            self.loss1_fc2 = L.Linear(1024, self.n_classes, initialW=w)
+            self.loss2_conv = L.Convolution2D(528, 128, 1, initialW=w)
+            self.loss2_fc1 = L.Linear(2048, 1024, initialW=w)
+            self.loss2_fc2 = L.Linear(1024, self.n_classes, initialW=w)
+            self.loss3_fc = L.Linear(1024, self.n_classes, initialW=w)
+
+    @property
+    def frozen_stages(self):
+        if self.freeze_until is None:
+            return ()
+        return TRUNK[:TRUNK.index(self.freeze_until) + 1]
+
+    def freeze_trunk(self):
+        """Keeps the frozen stages out of updates; call after optimizer.setup."""
+        for name in self.frozen_stages:
+            getattr(self, name).disable_update()
+
+    def _stage(self, name, h):
+        if name == 'conv1':
+            return _lrn(_max_pool(_conv_relu(self.conv1, h)))
+        if name == 'conv2_reduce':
+            return _conv_relu(self.conv2_reduce, h)
+        if name == 'conv2':
+            return _max_pool(_lrn(_conv_relu(self.conv2, h)))
+        if name in ('inc4a', 'inc5a'):
+            h = _max_pool(h)
+        return getattr(self, name)(h)
+
+    def features(self, x, aux=True):
+        """The trunk: returns what the heads read.
+
+        That is the 5/3 average pools of inc4a and inc4d (None unless
+        ``aux``) and pool5, the 7x7 average pool of inc5b. Those pools have no
+        parameters, so a frozen trunk's features can be computed once and
+        cached.
+        """
+        frozen = self.freeze_until is not None
+        pooled = {}
+        h = x
+        for name in TRUNK:
+            with chainer.using_config('enable_backprop',
+                                      chainer.config.enable_backprop
+                                      and not frozen):
+                h = self._stage(name, h)
+                if aux and name in ('inc4a', 'inc4d'):
+                    pooled[name] = _aux_pool(h)
+                if name == 'inc5b':
+                    pooled[name] = F.average_pooling_2d(h, 7, stride=1)
+            if name == self.freeze_until:
+                frozen = False
+        return pooled.get('inc4a'), pooled.get('inc4d'), pooled['inc5b']
+
+    def _aux_head(self, prefix, h):
+        h = F.relu(getattr(self, prefix + '_conv')(h))
+        h = F.relu(getattr(self, prefix + '_fc1')(h))
+        h = F.dropout(h, 0.7)
+        return getattr(self, prefix + '_fc2')(h)
+
+    def _main_head(self, pool5):
+        return self.loss3_fc(F.dropout(pool5, 0.4))
+
+    def loss_from_features(self, aux1, aux2, pool5, t):
+        """The training loss of the three heads on the trunk's features."""
+        loss1 = F.softmax_cross_entropy(self._aux_head('loss1', aux1), t)
+        loss2 = F.softmax_cross_entropy(self._aux_head('loss2', aux2), t)
+        y = self._main_head(pool5)
+        loss3 = F.softmax_cross_entropy(y, t)
+        loss = (loss1 + loss2) * 0.3 + loss3
+        chainer.report({'loss': loss, 'loss1': loss1, 'loss2': loss2,
+                        'loss3': loss3, 'accuracy': F.accuracy(y, t)}, self)
+        return loss
+
+    def forward(self, x, t):
+        return self.loss_from_features(*self.features(x), t)
+
+    def predict(self, x):
+        """Class probabilities of the loss3 branch, as an array."""
+        with chainer.no_backprop_mode(), chainer.using_config('train', False):
+            return self.probabilities_from_pool5(
+                self.features(x, aux=False)[2])
+
+    def probabilities_from_pool5(self, pool5):
+        return F.softmax(self._main_head(pool5)).array
+
+
+def make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=2e-4):
+    """MomentumSGD as in Caffe's GoogLeNet solver, with the trunk frozen."""
+    optimizer = chainer.optimizers.MomentumSGD(lr=lr, momentum=momentum)
+    optimizer.setup(model)
+    if weight_decay:
+        optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
+    model.freeze_trunk()
+    return optimizer
+
+
+def save_model(path, model, class_names=None):
+    """Writes the model's parameters (and its class names) atomically."""
+    serializer = chainer.serializers.DictionarySerializer()
+    serializer.save(model)
+    arrays = dict(serializer.target)
+    if class_names is not None:
+        arrays['class_names'] = numpy.array(list(class_names), dtype=str)
+    with atomic_write(path) as f:
+        numpy.savez(f, **arrays)
+
+
+def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
+    """Returns (model, class names or None) from a file save_model wrote."""
+    if not os.path.isfile(path):
+        raise UserError('model file not found: {}'.format(path))
+    try:
+        with numpy.load(path, allow_pickle=False) as npz:
+            n_classes = npz['loss3_fc/W'].shape[0]
+            names = (list(npz['class_names']) if 'class_names' in npz.files
+                     else None)
+            model = GoogLeNet(n_classes, freeze_until=freeze_until)
+            chainer.serializers.NpzDeserializer(npz).load(model)
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError('cannot read model file {}: not a model written by '
+                        'this project ({})'.format(path, _one_line(e)))
+    return model, names
+
+
+def _one_line(e):
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
