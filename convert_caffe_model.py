@@ -153,6 +153,8 @@ def fetch_caffemodel(path, url=None, sha1=None):
         raise UserError('{}; download bvlc_googlenet.caffemodel elsewhere '
                         '(sha1 {}) and put it at {}, or pass --caffemodel '
                         'PATH'.format(e, sha1, os.path.abspath(path)))
+    except UserError as e:
+        raise UserError('downloading {}: {}'.format(url, e))
 
 
 def convert(caffemodel, output, n_classes=None, fresh_heads=False,

@@ -11,7 +11,7 @@ from chainer.links.model.vision import googlenet as chainer_googlenet
 import caffe_fixtures
 import convert_caffe_model
 import tuned_googlenet
-from http_fixtures import closed_port
+from http_fixtures import closed_port, cut_off_after
 
 QUIET = dict(log=lambda line: None)
 
@@ -309,3 +309,20 @@ def test_http_error_is_reported(tmp_path, capsys, server):
     err = _bad(tmp_path, capsys, dest, '--download',
                '--url', server.url('/missing'))
     assert 'HTTP 404' in err
+
+
+def test_download_cut_off_then_resumed(tmp_path, capsys, caffemodels, server):
+    body = open(caffemodels['v1'], 'rb').read()
+    answers = [cut_off_after(body, 3000000), lambda h: h._send_range(body)]
+    server.routes['/m'] = lambda handler: answers.pop(0)(handler)
+    dest = tmp_path / 'bvlc_googlenet.caffemodel'
+    argv = ['--download', '--url', server.url('/m'), '--sha1', _sha1(
+        caffemodels['v1'])]
+    err = _bad(tmp_path, capsys, dest, *argv)
+    assert 'broke off' in err
+    kept = (tmp_path / 'bvlc_googlenet.caffemodel.part').stat().st_size
+    assert 0 < kept <= 3000000
+    assert convert_caffe_model.main(['--caffemodel', str(dest), '--output',
+                                     str(tmp_path / 'm.model')] + argv) == 0
+    assert server.requests[-1][1]['Range'] == 'bytes={}-'.format(kept)
+    assert dest.read_bytes() == body

@@ -1,0 +1,331 @@
+import io
+import json
+import re
+
+import numpy
+import pytest
+from PIL import Image
+
+import convert_caffe_model
+import googlenet_io
+import googlenet_predict
+import tuned_googlenet
+from http_fixtures import closed_port, cut_off_after, stall
+
+LINE = re.compile(r'^ {0,2}\d{1,3} +\d{1,3}\.\d\d% n\d{8} \S')
+
+
+def png_bytes(color=(200, 30, 30), size=(40, 30), mode='RGB', fmt='PNG'):
+    buf = io.BytesIO()
+    Image.new(mode, size, color).save(buf, fmt)
+    return buf.getvalue()
+
+
+def run(capsys, *argv):
+    code = googlenet_predict.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def five_class_model(tmp_path, caffemodels):
+    """A 5-class model carrying the class names a training run stores."""
+    path = str(tmp_path / 'tuned.model')
+    model = convert_caffe_model.convert(caffemodels['v1'], path, n_classes=5,
+                                        log=lambda line: None)
+    tuned_googlenet.save_model(path, model,
+                               ['ant', 'bee', 'cat', 'dog', 'eel'])
+    return path
+
+
+def test_default_classifies_the_sample_photo_as_a_table(capsys, model_1000):
+    code, out, err = run(capsys, '--model', model_1000)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].endswith('sample_images/cat.png')
+    assert len(lines) == 11
+    assert all(LINE.match(line) for line in lines[1:]), lines
+    percents = [float(line.split()[1][:-1]) for line in lines[1:]]
+    assert percents == sorted(percents, reverse=True)
+    labels = googlenet_io.read_labels(googlenet_predict.SYNSET_WORDS)
+    assert lines[1].split('% ', 1)[1] in labels
+
+
+def test_synset_words_is_caffes_list():
+    labels = googlenet_io.read_labels(googlenet_predict.SYNSET_WORDS)
+    assert len(labels) == 1000
+    assert labels[0] == 'n01440764 tench, Tinca tinca'
+    assert labels[281] == 'n02123045 tabby, tabby cat'
+    wnids = [line.split()[0] for line in labels]
+    assert wnids == sorted(wnids) and len(set(wnids)) == 1000
+
+
+def test_url_file_and_folder_in_json(capsys, tmp_path, server, model_1000):
+    server.routes['/red.png'] = png_bytes((220, 20, 20))
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    (folder / 'b.png').write_bytes(png_bytes((20, 20, 220)))
+    (folder / 'a.jpg').write_bytes(png_bytes((20, 220, 20), fmt='JPEG'))
+    (folder / 'notes.txt').write_text('not an image')
+    single = tmp_path / 'grey.png'
+    single.write_bytes(png_bytes(128, mode='L'))
+    code, out, err = run(capsys, '--model', model_1000, '--json', '--top',
+                         '3', '-b', '2', '-u', server.url('/red.png'),
+                         str(single), str(folder))
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r['input'] for r in records] == [
+        server.url('/red.png'), str(single), str(folder / 'a.jpg'),
+        str(folder / 'b.png')]
+    for record in records:
+        probs = [p['probability'] for p in record['predictions']]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True)
+        first = record['predictions'][0]
+        assert first['label'].startswith('n') and 0 <= first['index'] < 1000
+
+
+def test_batching_does_not_change_results(capsys, tmp_path, model_1000):
+    paths = []
+    for i, color in enumerate([(250, 0, 0), (0, 250, 0), (0, 0, 250)]):
+        paths.append(str(tmp_path / '{}.png'.format(i)))
+        Image.new('RGB', (50, 60), color).save(paths[-1])
+    _, one, _ = run(capsys, '--model', model_1000, '--json', '-b', '1',
+                    *paths)
+    _, three, _ = run(capsys, '--model', model_1000, '--json', '-b', '3',
+                      *paths)
+    for a, b in zip(one.splitlines(), three.splitlines()):
+        a, b = json.loads(a), json.loads(b)
+        assert [p['index'] for p in a['predictions']] == [
+            p['index'] for p in b['predictions']]
+        numpy.testing.assert_allclose(
+            [p['probability'] for p in a['predictions']],
+            [p['probability'] for p in b['predictions']], atol=1e-6)
+
+
+def test_oversample_averages_caffes_ten_crops(capsys, model_1000):
+    code, out, err = run(capsys, '--model', model_1000, '--json',
+                         '--oversample', '--top', '1000')
+    assert code == 0, err
+    got = {p['index']: p['probability']
+           for p in json.loads(out)['predictions']}
+    model, _ = tuned_googlenet.load_model(model_1000)
+    image = googlenet_io.open_image(googlenet_predict.SAMPLE_IMAGE)
+    crops = googlenet_io.ten_crops(image)
+    assert crops.shape == (10, 3, 224, 224)
+    expected = model.predict(crops).mean(axis=0)
+    numpy.testing.assert_allclose([got[i] for i in range(1000)], expected,
+                                  atol=1e-6)
+
+
+# --- preprocessing: Caffe's reference, exactly ----------------------------
+
+def test_solid_colour_becomes_bgr_minus_mean():
+    x = googlenet_io.preprocess(Image.new('RGB', (300, 200), (10, 20, 30)))
+    assert x.shape == (3, 224, 224) and x.dtype == numpy.float32
+    assert numpy.array_equal(x[:, 5, 7], [30 - 104, 20 - 117, 10 - 123])
+    assert numpy.all(x == x[:, :1, :1])
+
+
+def test_grey_is_replicated_and_alpha_dropped(tmp_path):
+    Image.new('L', (64, 64), 90).save(tmp_path / 'grey.png')
+    grey = googlenet_io.preprocess(
+        googlenet_io.open_image(str(tmp_path / 'grey.png')))
+    assert numpy.array_equal(grey[:, 0, 0], [90 - 104, 90 - 117, 90 - 123])
+    path = tmp_path / 'rgba.png'
+    Image.new('RGBA', (64, 64), (10, 20, 30, 0)).save(path)
+    rgba = googlenet_io.preprocess(googlenet_io.open_image(str(path)))
+    assert numpy.array_equal(rgba[:, 0, 0], [30 - 104, 20 - 117, 10 - 123])
+
+
+def _position_image():
+    """256x256, so the resize keeps every pixel: R = column, G = row."""
+    cols, rows = numpy.meshgrid(numpy.arange(256), numpy.arange(256))
+    array = numpy.stack([cols, rows, numpy.zeros_like(cols)], -1)
+    return Image.fromarray(array.astype(numpy.uint8))
+
+
+def test_centre_crop_starts_at_16():
+    x = googlenet_io.preprocess(_position_image())
+    assert x[2, 0, 0] == 16 - 123 and x[1, 0, 0] == 16 - 117  # R, G
+    assert x[2, 0, 223] == 239 - 123 and x[1, 223, 0] == 239 - 117
+
+
+def test_ten_crops_are_corners_centre_and_mirrors():
+    crops = googlenet_io.ten_crops(_position_image())
+    starts = [(c[1, 0, 0] + 117, c[2, 0, 0] + 123) for c in crops]
+    assert starts[:5] == [(0, 0), (0, 32), (32, 0), (32, 32), (16, 16)]
+    # Mirrored crops read the same window from its right edge.
+    assert starts[5:] == [(0, 223), (0, 255), (32, 223), (32, 255),
+                          (16, 239)]
+    assert numpy.array_equal(crops[5], crops[0][:, :, ::-1])
+
+
+def test_resize_is_pillow_bilinear_to_256():
+    image = Image.fromarray(numpy.random.RandomState(0).randint(
+        0, 256, (300, 400, 3)).astype(numpy.uint8))
+    expected = numpy.asarray(image.resize((256, 256), Image.BILINEAR),
+                             dtype=numpy.float32)
+    x = googlenet_io.preprocess(image)
+    assert numpy.array_equal(x[0], expected[16:240, 16:240, 2] - 104)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # Stored 40x20 with the left half red; orientation 6 means the viewer
+    # rotates it 90 degrees clockwise, so red ends up on top.
+    array = numpy.zeros((20, 40, 3), numpy.uint8)
+    array[:, :20] = (255, 0, 0)
+    array[:, 20:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / 'rotated.jpg'
+    Image.fromarray(array).save(path, exif=exif, quality=95)
+    image = googlenet_io.open_image(str(path))
+    assert image.size == (20, 40)
+    top, bottom = image.getpixel((10, 5)), image.getpixel((10, 35))
+    assert top[0] > 200 and top[2] < 50 and bottom[2] > 200
+
+
+# --- class names ------------------------------------------------------------
+
+def test_fine_tuned_model_prints_its_stored_names(capsys, five_class_model):
+    code, out, err = run(capsys, '--model', five_class_model, '--top', '5')
+    assert code == 0, err
+    names = sorted(line.split('% ')[1] for line in out.splitlines()[1:])
+    assert names == ['ant', 'bee', 'cat', 'dog', 'eel']
+
+
+def test_label_file_overrides(capsys, tmp_path, five_class_model):
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('one\ntwo\nthree\nfour\nfive\n')
+    code, out, _ = run(capsys, '--model', five_class_model, '--json',
+                       '--labels', str(labels))
+    assert code == 0
+    got = {p['label'] for p in json.loads(out)['predictions']}
+    assert got == {'one', 'two', 'three', 'four', 'five'}
+
+
+def test_label_file_of_the_wrong_length_is_refused(capsys, tmp_path,
+                                                   five_class_model):
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('one\ntwo\n')
+    code, out, err = run(capsys, '--model', five_class_model, '--labels',
+                         str(labels))
+    assert code == 1 and out == ''
+    assert err == 'error: {} has 2 labels but the model has 5 classes\n'.format(
+        labels)
+
+
+# --- the first run ----------------------------------------------------------
+
+def test_first_run_converts_the_caffemodel_it_finds(capsys, tmp_path,
+                                                    monkeypatch, caffemodels):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'bvlc_googlenet.caffemodel').symlink_to(caffemodels['v2'])
+    code, out, err = run(capsys, '--top', '1')
+    assert code == 0, err
+    assert (tmp_path / 'googlenet.model').exists()
+    assert 'converting' in err and LINE.match(out.splitlines()[1])
+
+
+def test_first_run_downloads_when_there_is_no_caffemodel(
+        capsys, tmp_path, monkeypatch, caffemodels, server):
+    import hashlib
+    body = open(caffemodels['v1'], 'rb').read()
+    server.routes['/bvlc_googlenet.caffemodel'] = body
+    monkeypatch.setenv('GOOGLENET_CAFFEMODEL_URL',
+                       server.url('/bvlc_googlenet.caffemodel'))
+    monkeypatch.setenv('GOOGLENET_CAFFEMODEL_SHA1',
+                       hashlib.sha1(body).hexdigest())
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, '--top', '1')
+    assert code == 0, err
+    assert (tmp_path / 'bvlc_googlenet.caffemodel').read_bytes() == body
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'bvlc_googlenet.caffemodel', 'googlenet.model']
+
+
+def test_first_run_with_the_host_down_says_what_to_do(capsys, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setenv('GOOGLENET_CAFFEMODEL_URL',
+                       'http://127.0.0.1:{}/x'.format(closed_port()))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys)
+    assert code == 1 and out == ''
+    last = err.splitlines()[-1]
+    assert last.startswith('error: cannot reach 127.0.0.1')
+    assert 'put it at {}'.format(tmp_path / 'bvlc_googlenet.caffemodel') in last
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gpu_without_cupy_says_so(capsys, model_1000):
+    code, out, err = run(capsys, '--model', model_1000, '-g', '0')
+    assert code == 1 and out == ''
+    assert err.startswith('error: --gpu 0 needs CuPy') and err.count('\n') == 1
+
+
+def test_missing_model_file(capsys, tmp_path):
+    code, _, err = run(capsys, '--model', str(tmp_path / 'x.model'))
+    assert code == 1 and err.startswith('error: model file not found')
+
+
+def test_unreadable_model_file(capsys, tmp_path):
+    path = tmp_path / 'x.model'
+    path.write_bytes(b'garbage')
+    code, _, err = run(capsys, '--model', str(path))
+    assert code == 1 and err.startswith('error: cannot read model file')
+    assert err.count('\n') == 1
+
+
+# --- bad inputs: reported one line each, the rest still classified --------
+
+def test_each_bad_input_is_reported_and_the_rest_classified(
+        capsys, tmp_path, server, model_1000, monkeypatch):
+    jpeg = png_bytes(fmt='JPEG', size=(50, 50))
+    server.routes.update({
+        '/ok.png': png_bytes(),
+        '/missing.png': (404, {}, b'no'),
+        '/error.png': (500, {}, b'boom'),
+        '/text.png': (200, {'Content-Type': 'text/html'}, b'<html></html>'),
+        '/truncated.jpg': jpeg[:len(jpeg) // 2],
+        '/big.png': png_bytes(size=(600, 600)) + b'\0' * 5000,
+        '/slow.png': stall(3, png_bytes()),
+        '/cut.png': cut_off_after(png_bytes() + b'\0' * 3000, 100),
+    })
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    bomb = tmp_path / 'bomb.png'
+    Image.new('RGB', (120, 120)).save(bomb)
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 3000)
+    good = tmp_path / 'good.png'
+    good.write_bytes(png_bytes())
+    argv = ['--model', model_1000, '--json', '--timeout', '1',
+            '--max-bytes', '4000', str(good), str(tmp_path / 'nope.jpg'),
+            str(empty), str(bomb)]
+    for path in ['/ok.png', '/missing.png', '/error.png', '/text.png',
+                 '/truncated.jpg', '/big.png', '/slow.png', '/cut.png']:
+        argv += ['-u', server.url(path)]
+    argv += ['-u', 'ftp://127.0.0.1/x.png', '-u',
+             'http://127.0.0.1:{}/x.png'.format(closed_port())]
+    code, out, err = run(capsys, *argv)
+    assert code == 1
+    done = [json.loads(line)['input'] for line in out.splitlines()]
+    assert sorted(done) == sorted([server.url('/ok.png'), str(good)])
+    reasons = {}
+    for line in err.splitlines():
+        assert line.startswith('error: '), line
+        name, reason = line[len('error: '):].split(': ', 1)
+        reasons[name] = reason
+    u = server.url
+    assert reasons[str(tmp_path / 'nope.jpg')] == 'no such file'
+    assert reasons[str(empty)] == 'folder without images'
+    assert reasons[str(bomb)].startswith('larger than the pixel limit')
+    assert reasons[u('/missing.png')] == 'HTTP 404 Not Found'
+    assert reasons[u('/error.png')].startswith('HTTP 500')
+    assert reasons[u('/text.png')] == 'not an image'
+    assert reasons[u('/truncated.jpg')] == 'truncated image'
+    assert reasons[u('/big.png')].startswith('larger than the download limit')
+    assert 'timed out' in reasons[u('/slow.png')]
+    assert reasons[u('/cut.png')].startswith('the download broke off')
+    assert "unsupported URL scheme 'ftp'" in reasons['ftp://127.0.0.1/x.png']
+    assert reasons[argv[-1]].startswith('cannot reach 127.0.0.1')
+    assert len(reasons) == 12
