@@ -71,6 +71,7 @@ def atomic_write(path, mode='wb'):
     except OSError as e:
         raise UserError('cannot write {}: {}'.format(path, e.strerror or e))
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -80,6 +81,12 @@ def atomic_write(path, mode='wb'):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def check_scheme(url):

@@ -206,8 +206,13 @@ class GoogLeNet(chainer.Chain):
                         'loss3': loss3, 'accuracy': F.accuracy(y, t)}, self)
         return loss
 
-    def forward(self, x, t):
-        return self.loss_from_features(*self.features(x), t)
+    def forward(self, *inputs):
+        """``model(x, t)``, or ``model(aux1, aux2, pool5, t)`` on the trunk's
+        cached features."""
+        *features, t = inputs
+        if len(features) == 1:
+            features = self.features(features[0])
+        return self.loss_from_features(*features, t)
 
     def predict(self, x):
         """Class probabilities of the loss3 branch, as an array."""

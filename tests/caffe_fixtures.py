@@ -48,6 +48,10 @@ def random_weights(seed=0, n_classes=1000):
         fan_in = int(numpy.prod(shape[1:]))
         w = rng.standard_normal(shape).astype(numpy.float32)
         w *= numpy.float32(numpy.sqrt(2.0 / fan_in))
+        if name == 'conv1/7x7_s2':
+            # Inputs span about +-128, not +-1: keeps the features O(1),
+            # as the pretrained network's are.
+            w *= numpy.float32(1 / 64)
         b = (rng.standard_normal(shape[0]) * 0.1).astype(numpy.float32)
         weights[name] = (w, b)
     return weights
