@@ -13,6 +13,8 @@ import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
 
+import fast_ops
+
 from googlenet_io import UserError, atomic_write
 
 # Number of classes of the replaced heads (loss1_fc2, loss2_fc2, loss3_fc).
@@ -84,23 +86,64 @@ class Inception(chainer.Chain):
         return F.concat((out1, out3, out5, pool), axis=1)
 
 
-def _conv_relu(link, x):
-    return F.relu(link(x))
+class StandardOps:
+    """The trunk's operations as Chainer functions on NCHW Variables: they
+    backpropagate, and run on any device."""
+
+    @staticmethod
+    def conv_relu(link, x):
+        return F.relu(link(x))
+
+    @staticmethod
+    def max_pool(x):
+        # Caffe rounds the pooled size up: cover_all=True.
+        return F.max_pooling_2d(x, 3, stride=2, cover_all=True)
+
+    @staticmethod
+    def lrn(x):
+        # Caffe divides alpha by the window size; Chainer does not.
+        return F.local_response_normalization(x, n=5, k=1, alpha=1e-4 / 5,
+                                              beta=0.75)
+
+    @staticmethod
+    def inception(module, x):
+        return module(x)
 
 
-def _max_pool(x):
-    # Caffe rounds the pooled size up: cover_all=True.
-    return F.max_pooling_2d(x, 3, stride=2, cover_all=True)
+class FastOps:
+    """The same operations without backprop, on NHWC numpy arrays.
+
+    ``kernels`` (a dict) keeps the weights rearranged for GEMM between calls;
+    it is used only for frozen stages, whose weights no update touches.
+    """
+
+    def __init__(self, kernels):
+        self.kernels = kernels
+        self.reuse_kernels = False
+
+    def _cache(self):
+        return self.kernels if self.reuse_kernels else None
+
+    def conv_relu(self, link, x):
+        return fast_ops.conv_relu(link, x, kernels=self._cache())
+
+    @staticmethod
+    def max_pool(x):
+        return fast_ops.max_pool(x, 3, 2)
+
+    @staticmethod
+    def lrn(x):
+        return fast_ops.lrn(x, n=5, k=1.0, alpha=1e-4 / 5, beta=0.75)
+
+    def inception(self, module, x):
+        return fast_ops.inception(module, x, kernels=self._cache())
 
 
-def _lrn(x):
-    # Caffe divides alpha by the window size; Chainer does not.
-    return F.local_response_normalization(x, n=5, k=1, alpha=1e-4 / 5,
-                                          beta=0.75)
-
-
-def _aux_pool(x):
-    return F.average_pooling_2d(x, 5, stride=3)
+# The heads read the 5/3 average pools of these stages' outputs, and pool5.
+AUX_TAPS = ('inc4a', 'inc4d')
+# The fast path runs big batches in chunks: its working set then stays in
+# the caches, and throughput does not fall as the batch grows.
+FAST_CHUNK = 2
 
 
 class GoogLeNet(chainer.Chain):
@@ -123,6 +166,7 @@ class GoogLeNet(chainer.Chain):
         if freeze_until is not None and freeze_until not in TRUNK:
             raise ValueError('freeze_until must be None or one of TRUNK')
         self.freeze_until = freeze_until
+        self._fast_kernels = {}
         # Caffe's "xavier" filler is LeCun's uniform in Chainer's terms.
         w = initializers.LeCunUniform(scale=1.0)
         with self.init_scope():
@@ -151,16 +195,16 @@ class GoogLeNet(chainer.Chain):
         for name in self.frozen_stages:
             getattr(self, name).disable_update()
 
-    def _stage(self, name, h):
+    def _stage(self, name, h, ops):
         if name == 'conv1':
-            return _lrn(_max_pool(_conv_relu(self.conv1, h)))
+            return ops.lrn(ops.max_pool(ops.conv_relu(self.conv1, h)))
         if name == 'conv2_reduce':
-            return _conv_relu(self.conv2_reduce, h)
+            return ops.conv_relu(self.conv2_reduce, h)
         if name == 'conv2':
-            return _max_pool(_lrn(_conv_relu(self.conv2, h)))
+            return ops.max_pool(ops.lrn(ops.conv_relu(self.conv2, h)))
         if name in ('inc4a', 'inc5a'):
-            h = _max_pool(h)
-        return getattr(self, name)(h)
+            h = ops.max_pool(h)
+        return ops.inception(getattr(self, name), h)
 
     def features(self, x, aux=True):
         """The trunk: returns what the heads read.
@@ -168,23 +212,57 @@ class GoogLeNet(chainer.Chain):
         That is the 5/3 average pools of inc4a and inc4d (None unless
         ``aux``) and pool5, the 7x7 average pool of inc5b. Those pools have no
         parameters, so a frozen trunk's features can be computed once and
-        cached.
+        cached. The stages that need no gradient (the frozen ones, or all
+        under no_backprop_mode) take fast_ops' paths where they apply.
         """
-        frozen = self.freeze_until is not None
-        pooled = {}
-        h = x
-        for name in TRUNK:
+        backprop = chainer.config.enable_backprop
+        frozen = TRUNK.index(self.freeze_until) + 1 if self.freeze_until \
+            else 0
+        no_grad = len(TRUNK) if not backprop else frozen
+        h, pooled, start = x, {}, 0
+        if no_grad and fast_ops.applies(x):
+            h, pooled = self._fast_features(x, no_grad, frozen, aux)
+            start = no_grad
+        for i in range(start, len(TRUNK)):
+            name = TRUNK[i]
             with chainer.using_config('enable_backprop',
-                                      chainer.config.enable_backprop
-                                      and not frozen):
-                h = self._stage(name, h)
-                if aux and name in ('inc4a', 'inc4d'):
-                    pooled[name] = _aux_pool(h)
+                                      backprop and i >= frozen):
+                h = self._stage(name, h, StandardOps)
+                if aux and name in AUX_TAPS:
+                    pooled[name] = F.average_pooling_2d(h, 5, stride=3)
                 if name == 'inc5b':
                     pooled[name] = F.average_pooling_2d(h, 7, stride=1)
-            if name == self.freeze_until:
-                frozen = False
         return pooled.get('inc4a'), pooled.get('inc4d'), pooled['inc5b']
+
+    def _fast_features(self, x, stop, frozen, aux):
+        """Stages [0, stop) on fast_ops: returns the NCHW output of the last
+        one and the pools of the taps it passed, as Variables."""
+        ops = FastOps(self._fast_kernels)
+        outputs, taps = [], {}
+        x = getattr(x, 'array', x)
+        for begin in range(0, len(x), FAST_CHUNK):
+            h = fast_ops.to_nhwc(x[begin:begin + FAST_CHUNK])
+            for i, name in enumerate(TRUNK[:stop]):
+                ops.reuse_kernels = i < frozen
+                h = self._stage(name, h, ops)
+                if aux and name in AUX_TAPS:
+                    taps.setdefault(name, []).append(
+                        fast_ops.average_pool(h, 5, 3))
+                if name == 'inc5b':
+                    taps.setdefault(name, []).append(
+                        fast_ops.average_pool(h, 7, 1))
+            outputs.append(h)
+
+        def joined(parts):
+            return chainer.Variable(fast_ops.to_nchw(
+                numpy.concatenate(parts) if len(parts) > 1 else parts[0]))
+        pooled = {name: joined(parts) for name, parts in taps.items()}
+        return (joined(outputs) if stop < len(TRUNK) else None), pooled
+
+    def serialize(self, serializer):
+        # Loading overwrites the weights in place: drop their GEMM layouts.
+        self._fast_kernels.clear()
+        super().serialize(serializer)
 
     def _aux_head(self, prefix, h):
         h = F.relu(getattr(self, prefix + '_conv')(h))

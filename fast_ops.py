@@ -1,0 +1,240 @@
+"""Inference-only numpy paths for GoogLeNet's trunk, where no gradient is needed.
+
+Chainer's functions keep what backprop needs even under no_backprop_mode:
+max pooling builds im2col columns and an argmax index, the convolutions copy
+their input into columns in NCHW and transpose around tensordot. Here the
+trunk runs channels-last (NHWC), where a 1x1 convolution is one GEMM straight
+on the activations, the 1x1 convolutions of an Inception module that read the
+same input are fused into one GEMM, a kxk convolution is one copy into
+columns and one GEMM, max pooling is a running maximum over strided views
+and LRN a running sum over the (contiguous) channel axis.
+
+Anything that backpropagates keeps Chainer's standard functions. The switch:
+``GOOGLENET_FAST=0`` in the environment, or ``fast_ops.enabled(False)``.
+"""
+import contextlib
+import os
+
+import numpy
+from numpy.lib.stride_tricks import as_strided
+
+_state = {'on': os.environ.get('GOOGLENET_FAST', '1') != '0'}
+# Floats in a working set that fits a core's L2 cache with room to spare.
+_L2_FLOATS = 32 * 1024
+
+
+def is_enabled():
+    return _state['on']
+
+
+@contextlib.contextmanager
+def enabled(flag):
+    """Turns the fast paths on or off inside the block."""
+    previous = _state['on']
+    _state['on'] = flag
+    try:
+        yield
+    finally:
+        _state['on'] = previous
+
+
+def applies(x):
+    """Whether x (an array or Variable) can take the fast path."""
+    array = getattr(x, 'array', x)
+    return _state['on'] and isinstance(array, numpy.ndarray) and (
+        array.dtype == numpy.float32)
+
+
+def to_nhwc(x):
+    return numpy.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def to_nchw(x):
+    return numpy.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def _bias_relu(y, b):
+    y += b
+    numpy.maximum(y, 0, out=y)
+    return y
+
+
+def _columns(x, kh, kw, stride, pad):
+    """im2col for NHWC: (N*Ho*Wo, kh*kw*C + 1), in (ky, kx, c) order, then
+    a column of ones that multiplies the bias row of the kernel matrix."""
+    n, h, w, c = x.shape
+    if pad:
+        padded = numpy.zeros((n, h + 2 * pad, w + 2 * pad, c), x.dtype)
+        padded[:, pad:pad + h, pad:pad + w] = x
+    else:
+        padded = numpy.ascontiguousarray(x)
+    ho = (h + 2 * pad - kh) // stride + 1
+    wo = (w + 2 * pad - kw) // stride + 1
+    sn, sh, sw, sc = padded.strides
+    windows = as_strided(padded, (n, ho, wo, kh, kw, c),
+                         (sn, sh * stride, sw * stride, sh, sw, sc))
+    k = kh * kw * c
+    cols = numpy.empty((n * ho * wo, k + 1), x.dtype)
+    numpy.copyto(cols[:, :k].reshape(windows.shape), windows)
+    cols[:, k] = 1
+    return cols, (n, ho, wo)
+
+
+def _kernel(key, source, make, kernels):
+    """make(), or its earlier result in kernels while source is the same
+    array (kernels is None where the weights may change between calls)."""
+    if kernels is None:
+        return make()
+    entry = kernels.get(key)
+    if entry is None or entry[0] is not source:
+        entry = kernels[key] = (source, make())
+    return entry[1]
+
+
+def conv_relu(link, x, out=None, kernels=None):
+    """ReLU(convolution) of NHWC x by a Convolution2D link, as NHWC.
+
+    ``out``, when given, is a (N*Ho*Wo, O) view to write into (a slice of
+    a concatenated output).
+    """
+    W, b = link.W.array, link.b.array
+    o, c, kh, kw = W.shape
+    stride, pad = link.stride[0], link.pad[0]
+    if kh == kw == 1 and stride == 1 and pad == 0:
+        n, h, w, _ = x.shape
+        y = numpy.matmul(x.reshape(-1, c), W.reshape(o, c).T, out=out)
+        _bias_relu(y, b)
+        return y.reshape(n, h, w, o)
+    cols, shape = _columns(x, kh, kw, stride, pad)
+    # (O, C, kh, kw) -> (kh*kw*C, O) in _columns' order, then the bias.
+    kernel = _kernel(link, W, lambda: numpy.concatenate([
+        W.transpose(2, 3, 1, 0).reshape(-1, o), b[None]]), kernels)
+    y = numpy.matmul(cols, kernel, out=out)
+    numpy.maximum(y, 0, out=y)
+    return y.reshape(shape + (o,))
+
+
+def pooled_size(size, k, s, pad):
+    # Chainer's cover_all=True, which is Caffe's ceil mode for these shapes.
+    return (size + 2 * pad - k + s - 1) // s + 1
+
+
+def max_pool(x, k, s, pad=0):
+    """Max pooling of NHWC x, rounding the output size up like Caffe.
+
+    Separable (along rows, then columns) and without a padded copy: a window
+    reaching past an edge takes the maximum of what lies inside, as Caffe
+    and Chainer's -inf padding do.
+    """
+    n, h, w, c = x.shape
+    rows = _max_along(x, 2, k, s, pad, pooled_size(w, k, s, pad))
+    return _max_along(rows, 1, k, s, pad, pooled_size(h, k, s, pad))
+
+
+def _max_along(x, axis, k, s, pad, size_out):
+    """Window maxima along one axis: out[j] = max x[j*s - pad + d], d < k,
+    over the indices inside the array."""
+    size = x.shape[axis]
+
+    def along(start, stop, step=1):
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(start, stop, step)
+        return tuple(index)
+
+    shape = list(x.shape)
+    shape[axis] = size_out
+    out = None
+    # The offset with every window inside goes first, as a copy.
+    offsets = sorted(range(k), key=lambda d: d != pad)
+    for d in offsets:
+        first = max(0, -((d - pad) // s))  # j with j*s - pad + d >= 0
+        last = min(size_out, (size - 1 - d + pad) // s + 1)
+        if last <= first:
+            continue
+        source = x[along(first * s - pad + d, (last - 1) * s - pad + d + 1,
+                         s)]
+        if out is None:
+            if first == 0 and last == size_out:
+                out = source.copy()
+                continue
+            out = numpy.full(shape, -numpy.inf, x.dtype)
+        target = out[along(first, last)]
+        numpy.maximum(target, source, out=target)
+    return out
+
+
+def lrn(x, n=5, k=1.0, alpha=1e-4 / 5, beta=0.75):
+    """Local response normalisation across the channels of NHWC x:
+    x / (k + alpha * sum of squares over n channels) ** beta.
+
+    Each pixel's squares sit between n // 2 zeros on either side, so the
+    window sums are shifted adds over one contiguous buffer; the work runs
+    over blocks of pixels small enough to stay in the L2 cache.
+    """
+    c = x.shape[-1]
+    half = n // 2
+    width = c + 2 * half
+    flat = x.reshape(-1, c)
+    out = numpy.empty_like(flat)
+    step = max(1, _L2_FLOATS // width)
+    squares = numpy.zeros((step, width), x.dtype)
+    scale = numpy.empty(step * width, x.dtype)
+    for begin in range(0, len(flat), step):
+        block = flat[begin:begin + step]
+        rows = len(block)
+        numpy.multiply(block, block, out=squares[:rows, half:half + c])
+        padded = squares[:rows].reshape(-1)
+        total = scale[:rows * width - 2 * half]
+        # total[j] sums padded[j .. j + n): the window of the channel at
+        # padded index j + half.
+        numpy.add(padded[:len(total)], padded[1:len(total) + 1], out=total)
+        for shift in range(2, n):
+            total += padded[shift:shift + len(total)]
+        total *= alpha
+        total += k
+        if beta == 0.75:
+            # s ** 0.75 = sqrt(s) * sqrt(sqrt(s)), far cheaper than power.
+            numpy.sqrt(total, out=total)
+            total *= numpy.sqrt(total)
+        else:
+            numpy.power(total, beta, out=total)
+        windows = scale[:rows * width].reshape(rows, width)[:, :c]
+        numpy.divide(block, windows, out=out[begin:begin + step])
+    return out.reshape(x.shape)
+
+
+def inception(module, x, kernels=None):
+    """An Inception module on NHWC x: one GEMM for the three 1x1
+    convolutions that read x, the branches written into one output."""
+    n, h, w, c = x.shape
+    first = (module.conv1, module.proj3, module.proj5)
+    widths = [link.W.shape[0] for link in first]
+    kernel, bias = _kernel(module, module.conv1.W.array, lambda: (
+        numpy.concatenate([link.W.array.reshape(-1, c) for link in first]).T,
+        numpy.concatenate([link.b.array for link in first])), kernels)
+    reduced = _bias_relu(x.reshape(-1, c) @ kernel, bias)
+    out1, out3, out5, outp = (module.conv1.W.shape[0],
+                              module.conv3.W.shape[0],
+                              module.conv5.W.shape[0],
+                              module.projp.W.shape[0])
+    y = numpy.empty((n * h * w, out1 + out3 + out5 + outp), x.dtype)
+    y[:, :out1] = reduced[:, :out1]
+    a, b = widths[0], widths[0] + widths[1]
+    proj3 = reduced[:, a:b].reshape(n, h, w, -1)
+    proj5 = reduced[:, b:].reshape(n, h, w, -1)
+    conv_relu(module.conv3, proj3, y[:, out1:out1 + out3], kernels)
+    conv_relu(module.conv5, proj5, y[:, out1 + out3:out1 + out3 + out5],
+              kernels)
+    conv_relu(module.projp, max_pool(x, 3, 1, 1),
+              y[:, out1 + out3 + out5:], kernels)
+    return y.reshape(n, h, w, -1)
+
+
+def average_pool(x, k, s):
+    """Average pooling of NHWC x without padding (both heads' pools)."""
+    n, h, w, c = x.shape
+    ho, wo = (h - k) // s + 1, (w - k) // s + 1
+    sn, sh, sw, sc = x.strides
+    windows = as_strided(x, (n, ho, wo, k, k, c),
+                         (sn, sh * s, sw * s, sh, sw, sc))
+    return windows.mean(axis=(3, 4), dtype=numpy.float32)
