@@ -1,0 +1,126 @@
+"""The fast inference paths against Chainer's standard functions."""
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+import chainer
+import chainer.functions as F
+
+import fast_ops
+import tuned_googlenet
+
+
+@pytest.fixture(scope='module')
+def model(model_1000):
+    return tuned_googlenet.load_model(model_1000)[0]
+
+
+def _images(rng, n, h, w):
+    return rng.uniform(-120, 130, (n, 3, h, w)).astype(numpy.float32)
+
+
+@pytest.mark.parametrize('n, h, w', [(1, 224, 224), (3, 223, 231),
+                                     (5, 239, 224)])
+def test_probabilities_match_the_standard_path(model, rng, n, h, w):
+    x = _images(rng, n, h, w)
+    fast = model.predict(x)
+    with fast_ops.enabled(False):
+        standard = model.predict(x)
+    assert fast.shape == (n, 1000)
+    assert fast.max() > 0.01
+    numpy.testing.assert_allclose(fast, standard, atol=1e-5, rtol=0)
+
+
+def test_features_match_and_the_cut_still_trains(model_1000, rng):
+    model, _ = tuned_googlenet.load_model(model_1000, freeze_until='inc4e')
+    x = _images(rng, 3, 224, 224)
+    results = []
+    for flag in (True, False):
+        with fast_ops.enabled(flag):
+            model.cleargrads()
+            features = model.features(x)
+            F.sum(features[2]).backward()
+            results.append(([f.array.copy() for f in features],
+                            model.inc5a.conv3.W.grad.copy()))
+            assert model.inc4e.conv3.W.grad is None
+    for fast, standard in zip(results[0][0], results[1][0]):
+        assert fast.shape == standard.shape
+        numpy.testing.assert_allclose(fast, standard, rtol=1e-4, atol=1e-4)
+    numpy.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-3,
+                                  atol=1e-3)
+
+
+def _nchw(x):
+    return x.transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize('shape, k, s, pad', [
+    ((2, 112, 112, 8), 3, 2, 0), ((1, 28, 28, 5), 3, 1, 1),
+    ((2, 14, 14, 3), 3, 2, 0), ((1, 15, 13, 3), 3, 2, 0),
+    ((1, 9, 9, 2), 3, 2, 1), ((1, 2, 2, 4), 3, 2, 0)])
+def test_max_pool_matches_cover_all_pooling(rng, shape, k, s, pad):
+    x = rng.randn(*shape).astype(numpy.float32)
+    expected = F.max_pooling_2d(_nchw(x), k, s, pad, cover_all=True).array
+    assert numpy.array_equal(_nchw(fast_ops.max_pool(x, k, s, pad)),
+                             expected)
+
+
+@pytest.mark.parametrize('shape', [(2, 9, 11, 70), (1, 56, 56, 192),
+                                   (1, 3, 3, 1), (3, 5, 5, 6)])
+def test_lrn_matches(rng, shape):
+    x = (rng.randn(*shape) * 80).astype(numpy.float32)
+    expected = F.local_response_normalization(_nchw(x), 5, 1, 1e-4 / 5,
+                                              0.75).array
+    numpy.testing.assert_allclose(_nchw(fast_ops.lrn(x)), expected,
+                                  rtol=1e-5, atol=1e-6)
+
+
+def test_inception_and_strided_convolution_match(model, rng):
+    x = rng.randn(2, 28, 28, 192).astype(numpy.float32)
+    expected = model.inc3a(_nchw(x)).array
+    got = _nchw(fast_ops.inception(model.inc3a, x))
+    numpy.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    image = rng.uniform(-100, 100, (1, 17, 19, 3)).astype(numpy.float32)
+    expected = F.relu(model.conv1(_nchw(image))).array
+    got = _nchw(fast_ops.conv_relu(model.conv1, image))
+    numpy.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_new_weights_are_seen(model_1000, tmp_path, rng):
+    """Kernels kept between calls must follow loads and updates."""
+    model, _ = tuned_googlenet.load_model(model_1000, freeze_until=None)
+    x = _images(rng, 1, 224, 224)
+    before = model.predict(x)
+    # An update of the (unfrozen) trunk, then prediction again.
+    optimizer = tuned_googlenet.make_optimizer(model, lr=1e-3)
+    model.cleargrads()
+    model(_images(rng, 2, 224, 224), numpy.array([3, 4], numpy.int32)
+          ).backward()
+    optimizer.update()
+    after = model.predict(x)
+    with fast_ops.enabled(False):
+        numpy.testing.assert_allclose(after, model.predict(x), atol=1e-5)
+    assert not numpy.allclose(before, after, atol=1e-5)
+    # A load into the same object, frozen this time.
+    frozen, _ = tuned_googlenet.load_model(model_1000)
+    frozen.predict(x)
+    tuned_googlenet.save_model(str(tmp_path / 'm.model'), model)
+    chainer.serializers.load_npz(str(tmp_path / 'm.model'), frozen)
+    numpy.testing.assert_allclose(frozen.predict(x), after, atol=1e-5)
+
+
+def test_the_switch(model, rng):
+    x = _images(rng, 1, 224, 224)
+    assert fast_ops.applies(x)
+    with fast_ops.enabled(False):
+        assert not fast_ops.applies(x)
+    assert not fast_ops.applies(x.astype(numpy.float64))
+    env = dict(os.environ, GOOGLENET_FAST='0')
+    out = subprocess.run(
+        [sys.executable, '-c', 'import fast_ops; print(fast_ops.is_enabled())'],
+        env=env, capture_output=True, text=True, cwd=os.path.dirname(
+            fast_ops.__file__)).stdout
+    assert out.strip() == 'False'
