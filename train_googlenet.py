@@ -334,7 +334,7 @@ def build_trainer(args, model, output, class_names, train_set, val_set):
     trainer.extend(extensions.PrintReport(
         ['epoch', 'iteration', 'main/loss', 'main/loss1', 'main/loss2',
          'main/loss3', 'main/accuracy', 'validation/main/loss',
-         'validation/main/accuracy', 'elapsed_time']))
+         'validation/main/accuracy', 'elapsed_time'], out=sys.stdout))
     if not args.no_progress:
         trainer.extend(extensions.ProgressBar(update_interval=1))
     if args.resume:
