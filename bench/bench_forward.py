@@ -23,8 +23,6 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 import chainer  # noqa: E402
-import chainer.links as L  # noqa: E402
-from chainer.links.model.vision import googlenet as chainer_googlenet  # noqa
 
 import caffe_fixtures  # noqa: E402
 import convert_caffe_model  # noqa: E402
@@ -34,25 +32,12 @@ BATCHES = (1, 8, 32)
 TARGET = 3.0
 
 
-class _Blob:
-    def __init__(self, array):
-        self.array = array
-
-
-class _Layer:
-    def __init__(self, w, b):
-        self.W, self.b = _Blob(w), _Blob(b)
-
-
 def networks():
     weights = caffe_fixtures.random_weights(0)
     ours = tuned_googlenet.GoogLeNet(1000)
     convert_caffe_model.transfer({k: list(v) for k, v in weights.items()},
                                  ours, log=lambda line: None)
-    theirs = L.GoogLeNet(pretrained_model=None)
-    chainer_googlenet._transfer_googlenet(
-        {k: _Layer(*v) for k, v in weights.items()}, theirs)
-    return ours, theirs
+    return ours, caffe_fixtures.chainer_port(weights)
 
 
 def forward(side, net, x):

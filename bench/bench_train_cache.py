@@ -7,8 +7,9 @@ then runs train_googlenet in one process: 3 epochs with the feature cache,
 and 1 epoch without it twice, with the fast trunk (the default) and with
 Chainer's standard functions (fast_ops off: the trunk at about 0.2 s per
 image that the target of 50x was set against). It compares the epoch times
-that the training log records (elapsed_time between epochs). The cache is built
-before the cached run's first epoch (its whole wall time is printed too). Everything else (batch size 32, snapshots, plots, evaluation) is the
+that the training log records (elapsed_time between epochs). The cache is
+built before the cached run's first epoch (its whole wall time is printed
+too). Everything else (batch size 32, snapshots, plots, evaluation) is the
 default.
 """
 import contextlib

@@ -7,6 +7,7 @@ independent description of the file.
 import numpy
 
 import chainer.links as L
+from chainer.links.model.vision import googlenet as chainer_googlenet
 
 import caffe_pb2
 
@@ -118,3 +119,22 @@ def write_caffemodel(path, weights, fmt='v1', n_classes=1000, skip=()):
         _set_blob(layer.blobs.add(), b, b_shape)
     with open(path, 'wb') as f:
         f.write(net.SerializeToString())
+
+
+class _Blob:
+    def __init__(self, array):
+        self.array = array
+
+
+class _CaffeLayer:
+    def __init__(self, w, b):
+        self.W, self.b = _Blob(w), _Blob(b)
+
+
+def chainer_port(weights):
+    """chainer.links.GoogLeNet holding weights, copied by Chainer's own
+    transfer code (an independent check of our layer mapping)."""
+    net = L.GoogLeNet(pretrained_model=None)
+    chainer_googlenet._transfer_googlenet(
+        {name: _CaffeLayer(w, b) for name, (w, b) in weights.items()}, net)
+    return net

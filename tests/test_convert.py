@@ -5,8 +5,6 @@ import numpy
 import pytest
 
 import chainer
-import chainer.links as L
-from chainer.links.model.vision import googlenet as chainer_googlenet
 
 import caffe_fixtures
 import convert_caffe_model
@@ -14,24 +12,6 @@ import tuned_googlenet
 from http_fixtures import closed_port, cut_off_after
 
 QUIET = dict(log=lambda line: None)
-
-
-class _Blob:
-    def __init__(self, array):
-        self.array = array
-
-
-class _CaffeLayer:
-    def __init__(self, w, b):
-        self.W, self.b = _Blob(w), _Blob(b)
-
-
-def chainer_port(weights):
-    """chainer.links.GoogLeNet loaded by Chainer's own transfer code."""
-    net = L.GoogLeNet(pretrained_model=None)
-    src = {name: _CaffeLayer(w, b) for name, (w, b) in weights.items()}
-    chainer_googlenet._transfer_googlenet(src, net)
-    return net
 
 
 def params(model):
@@ -42,7 +22,7 @@ def test_every_array_lands_bit_exactly(model_1000, weights):
     model, names = tuned_googlenet.load_model(model_1000)
     assert names is None
     ours = params(model)
-    expected = params(chainer_port(weights))
+    expected = params(caffe_fixtures.chainer_port(weights))
     assert sorted(ours) == sorted(expected)
     assert len(ours) == 2 * 64
     assert sum(a.size for a in ours.values()) == 13378280
@@ -65,7 +45,7 @@ def test_probabilities_match_chainers_port(model_1000, weights, rng):
     model, _ = tuned_googlenet.load_model(model_1000)
     x = rng.uniform(-120, 130, (2, 3, 224, 224)).astype(numpy.float32)
     ours = model.predict(x)
-    net = chainer_port(weights)
+    net = caffe_fixtures.chainer_port(weights)
     with chainer.no_backprop_mode(), chainer.using_config('train', False):
         theirs = net.forward(x, layers=['prob'])['prob'].array
     assert ours.shape == (2, 1000)
