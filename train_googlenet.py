@@ -395,7 +395,8 @@ def plot_confusion(confusion, class_names, path):
     ax.set_xlabel('predicted')
     ax.set_ylabel('true')
     for (i, j), v in numpy.ndenumerate(confusion):
-        ax.text(j, i, str(v), ha='center', va='center')
+        ax.text(j, i, str(v), ha='center', va='center',
+                color='white' if v > confusion.max() / 2 else 'black')
     fig.tight_layout()
     with atomic_write(path) as f:
         fig.savefig(f, format='png')

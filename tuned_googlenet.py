@@ -14,7 +14,6 @@ import chainer.links as L
 from chainer import initializers
 
 import fast_ops
-
 from googlenet_io import UserError, atomic_write
 
 # Number of classes of the replaced heads (loss1_fc2, loss2_fc2, loss3_fc).
@@ -30,8 +29,6 @@ TRUNK = ('conv1', 'conv2_reduce', 'conv2',
 HEADS = ('loss1_conv', 'loss1_fc1', 'loss1_fc2',
          'loss2_conv', 'loss2_fc1', 'loss2_fc2',
          'loss3_fc')
-# The heads whose width is the number of classes.
-CLASSIFIERS = ('loss1_fc2', 'loss2_fc2', 'loss3_fc')
 # (in_channels, out1, proj3, out3, proj5, out5, proj_pool) of each module.
 INCEPTION = {
     'inc3a': (192, 64, 96, 128, 16, 32, 32),
