@@ -161,8 +161,8 @@ def fetch_bytes(url, max_bytes, timeout=READ_TIMEOUT):
     return bytes(body)
 
 
-def file_sha1(path, digest=None):
-    digest = digest or hashlib.sha1()
+def file_sha1(path):
+    digest = hashlib.sha1()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(CHUNK), b''):
             digest.update(block)
@@ -244,13 +244,12 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff',
                     '.webp', '.ppm', '.pgm')
 
 
-def open_image(source, name=None):
+def open_image(source):
     """A decoded RGB PIL image from a path or bytes, EXIF orientation applied.
 
     Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS) stays on and
     is enforced as an error rather than a warning.
     """
-    name = name or source
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with warnings.catch_warnings():

@@ -75,11 +75,11 @@ def expand_inputs(urls, paths):
     return items
 
 
-def load_input(name, source, max_bytes, timeout):
+def load_input(source, max_bytes, timeout):
     if isinstance(source, UserError):
         raise source
     if '://' in source:
-        return open_image(fetch_bytes(source, max_bytes, timeout), name)
+        return open_image(fetch_bytes(source, max_bytes, timeout))
     if not os.path.exists(source):
         raise UserError('no such file')
     return open_image(source)
@@ -153,7 +153,7 @@ def classify(args):
 
     for name, source in expand_inputs(args.urls, paths):
         try:
-            image = load_input(name, source, args.max_bytes, args.timeout)
+            image = load_input(source, args.max_bytes, args.timeout)
         except UserError as e:
             print('error: {}: {}'.format(name, e), file=sys.stderr)
             failed += 1
