@@ -14,7 +14,7 @@ import sys
 
 import numpy
 
-import chainer
+from chainer_compat import chainer
 
 import convert_caffe_model
 import tuned_googlenet

@@ -16,111 +16,20 @@ import sys
 
 import numpy
 
-import chainer
+from chainer_compat import chainer
 from chainer import training
 from chainer.training import extensions
 
 import tuned_googlenet
+from googlenet_data import (check_labels, drop_unreadable, per_class_report,
+                            plot_confusion, print_report, read_dataset,
+                            stratified_split)
 from googlenet_io import (CENTER, CROP, RESIZE, UserError, atomic_write,
-                          crop, list_images, one_line, open_image,
-                          positive_int, report_errors, resized_bgr)
+                          crop, one_line, open_image, positive_int,
+                          report_errors, resized_bgr)
 
 SNAPSHOT = 'snapshot_iter_{.updater.iteration}'
 SNAPSHOT_PATTERN = re.compile(r'^snapshot_iter_(\d+)$')
-
-
-# --- data -------------------------------------------------------------------
-
-def read_folder(root):
-    """[(path, label)] and class names from a folder of class folders."""
-    classes = sorted(name for name in os.listdir(root)
-                     if os.path.isdir(os.path.join(root, name)))
-    pairs = []
-    for label, name in enumerate(classes):
-        images = list_images(os.path.join(root, name))
-        if not images:
-            raise UserError('class folder {} has no images'.format(
-                os.path.join(root, name)))
-        pairs += [(path, label) for path in images]
-    return pairs, classes
-
-
-def read_list(path, root):
-    """[(path, label)] from a ``path label`` list file; paths against root."""
-    pairs = []
-    with open(path, encoding='utf-8') as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            fields = line.rsplit(None, 1)
-            if len(fields) != 2 or not re.fullmatch(r'-?\d+', fields[1]):
-                raise UserError('{} line {}: expected "path label", got {!r}'
-                                .format(path, number, line.strip()))
-            image = os.path.join(root, fields[0])
-            if not os.path.isfile(image):
-                raise UserError('{} line {}: no such file {}'.format(
-                    path, number, image))
-            pairs.append((image, int(fields[1])))
-    if not pairs:
-        raise UserError('{} lists no images'.format(path))
-    return pairs, None
-
-
-def read_dataset(data, root):
-    if not os.path.exists(data):
-        raise UserError('no such dataset: {}'.format(data))
-    if os.path.isdir(data):
-        return read_folder(data)
-    return read_list(data, root if root is not None else os.path.dirname(
-        os.path.abspath(data)))
-
-
-def check_labels(pairs, n_classes, source):
-    labels = {label for _, label in pairs}
-    bad = sorted(label for label in labels if not 0 <= label < n_classes)
-    if bad:
-        raise UserError('{}: label {} is out of range for a model of {} '
-                        'classes (0..{})'.format(source, bad[0], n_classes,
-                                                 n_classes - 1))
-
-
-def stratified_split(pairs, ratio, seed):
-    """Holds out ``ratio`` of each class (at least one image of any class
-    with two or more), reproducibly for a seed."""
-    rng = numpy.random.RandomState(seed)
-    train, val = [], []
-    for label in sorted({label for _, label in pairs}):
-        members = [p for p in pairs if p[1] == label]
-        order = rng.permutation(len(members))
-        n_val = int(round(len(members) * ratio))
-        if len(members) > 1 and ratio > 0:
-            n_val = min(max(n_val, 1), len(members) - 1)
-        val += [members[i] for i in order[:n_val]]
-        train += [members[i] for i in order[n_val:]]
-    return train, val
-
-
-def drop_unreadable(pairs):
-    """Decodes every image once; returns the readable pairs and a report."""
-    good, bad = [], []
-    for path, label in pairs:
-        try:
-            open_image(path)
-        except UserError as e:
-            bad.append('{}: {}'.format(path, e))
-        else:
-            good.append((path, label))
-    return good, bad
-
-
-def print_report(name, pairs, class_names, unreadable):
-    counts = numpy.bincount([label for _, label in pairs],
-                            minlength=len(class_names))
-    print('{}: {} images'.format(name, len(pairs)))
-    for label, count in enumerate(counts):
-        print('  {:5d}  {}'.format(count, class_names[label]))
-    for line in unreadable:
-        print('  skipped unreadable {}'.format(line))
 
 
 class ImageDataset(chainer.dataset.DatasetMixin):
@@ -362,52 +271,11 @@ def validate(model, dataset, n_classes, batchsize, device):
     return confusion
 
 
-def per_class_report(confusion, class_names):
-    lines = ['{:>9s} {:>9s} {:>7s}  class'.format('precision', 'recall',
-                                                  'images')]
-    predicted = confusion.sum(axis=0)
-    actual = confusion.sum(axis=1)
-    for i, name in enumerate(class_names):
-        precision = confusion[i, i] / predicted[i] if predicted[i] else 0.0
-        recall = confusion[i, i] / actual[i] if actual[i] else 0.0
-        lines.append('{:9.3f} {:9.3f} {:7d}  {}'.format(
-            precision, recall, actual[i], name))
-    total = confusion.sum()
-    lines.append('accuracy {:.3f} on {} images'.format(
-        numpy.trace(confusion) / total if total else 0.0, total))
-    lines.append('confusion matrix (rows: true, columns: predicted):')
-    width = max(5, len(str(confusion.max())) + 1)
-    for i, row in enumerate(confusion):
-        lines.append(''.join('{:{}d}'.format(v, width) for v in row)
-                     + '  ' + class_names[i])
-    return '\n'.join(lines)
-
-
-def plot_confusion(confusion, class_names, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    size = max(4, 0.5 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(confusion, cmap='Blues')
-    ax.set_xticks(range(len(class_names)), class_names, rotation=90)
-    ax.set_yticks(range(len(class_names)), class_names)
-    ax.set_xlabel('predicted')
-    ax.set_ylabel('true')
-    for (i, j), v in numpy.ndenumerate(confusion):
-        ax.text(j, i, str(v), ha='center', va='center',
-                color='white' if v > confusion.max() / 2 else 'black')
-    fig.tight_layout()
-    with atomic_write(path) as f:
-        fig.savefig(f, format='png')
-    plt.close(fig)
-
-
 def prepare_data(args, n_classes):
     """Reads, checks, splits and reports the data; returns the sets."""
     pairs, class_names = read_dataset(args.train, args.root)
     if args.val:
-        val_pairs, _ = read_dataset(args.val, args.root)
+        val_pairs, _ = read_dataset(args.val, args.root, class_names)
     else:
         pairs, val_pairs = stratified_split(pairs, args.val_ratio, args.seed)
     if len({label for _, label in pairs}) < 2:

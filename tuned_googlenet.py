@@ -8,7 +8,7 @@ import os
 
 import numpy
 
-import chainer
+from chainer_compat import chainer
 import chainer.functions as F
 import chainer.links as L
 from chainer import initializers

@@ -26,6 +26,7 @@ TARGET_SECONDS = 3.0
 
 CHAINER_SIDE = '''
 import sys, time
+from chainer_compat import chainer
 import chainer.links as L
 start = time.perf_counter()
 L.GoogLeNet.convert_caffemodel_to_npz(sys.argv[1], sys.argv[2])
@@ -43,7 +44,8 @@ def time_chainer(caffemodel, out):
     env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION='python')
     start = time.perf_counter()
     result = subprocess.run([sys.executable, '-c', CHAINER_SIDE, caffemodel,
-                             out], env=env, capture_output=True, text=True)
+                             out], env=env, capture_output=True, text=True,
+                            cwd=ROOT)
     wall = time.perf_counter() - start
     if result.returncode:
         raise SystemExit('chainer side failed:\n' + result.stderr)

@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
-import chainer  # noqa: E402
+from chainer_compat import chainer  # noqa: E402
 
 import caffe_fixtures  # noqa: E402
 import convert_caffe_model  # noqa: E402

@@ -6,6 +6,7 @@ independent description of the file.
 """
 import numpy
 
+from chainer_compat import chainer  # noqa: F401 (before chainer.links)
 import chainer.links as L
 from chainer.links.model.vision import googlenet as chainer_googlenet
 
