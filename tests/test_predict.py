@@ -11,6 +11,7 @@ import googlenet_io
 import googlenet_predict
 import tuned_googlenet
 from http_fixtures import closed_port, cut_off_after, stall
+from numeric import assert_probabilities_close
 
 LINE = re.compile(r'^ {0,2}\d{1,3} +\d{1,3}\.\d\d% n\d{8} \S')
 
@@ -97,9 +98,9 @@ def test_batching_does_not_change_results(capsys, tmp_path, model_1000):
         a, b = json.loads(a), json.loads(b)
         assert [p['index'] for p in a['predictions']] == [
             p['index'] for p in b['predictions']]
-        numpy.testing.assert_allclose(
+        assert_probabilities_close(
             [p['probability'] for p in a['predictions']],
-            [p['probability'] for p in b['predictions']], atol=1e-6)
+            [p['probability'] for p in b['predictions']])
 
 
 def test_oversample_averages_caffes_ten_crops(capsys, model_1000):
@@ -113,8 +114,7 @@ def test_oversample_averages_caffes_ten_crops(capsys, model_1000):
     crops = googlenet_io.ten_crops(image)
     assert crops.shape == (10, 3, 224, 224)
     expected = model.predict(crops).mean(axis=0)
-    numpy.testing.assert_allclose([got[i] for i in range(1000)], expected,
-                                  atol=1e-6)
+    assert_probabilities_close([got[i] for i in range(1000)], expected)
 
 
 # --- preprocessing: Caffe's reference, exactly ----------------------------

@@ -9,12 +9,14 @@ import numpy
 import pytest
 from PIL import Image
 
-import chainer
+from chainer_compat import chainer
 
 import convert_caffe_model
+import googlenet_data
 import googlenet_predict
 import train_googlenet
 import tuned_googlenet
+from numeric import LOGIT_RTOL, assert_close
 
 COLOURS = {'blue': (30, 40, 220), 'green': (30, 200, 40), 'red': (220, 30, 30)}
 QUIET = ['--no-progress', '--loaderjob', '0']
@@ -102,19 +104,19 @@ def test_cached_features_are_the_trunk_on_the_centre_crop_and_mirror(
         '--cache-features', *QUIET))
     assert len(session.train_set) == 21  # 10% of each class held out
     cached = session.train_set.features
-    image_pairs, _ = train_googlenet.read_folder(dataset)
-    train_pairs, _ = train_googlenet.stratified_split(image_pairs, 0.1, 0)
+    image_pairs, _ = googlenet_data.read_folder(dataset)
+    train_pairs, _ = googlenet_data.stratified_split(image_pairs, 0.1, 0)
     x = train_googlenet.ViewDataset(train_pairs[:2], 2)
     batch = numpy.concatenate([x[0], x[1]])
     with chainer.no_backprop_mode(), chainer.using_config('train', False):
         parts = session.model.features(batch)
     flat = numpy.concatenate([p.array.reshape(4, -1) for p in parts], axis=1)
-    numpy.testing.assert_allclose(cached[:2].reshape(4, -1), flat, atol=1e-5)
+    assert_close(cached[:2].reshape(4, -1), flat)
     assert not numpy.allclose(cached[0, 0], cached[0, 1])  # the mirror
 
 
 def test_a_step_on_images_equals_a_step_on_cached_features(dataset, model_3):
-    pairs, _ = train_googlenet.read_folder(dataset)
+    pairs, _ = googlenet_data.read_folder(dataset)
     pairs = pairs[::8]  # one image of each class
     x = numpy.stack([train_googlenet.ImageDataset(pairs, False)[i][0]
                      for i in range(3)])
@@ -130,13 +132,12 @@ def test_a_step_on_images_equals_a_step_on_cached_features(dataset, model_3):
         grads.append((float(loss.array), {
             name: p.grad for name, p in model.namedparams()
             if p.grad is not None}))
-    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=LOGIT_RTOL)
     assert grads[0][1].keys() == grads[1][1].keys()
     assert {n.split('/')[1] for n in grads[0][1]} == set(
         tuned_googlenet.HEADS)
     for name in grads[0][1]:
-        numpy.testing.assert_allclose(grads[0][1][name], grads[1][1][name],
-                                      rtol=1e-4, atol=1e-6)
+        assert_close(grads[0][1][name], grads[1][1][name])
 
 
 def test_list_file_with_a_root(dataset, model_3, tmp_path, capsys):
@@ -163,8 +164,8 @@ def test_list_file_with_a_root(dataset, model_3, tmp_path, capsys):
 
 def test_stratified_split_is_seeded_and_per_class():
     pairs = [('{}{}'.format(c, i), c) for c in range(3) for i in range(20)]
-    train, val = train_googlenet.stratified_split(pairs, 0.1, seed=3)
-    again = train_googlenet.stratified_split(pairs, 0.1, seed=3)
+    train, val = googlenet_data.stratified_split(pairs, 0.1, seed=3)
+    again = googlenet_data.stratified_split(pairs, 0.1, seed=3)
     assert (train, val) == again
     assert sorted(label for _, label in val) == [0, 0, 1, 1, 2, 2]
     assert len(train) == 54 and not set(train) & set(val)
