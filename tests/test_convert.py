@@ -263,7 +263,7 @@ def test_download_resumes_a_partial_file(tmp_path, caffemodels, server,
     (tmp_path / 'bvlc_googlenet.caffemodel.part').write_bytes(body[:1000000])
     monkeypatch.setenv('GOOGLENET_CAFFEMODEL_URL', server.url('/m.caffemodel'))
     monkeypatch.setenv('GOOGLENET_CAFFEMODEL_SHA1', _sha1(caffemodels['v1']))
-    convert_caffe_model.fetch_caffemodel(str(dest))
+    convert_caffe_model.ensure_caffemodel(str(dest))
     assert server.requests[-1][1]['Range'] == 'bytes=1000000-'
     assert dest.read_bytes() == body
     assert not (tmp_path / 'bvlc_googlenet.caffemodel.part').exists()
