@@ -217,8 +217,8 @@ def check_scheme(url):
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     if '://' not in url:
-        raise UserError('{} has no scheme: add http:// or https:// in front'
-                        .format(url))
+        raise UserError('the URL has no scheme: add http:// or https:// in '
+                        'front')
     if scheme not in ('http', 'https'):
         raise UserError('unsupported URL scheme {!r} (only http and https)'
                         .format(scheme))
