@@ -4,7 +4,10 @@
 
 Reads the old (V1, ``layers``) and the current (``layer``) caffemodel format
 with this project's own caffe_pb2, copies every trunk parameter exactly, copies
-each head whose shape matches, and saves tuned_googlenet.model.
+each head whose shape matches, and saves tuned_googlenet.model, ending with a
+summary line. The caffemodel is by default the one in Chainer's model folder
+($CHAINER_DATASET_ROOT/pfnet/chainer/models, ~/.chainer/dataset/... unless
+set), where googlenet_predict.py keeps it too.
 """
 import argparse
 import functools
@@ -296,6 +299,10 @@ def run(args):
     check_output_path(args.output, [caffemodel])
     if args.download:
         ensure_caffemodel(caffemodel, args.url, args.sha1)
+    elif not os.path.lexists(caffemodel):
+        raise UserError('caffemodel not found: {}; add --download to fetch '
+                        'it there, or give --caffemodel PATH'.format(
+                            caffemodel))
     with file_lock(args.output):
         convert(caffemodel, args.output, args.classes, args.fresh_heads)
 

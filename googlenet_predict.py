@@ -3,9 +3,10 @@
     python googlenet_predict.py -u IMAGE_URL
     python googlenet_predict.py photo.jpg folder/ --top 5 --json
 
-With no model yet it converts bvlc_googlenet.caffemodel (downloading it first
-if it is missing) into googlenet.model. With no inputs it classifies the
-bundled sample photo.
+Without --model it uses googlenet.model in Chainer's model folder
+($CHAINER_DATASET_ROOT/pfnet/chainer/models); on the first run it converts
+bvlc_googlenet.caffemodel there (downloading it first if it is missing). With
+no inputs it classifies the bundled sample photo.
 """
 import argparse
 import json

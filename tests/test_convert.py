@@ -160,7 +160,8 @@ def _bad(tmp_path, capsys, caffemodel, *extra):
 
 
 def test_missing_file(tmp_path, capsys):
-    assert 'not found' in _bad(tmp_path, capsys, tmp_path / 'nope.caffemodel')
+    err = _bad(tmp_path, capsys, tmp_path / 'nope.caffemodel')
+    assert 'not found' in err and 'add --download' in err
 
 
 def test_jpeg_is_not_a_caffemodel(tmp_path, capsys):
