@@ -24,8 +24,8 @@ from chainer_compat import chainer
 import caffe_pb2
 import tuned_googlenet
 from googlenet_io import (UserError, Unreachable, check_output_path,
-                          check_sha1, download_file, file_lock, one_line,
-                          report_errors)
+                          check_sha1, download_file, file_lock, make_once,
+                          one_line, report_errors)
 
 CAFFEMODEL_URL = ('http://dl.caffe.berkeleyvision.org/'
                   'bvlc_googlenet.caffemodel')
@@ -226,25 +226,22 @@ def ensure_caffemodel(path, url=None, sha1=None):
     """Downloads the caffemodel to path unless it is there (resumable,
     verified), holding path's lock so that concurrent runs download once."""
     url, sha1 = resolve_source(url, sha1)
-    if os.path.exists(path):
-        return
-    with file_lock(path):
-        if os.path.exists(path):
-            print('using {}, which another process downloaded'.format(path),
-                  file=sys.stderr)
-            return
-        print('downloading {} to {}'.format(url, path), file=sys.stderr)
-        try:
-            download_file(url, path, sha1=sha1)
-        except Unreachable as e:
-            raise UserError(
-                '{}. Three ways out: put a copy of bvlc_googlenet.caffemodel '
-                '(sha1 {}) at {}; or pass --caffemodel PATH of a copy; or '
-                'set GOOGLENET_CAFFEMODEL_URL to a mirror (and '
-                'GOOGLENET_CAFFEMODEL_SHA1 to its sha1)'.format(
-                    e, sha1, os.path.abspath(path)))
-        except UserError as e:
-            raise UserError('downloading {}: {}'.format(url, e))
+    make_once(path, lambda: _download(url, path, sha1), 'downloaded')
+
+
+def _download(url, path, sha1):
+    print('downloading {} to {}'.format(url, path), file=sys.stderr)
+    try:
+        download_file(url, path, sha1=sha1)
+    except Unreachable as e:
+        raise UserError(
+            '{}. Three ways out: put a copy of bvlc_googlenet.caffemodel '
+            '(sha1 {}) at {}; or pass --caffemodel PATH of a copy; or set '
+            'GOOGLENET_CAFFEMODEL_URL to a mirror (and '
+            'GOOGLENET_CAFFEMODEL_SHA1 to its sha1)'.format(
+                e, sha1, os.path.abspath(path)))
+    except UserError as e:
+        raise UserError('downloading {}: {}'.format(url, e))
 
 
 def convert(caffemodel, output, n_classes=None, fresh_heads=False,

@@ -212,6 +212,22 @@ def file_lock(path, log=None):
         os.close(fd)
 
 
+def make_once(path, make, made_by='made'):
+    """Calls make() to create path unless it exists, holding file_lock(path).
+
+    A process that waited for another finds path there and says so
+    ('using PATH, which another process MADE_BY') instead of making it again.
+    """
+    if os.path.exists(path):
+        return
+    with file_lock(path):
+        if os.path.exists(path):
+            print('using {}, which another process {}'.format(path, made_by),
+                  file=sys.stderr)
+            return
+        make()
+
+
 def check_scheme(url):
     """Refuses a URL that is not http(s)://HOST/..., saying how to fix it."""
     parts = urllib.parse.urlsplit(url)

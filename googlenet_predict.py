@@ -19,7 +19,7 @@ from chainer_compat import chainer
 
 import convert_caffe_model
 import tuned_googlenet
-from googlenet_io import (UserError, fetch_bytes, file_lock, list_images,
+from googlenet_io import (UserError, fetch_bytes, list_images, make_once,
                           open_image, positive_int, preprocess, read_labels,
                           report_errors, ten_crops)
 
@@ -46,19 +46,14 @@ def ensure_model(path, caffemodel):
     whose loss3/classifier cannot be copied: prediction would print a
     random classifier's guesses as ImageNet labels.
     """
-    if os.path.exists(path):
-        return
-    with file_lock(path):
-        if os.path.exists(path):
-            print('using {}, which another process made'.format(path),
-                  file=sys.stderr)
-            return
+    def make():
         print('no model at {}: converting {}'.format(path, caffemodel),
               file=sys.stderr)
         convert_caffe_model.ensure_caffemodel(caffemodel)
         convert_caffe_model.convert(caffemodel, path, n_classes=1000,
                                     required_heads=PREDICTION_HEADS,
                                     log=lambda line: None)
+    make_once(path, make)
 
 
 def class_labels(n_classes, label_file=None, stored=None):

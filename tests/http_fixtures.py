@@ -45,23 +45,9 @@ class LocalServer:
                     self._send_range(route)
 
             def _send_range(self, body):
-                start = 0
-                header = self.headers.get('Range')
-                if header and header.startswith('bytes='):
-                    start = int(header[6:].split('-')[0])
-                    if start >= len(body):
-                        self.send_response(416)
-                        self.send_header('Content-Length', '0')
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header('Content-Range', 'bytes {}-{}/{}'.format(
-                        start, len(body) - 1, len(body)))
-                else:
-                    self.send_response(200)
-                self.send_header('Content-Length', str(len(body) - start))
-                self.end_headers()
-                self.wfile.write(body[start:])
+                start = send_range_headers(self, body)
+                if start is not None:
+                    self.wfile.write(body[start:])
 
         self.httpd = _QuietServer(('127.0.0.1', 0), Handler)
         self.httpd.daemon_threads = True
@@ -78,6 +64,29 @@ class LocalServer:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def send_range_headers(handler, body):
+    """Answers a GET of body, honouring a ``Range: bytes=N-`` header: sends
+    the status and headers, returns where the body starts, or None after a
+    416 (nothing left to send)."""
+    start = 0
+    header = handler.headers.get('Range')
+    if header and header.startswith('bytes='):
+        start = int(header[6:].split('-')[0])
+        if start >= len(body):
+            handler.send_response(416)
+            handler.send_header('Content-Length', '0')
+            handler.end_headers()
+            return None
+        handler.send_response(206)
+        handler.send_header('Content-Range', 'bytes {}-{}/{}'.format(
+            start, len(body) - 1, len(body)))
+    else:
+        handler.send_response(200)
+    handler.send_header('Content-Length', str(len(body) - start))
+    handler.end_headers()
+    return start
 
 
 def cut_off_after(body, n):
@@ -133,17 +142,9 @@ def slowly(body, pieces, interval, gate=None):
     between them, and after the first piece waits for the threading.Event
     gate (if any), so that concurrent clients overlap for sure."""
     def answer(handler):
-        start = 0
-        header = handler.headers.get('Range')
-        if header and header.startswith('bytes='):
-            start = int(header[6:].split('-')[0])
-            handler.send_response(206)
-            handler.send_header('Content-Range', 'bytes {}-{}/{}'.format(
-                start, len(body) - 1, len(body)))
-        else:
-            handler.send_response(200)
-        handler.send_header('Content-Length', str(len(body) - start))
-        handler.end_headers()
+        start = send_range_headers(handler, body)
+        if start is None:
+            return
         step = -(-(len(body) - start) // pieces)
         try:
             for offset in range(start, len(body), step):
