@@ -1,21 +1,29 @@
 """What the scripts share: errors, atomic writes, downloads, images, labels."""
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import io
 import os
+import re
+import stat
 import sys
 import tempfile
+import time
 import urllib.parse
 import warnings
 
 import numpy
 import requests
+import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
 CHUNK = 1 << 20
+# A download that receives fewer bytes than this within the read time-out
+# has stalled (curl's --speed-limit/--speed-time rule).
+STALL_BYTES = 1024
 
 
 class UserError(Exception):
@@ -61,13 +69,23 @@ def one_line(exc):
 def atomic_write(path, mode='wb'):
     """Yields a file that replaces ``path`` only once it is completely written.
 
-    A crash or an exception at any moment leaves the old file (or none) in
-    place and no temporary file behind.
+    What is promised: ``path`` holds either its old content (or nothing) or
+    the complete new content, never a part, whatever happens to this process;
+    an exception in the block, Ctrl-C included, removes the temporary file.
+    A process killed outright (kill -9, power loss) cannot remove its own
+    temporary file, ``.NAME.PID.XXXXXX.tmp`` beside ``path``: the next
+    atomic_write of the same ``path`` removes every such file whose process
+    (by the PID in its name) no longer runs on this machine.
+
+    Raises UserError naming ``path`` when the folder cannot be written or the
+    disk fills up (any OSError with an errno); the old file stays in place.
     """
     directory = os.path.dirname(os.path.abspath(path))
+    prefix = '.' + os.path.basename(path) + '.'
+    remove_stale_temporaries(directory, prefix)
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp',
-                                   prefix='.' + os.path.basename(path) + '.')
+                                   prefix='{}{}.'.format(prefix, os.getpid()))
     except OSError as e:
         raise UserError('cannot write {}: {}'.format(path, e.strerror or e))
     try:
@@ -77,10 +95,41 @@ def atomic_write(path, mode='wb'):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise UserError('cannot write {}: {}'.format(
+                path, e.strerror or e)) from e
         raise
+
+
+def remove_stale_temporaries(directory, prefix):
+    """Removes ``PREFIX<pid>.*.tmp`` files in directory whose writer is gone.
+
+    A PID that still runs is left alone (it may be a concurrent writer; a
+    reused PID only delays the clean-up to a later write).
+    """
+    pattern = re.compile(re.escape(prefix) + r'(\d+)\.[^/]*\.tmp\Z')
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.match(name)
+        if match and not _process_runs(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))
+
+
+def _process_runs(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, but belongs to someone else
+    return True
 
 
 def _umask():
@@ -89,25 +138,130 @@ def _umask():
     return mask
 
 
+def check_output_path(path, inputs=(), what='output'):
+    """Refuses an output that would overwrite something it must not.
+
+    ``path`` must be nothing yet or a regular file (a symlink is judged by
+    its target), and none of ``inputs`` (paths that need not exist).
+    Raises UserError in one line otherwise.
+    """
+    for source in inputs:
+        if os.path.realpath(path) == os.path.realpath(source):
+            raise UserError('{} {} is the input {}; choose another file'
+                            .format(what, path, source))
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise UserError('cannot use {} {}: {}'.format(what, path,
+                                                      e.strerror or e))
+    if stat.S_ISDIR(mode):
+        raise UserError('{} {} is a folder; give a file name'.format(
+            what, path))
+    if not stat.S_ISREG(mode):
+        raise UserError('{} {} is not a regular file (a device, FIFO or '
+                        'socket); give a file name'.format(what, path))
+
+
+@contextlib.contextmanager
+def file_lock(path, log=None):
+    """Holds an exclusive lock on ``path.lock`` (fcntl.flock) for the block.
+
+    Serialises processes that create the same ``path`` (downloads,
+    conversions): a second one says that it waits, then blocks until the
+    first is done, and should then look again whether ``path`` exists. The
+    holder removes the lock file when done; a waiter that then holds the
+    removed file's lock notices (the inode at the path differs) and locks
+    afresh. The kernel drops a lock when its holder dies, even by kill -9,
+    leaving an unlocked file that the next holder removes.
+    """
+    log = log or (lambda line: print(line, file=sys.stderr))
+    lock_path = path + '.lock'
+    waited = False
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise UserError('cannot write {}: {} (creating its lock file)'
+                            .format(path, e.strerror or e))
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not waited:
+                    log('waiting for another process that is writing {} '
+                        '(it holds {})'.format(path, lock_path))
+                    waited = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(lock_path).st_ino
+            except FileNotFoundError:
+                current = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the holder removed it meanwhile: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
+def make_once(path, make, made_by='made'):
+    """Calls make() to create path unless it exists, holding file_lock(path).
+
+    A process that waited for another finds path there and says so
+    ('using PATH, which another process MADE_BY') instead of making it again.
+    """
+    if os.path.exists(path):
+        return
+    with file_lock(path):
+        if os.path.exists(path):
+            print('using {}, which another process {}'.format(path, made_by),
+                  file=sys.stderr)
+            return
+        make()
+
+
 def check_scheme(url):
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    """Refuses a URL that is not http(s)://HOST/..., saying how to fix it."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if '://' not in url:
+        raise UserError('the URL has no scheme: add http:// or https:// in '
+                        'front')
     if scheme not in ('http', 'https'):
         raise UserError('unsupported URL scheme {!r} (only http and https)'
                         .format(scheme))
+    if not parts.netloc:
+        raise UserError('{} names no host'.format(url))
 
 
 def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)):
-    """Starts a streamed GET and turns transport failures into UserErrors."""
+    """Starts a streamed GET and turns transport failures into UserErrors.
+
+    Raises Unreachable when no connection could be made (DNS, refused,
+    connect time-out), UserError for TLS failures, HTTP status >= 400 and
+    the rest.
+    """
     check_scheme(url)
+    host = urllib.parse.urlsplit(url).netloc
     try:
         response = requests.get(url, headers=headers, stream=True,
                                 timeout=timeout)
+    except requests.exceptions.SSLError as e:
+        raise UserError('TLS failure with {}: {}'.format(host, _tls_reason(e)))
     except requests.exceptions.ConnectTimeout:
         raise Unreachable('cannot reach {}: connection timed out'.format(
-            urllib.parse.urlsplit(url).netloc))
+            host))
     except requests.exceptions.ConnectionError as e:
         raise Unreachable('cannot reach {}: {}'.format(
-            urllib.parse.urlsplit(url).netloc, _connection_reason(e)))
+            host, _connection_reason(e)))
     except requests.exceptions.Timeout:
         raise UserError('timed out waiting for the server')
     except requests.exceptions.RequestException as e:
@@ -117,6 +271,15 @@ def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)):
         raise UserError('HTTP {} {}'.format(
             response.status_code, response.reason or '').strip())
     return response
+
+
+def _tls_reason(exc):
+    text = str(exc)
+    if 'CERTIFICATE_VERIFY_FAILED' in text:
+        detail = re.search(r'certificate verify failed: ([^(\')]*)', text)
+        return 'the server\'s certificate could not be verified ({})'.format(
+            detail.group(1).strip() if detail else 'untrusted')
+    return one_line(exc)
 
 
 def _connection_reason(exc):
@@ -129,35 +292,80 @@ def _connection_reason(exc):
     return 'connection failed'
 
 
-def iter_body(response):
-    """The response body in chunks; a stalled or cut connection is a UserError."""
+def iter_body(response, stall_timeout=READ_TIMEOUT, deadline=None):
+    """The response body in chunks as they arrive (each socket read).
+
+    Raises UserError when the connection is cut, when fewer than
+    STALL_BYTES arrive in ``stall_timeout`` seconds (a server that drips a
+    byte now and then makes no progress either), or when the monotonic
+    clock passes ``deadline``.
+    """
+    raw = response.raw
+    mark_time, mark_bytes, received = time.monotonic(), 0, 0
     try:
-        yield from response.iter_content(CHUNK)
-    except requests.exceptions.ChunkedEncodingError:
+        while True:
+            chunk = raw.read1(CHUNK, decode_content=True)
+            if not chunk:
+                return
+            received += len(chunk)
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                raise UserError(_TIMED_OUT)
+            if received - mark_bytes >= STALL_BYTES:
+                mark_time, mark_bytes = now, received
+            elif now - mark_time > stall_timeout:
+                raise UserError(_stalled(stall_timeout))
+            yield chunk
+    except urllib3.exceptions.ReadTimeoutError:
+        raise UserError(_TIMED_OUT if deadline is not None
+                        else _stalled(stall_timeout))
+    except urllib3.exceptions.ProtocolError:
         raise UserError('the download broke off (the connection closed '
                         'before the end)')
-    except requests.exceptions.ConnectionError as e:
-        raise UserError('the download broke off ({})'.format(
-            _connection_reason(e) if 'timed out' not in str(e)
-            else 'read timed out'))
-    except requests.exceptions.RequestException as e:
+    except (urllib3.exceptions.HTTPError, OSError) as e:
         raise UserError('the download broke off ({})'.format(one_line(e)))
 
 
+_TIMED_OUT = 'timed out: the download took longer than the time-out'
+
+
+def _stalled(seconds):
+    return ('the download stalled: under {} bytes in {:g} s'.format(
+        STALL_BYTES, seconds))
+
+
+def looks_like_html(head, content_type=''):
+    """Whether a body that starts with ``head`` is a web page."""
+    if 'html' in (content_type or '').lower():
+        return True
+    start = head[:512].lstrip().lower()
+    return start.startswith((b'<!doctype html', b'<html', b'<head', b'<?xml'))
+
+
 def fetch_bytes(url, max_bytes, timeout=READ_TIMEOUT):
-    """The body of url in memory, refusing anything over max_bytes."""
-    response = http_get(url, timeout=(CONNECT_TIMEOUT, timeout))
+    """The body of url in memory, refusing anything over max_bytes.
+
+    ``timeout`` (seconds) bounds the whole request, connection and body
+    together, checked at every chunk received. A web page is refused.
+    """
+    deadline = time.monotonic() + timeout
+    response = http_get(url, timeout=(min(CONNECT_TIMEOUT, timeout),
+                                      timeout))
     with response:
         length = response.headers.get('Content-Length')
         if length and length.isdigit() and int(length) > max_bytes:
             raise UserError('larger than the download limit ({} > {} bytes)'
                             .format(length, max_bytes))
+        if looks_like_html(b'', response.headers.get('Content-Type')):
+            raise UserError('the server sent an HTML page, not an image')
         body = bytearray()
-        for chunk in iter_body(response):
+        for chunk in iter_body(response, timeout, deadline):
             body += chunk
             if len(body) > max_bytes:
                 raise UserError('larger than the download limit ({} bytes)'
                                 .format(max_bytes))
+    if looks_like_html(bytes(body[:512])):
+        raise UserError('the server sent an HTML page, not an image')
     return bytes(body)
 
 
@@ -169,34 +377,57 @@ def file_sha1(path):
     return digest
 
 
-def download_file(url, dest, sha1=None, progress=True):
+def check_sha1(text, source='--sha1'):
+    """Refuses anything but 40 hexadecimal digits, naming where it came
+    from; returns it in lower case."""
+    if not re.fullmatch(r'[0-9a-fA-F]{40}', text or ''):
+        raise UserError('{} {!r} is not a sha1 (40 hexadecimal digits)'
+                        .format(source, text))
+    return text.lower()
+
+
+def download_file(url, dest, sha1=None, progress=True,
+                  stall_timeout=READ_TIMEOUT):
     """Downloads url to dest, resuming ``dest.part``, verifying the sha1.
 
-    The file appears at dest only when it is complete and verified.
+    The file appears at dest only when it is complete and verified; a
+    broken-off or stalled download keeps ``dest.part`` for the next try, a
+    wrong one (checksum mismatch, a web page) is removed. Callers that may
+    run concurrently hold file_lock(dest). Raises Unreachable or UserError.
     """
     part = dest + '.part'
     offset = os.path.getsize(part) if os.path.exists(part) else 0
     headers = {'Range': 'bytes={}-'.format(offset)} if offset else None
     try:
-        response = http_get(url, headers=headers)
+        response = http_get(url, headers=headers,
+                            timeout=(CONNECT_TIMEOUT, stall_timeout))
     except UserError as e:
         # 416: the part file already holds the whole body.
         if not (offset and str(e).startswith('HTTP 416')):
             raise
         response = None
     if response is not None:
-        _receive(response, part, offset, os.path.basename(dest), progress)
+        _receive(response, part, offset, os.path.basename(dest), progress,
+                 stall_timeout)
+    with open(part, 'rb') as f:
+        head = f.read(512)
+    if looks_like_html(head):
+        os.unlink(part)
+        raise UserError('the server sent a web page, not the file; check '
+                        'the URL (the download was removed)')
     if sha1:
         actual = file_sha1(part).hexdigest()
         if actual != sha1.lower():
             os.unlink(part)
-            raise UserError('checksum mismatch: expected sha1 {}, got {}; '
-                            'the download was removed, run again to fetch '
-                            'it afresh'.format(sha1, actual))
+            raise UserError(
+                'checksum mismatch: expected sha1 {}, got {}; the download '
+                'was removed. Check that the server sends the right file '
+                'and that the expected sha1 (--sha1 or '
+                'GOOGLENET_CAFFEMODEL_SHA1) is its sha1'.format(sha1, actual))
     os.replace(part, dest)
 
 
-def _receive(response, part, offset, name, progress):
+def _receive(response, part, offset, name, progress, stall_timeout):
     with response:
         if response.status_code != 206:
             offset = 0  # the server ignored the range: start afresh
@@ -209,11 +440,19 @@ def _receive(response, part, offset, name, progress):
         done = offset
         try:
             with out:
-                for chunk in iter_body(response):
-                    out.write(chunk)
+                for chunk in iter_body(response, stall_timeout):
+                    try:
+                        out.write(chunk)
+                    except OSError as e:
+                        raise UserError('cannot write {}: {} (what arrived '
+                                        'so far is kept for the next try)'
+                                        .format(part, e.strerror or e))
                     done += len(chunk)
                     if progress:
                         _show_progress(name, done, total)
+        except OSError as e:  # the buffered last bytes, written at close
+            raise UserError('cannot write {}: {}'.format(
+                part, e.strerror or e))
         finally:
             if progress and done > offset:
                 print(file=sys.stderr)  # end the progress line
@@ -225,11 +464,12 @@ def _total_size(response, offset):
 
 
 def _show_progress(name, done, total):
+    # Bytes, not MB: a slow server's progress must visibly move.
     if total:
-        text = '\rdownloading {} {:5.1f}% {:.1f}/{:.1f} MB'.format(
-            name, 100.0 * done / total, done / 1e6, total / 1e6)
+        text = '\rdownloading {} {:5.1f}% {:,} of {:,} bytes'.format(
+            name, 100.0 * done / total, done, total)
     else:
-        text = '\rdownloading {} {:.1f} MB'.format(name, done / 1e6)
+        text = '\rdownloading {} {:,} bytes'.format(name, done)
     sys.stderr.write(text)
     sys.stderr.flush()
 

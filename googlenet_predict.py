@@ -3,9 +3,10 @@
     python googlenet_predict.py -u IMAGE_URL
     python googlenet_predict.py photo.jpg folder/ --top 5 --json
 
-With no model yet it converts bvlc_googlenet.caffemodel (downloading it first
-if it is missing) into googlenet.model. With no inputs it classifies the
-bundled sample photo.
+Without --model it uses googlenet.model in Chainer's model folder
+($CHAINER_DATASET_ROOT/pfnet/chainer/models); on the first run it converts
+bvlc_googlenet.caffemodel there (downloading it first if it is missing). With
+no inputs it classifies the bundled sample photo.
 """
 import argparse
 import json
@@ -18,27 +19,41 @@ from chainer_compat import chainer
 
 import convert_caffe_model
 import tuned_googlenet
-from googlenet_io import (UserError, fetch_bytes, list_images, open_image,
-                          positive_int, preprocess, read_labels,
+from googlenet_io import (UserError, fetch_bytes, list_images, make_once,
+                          open_image, positive_int, preprocess, read_labels,
                           report_errors, ten_crops)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_MODEL = 'googlenet.model'
+MODEL_NAME = 'googlenet.model'
+# The links model.predict runs through beyond the trunk.
+PREDICTION_HEADS = ('loss3_fc',)
 SAMPLE_IMAGE = os.path.join(HERE, 'sample_images', 'cat.png')
 SYNSET_WORDS = os.path.join(HERE, 'synset_words.txt')
 MAX_DOWNLOAD_BYTES = 50 * 1000 * 1000
 
 
+def default_model():
+    """The first run's 1000-class model, beside the caffemodel in Chainer's
+    model folder (see convert_caffe_model.default_caffemodel)."""
+    return os.path.join(convert_caffe_model.model_directory(), MODEL_NAME)
+
+
 def ensure_model(path, caffemodel):
-    """Creates the 1000-class model from the caffemodel when it is missing."""
-    if os.path.exists(path):
-        return
-    print('no model at {}: converting {}'.format(path, caffemodel),
-          file=sys.stderr)
-    if not os.path.exists(caffemodel):
-        convert_caffe_model.fetch_caffemodel(caffemodel)
-    convert_caffe_model.convert(caffemodel, path, n_classes=1000,
-                                log=lambda line: None)
+    """Creates the 1000-class model from the caffemodel when it is missing.
+
+    Holds path's lock, so that a second first run waits for the first and
+    then uses its model. Refuses (UserError naming the layer) a caffemodel
+    whose loss3/classifier cannot be copied: prediction would print a
+    random classifier's guesses as ImageNet labels.
+    """
+    def make():
+        print('no model at {}: converting {}'.format(path, caffemodel),
+              file=sys.stderr)
+        convert_caffe_model.ensure_caffemodel(caffemodel)
+        convert_caffe_model.convert(caffemodel, path, n_classes=1000,
+                                    required_heads=PREDICTION_HEADS,
+                                    log=lambda line: None)
+    make_once(path, make)
 
 
 def class_labels(n_classes, label_file=None, stored=None):
@@ -63,7 +78,7 @@ def expand_inputs(urls, paths):
     A source is a URL or a file path; problems found here come back as
     (name, UserError) so they are reported in place, like the others.
     """
-    items = [(url, url) for url in urls]
+    items = [(url, ImageURL(url)) for url in urls]
     for path in paths:
         if os.path.isdir(path):
             images = list_images(path)
@@ -75,10 +90,14 @@ def expand_inputs(urls, paths):
     return items
 
 
+class ImageURL(str):
+    """An input given with -u: always fetched, never opened as a file."""
+
+
 def load_input(source, max_bytes, timeout):
     if isinstance(source, UserError):
         raise source
-    if '://' in source:
+    if isinstance(source, ImageURL) or '://' in source:
         return open_image(fetch_bytes(source, max_bytes, timeout))
     if not os.path.exists(source):
         raise UserError('no such file')
@@ -131,9 +150,12 @@ def get_device(gpu):
 
 
 def classify(args):
-    if args.model == DEFAULT_MODEL:
-        ensure_model(args.model, args.caffemodel)
-    model, stored_names = tuned_googlenet.load_model(args.model)
+    model_path = args.model
+    if model_path is None:
+        model_path = default_model()
+        ensure_model(model_path, args.caffemodel
+                     or convert_caffe_model.default_caffemodel())
+    model, stored_names = tuned_googlenet.load_model(model_path)
     labels = class_labels(model.n_classes, args.labels, stored_names)
     device = get_device(args.gpu)
     model.to_device(device)
@@ -172,12 +194,15 @@ def build_parser():
                         help='image files or folders of images')
     parser.add_argument('-u', '--url', dest='urls', action='append',
                         default=[], help='an image URL (repeatable)')
-    parser.add_argument('--model', default=DEFAULT_MODEL,
-                        help='a model this project wrote (default: '
-                        '%(default)s, created from the caffemodel)')
-    parser.add_argument('--caffemodel',
-                        default=convert_caffe_model.DEFAULT_CAFFEMODEL,
-                        help='where the caffemodel is, or is downloaded to')
+    parser.add_argument('--model', default=None,
+                        help='a model this project wrote (default: {} in '
+                        'Chainer\'s model folder, made from the caffemodel '
+                        'on the first run)'.format(MODEL_NAME))
+    parser.add_argument('--caffemodel', default=None,
+                        help='where the caffemodel is, or is downloaded to, '
+                        'for the default model (default: {} in Chainer\'s '
+                        'model folder)'.format(
+                            convert_caffe_model.CAFFEMODEL_NAME))
     parser.add_argument('--labels', help='class names, one per line')
     parser.add_argument('--top', type=positive_int, default=10,
                         help='how many classes to print (default: 10)')
@@ -194,7 +219,8 @@ def build_parser():
                         help='download size limit per image (default: '
                         '%(default)s)')
     parser.add_argument('--timeout', type=float, default=30,
-                        help='seconds to wait for an image server')
+                        help='seconds an image download may take in all '
+                        '(default: %(default)s)')
     return parser
 
 

@@ -321,7 +321,12 @@ def save_model(path, model, class_names=None):
 
 
 def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
-    """Returns (model, class names or None) from a file save_model wrote."""
+    """Returns (model, class names or None) from a file save_model wrote.
+
+    Raises UserError when the file is missing, is not such a file, or holds
+    NaN or infinite parameters (naming the first such one): those would
+    print ``nan`` probabilities for every input.
+    """
     if not os.path.isfile(path):
         raise UserError('model file not found: {}'.format(path))
     try:
@@ -336,6 +341,11 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
     except Exception as e:
         raise UserError('cannot read model file {}: not a model written by '
                         'this project ({})'.format(path, _one_line(e)))
+    for name, param in sorted(model.namedparams()):
+        if not numpy.isfinite(param.array).all():
+            raise UserError('model file {} holds NaN or infinite values in '
+                            '{}; convert or train it again'.format(
+                                path, name))
     return model, names
 
 

@@ -7,6 +7,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
+from chainer_compat import chainer  # noqa: E402
+
 import caffe_fixtures  # noqa: E402
 import convert_caffe_model  # noqa: E402
 from http_fixtures import LocalServer  # noqa: E402
@@ -53,3 +55,16 @@ def seeded():
     cached-feature views draw from, starts every test in the same state, so
     no outcome depends on the order or the set of tests run before it."""
     numpy.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def dataset_root(tmp_path_factory, monkeypatch):
+    """Chainer's dataset root, where the default caffemodel and model go, is
+    a fresh temporary folder in every test and its subprocesses: no test
+    writes to ~/.chainer or sees another test's downloads."""
+    root = str(tmp_path_factory.mktemp('chainer_dataset'))
+    monkeypatch.setenv('CHAINER_DATASET_ROOT', root)
+    previous = chainer.dataset.get_dataset_root()
+    chainer.dataset.set_dataset_root(root)
+    yield root
+    chainer.dataset.set_dataset_root(previous)

@@ -160,7 +160,8 @@ def _bad(tmp_path, capsys, caffemodel, *extra):
 
 
 def test_missing_file(tmp_path, capsys):
-    assert 'not found' in _bad(tmp_path, capsys, tmp_path / 'nope.caffemodel')
+    err = _bad(tmp_path, capsys, tmp_path / 'nope.caffemodel')
+    assert 'not found' in err and 'add --download' in err
 
 
 def test_jpeg_is_not_a_caffemodel(tmp_path, capsys):
@@ -263,18 +264,23 @@ def test_download_resumes_a_partial_file(tmp_path, caffemodels, server,
     (tmp_path / 'bvlc_googlenet.caffemodel.part').write_bytes(body[:1000000])
     monkeypatch.setenv('GOOGLENET_CAFFEMODEL_URL', server.url('/m.caffemodel'))
     monkeypatch.setenv('GOOGLENET_CAFFEMODEL_SHA1', _sha1(caffemodels['v1']))
-    convert_caffe_model.fetch_caffemodel(str(dest))
+    convert_caffe_model.ensure_caffemodel(str(dest))
     assert server.requests[-1][1]['Range'] == 'bytes=1000000-'
     assert dest.read_bytes() == body
     assert not (tmp_path / 'bvlc_googlenet.caffemodel.part').exists()
 
 
-def test_checksum_mismatch(tmp_path, capsys, caffemodels, server):
+def test_checksum_mismatch_says_what_to_check(tmp_path, capsys, caffemodels,
+                                             server):
     server.routes['/m.caffemodel'] = open(caffemodels['v1'], 'rb').read()
     dest = tmp_path / 'bvlc_googlenet.caffemodel'
     err = _bad(tmp_path, capsys, dest, '--download',
                '--url', server.url('/m.caffemodel'), '--sha1', '0' * 40)
-    assert 'checksum mismatch' in err
+    assert 'checksum mismatch: expected sha1 {}, got {}'.format(
+        '0' * 40, _sha1(caffemodels['v1'])) in err
+    assert 'the server sends the right file' in err
+    assert '--sha1 or GOOGLENET_CAFFEMODEL_SHA1' in err
+    assert 'run again' not in err  # it would only repeat the mismatch
     assert os.listdir(tmp_path) == []
 
 
@@ -283,7 +289,8 @@ def test_unreachable_host_says_where_to_put_the_file(tmp_path, capsys):
     url = 'http://127.0.0.1:{}/m.caffemodel'.format(closed_port())
     err = _bad(tmp_path, capsys, dest, '--download', '--url', url)
     assert 'cannot reach 127.0.0.1' in err
-    assert 'put it at {}'.format(dest) in err
+    assert 'at {}; or pass --caffemodel PATH'.format(dest) in err
+    assert 'GOOGLENET_CAFFEMODEL_URL' in err
 
 
 def test_http_error_is_reported(tmp_path, capsys, server):
@@ -308,3 +315,168 @@ def test_download_cut_off_then_resumed(tmp_path, capsys, caffemodels, server):
                                      str(tmp_path / 'm.model')] + argv) == 0
     assert server.requests[-1][1]['Range'] == 'bytes={}-'.format(kept)
     assert dest.read_bytes() == body
+
+
+# --- issue 11: nothing silently wrong ---------------------------------------
+
+def test_summary_line_counts_trunk_layers_and_heads(caffemodels, tmp_path,
+                                                    capsys):
+    out = tmp_path / 'five.model'
+    assert convert_caffe_model.main(['--caffemodel', caffemodels['v1'],
+                                     '--output', str(out),
+                                     '--classes', '5']) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    # 3 stem convolutions and 9 Inception modules of 6 each; 7 head links.
+    assert last == ('saved {} (5 classes): 57 trunk layers copied, 4 heads '
+                    'copied, 3 heads left fresh (loss1_fc2, loss2_fc2, '
+                    'loss3_fc)'.format(out))
+
+
+def _with(weights, **changes):
+    changed = dict(weights)
+    changed.update(changes)
+    return changed
+
+
+@pytest.mark.parametrize('value', [numpy.nan, numpy.inf])
+def test_non_finite_weights_are_refused_naming_the_layer(tmp_path, capsys,
+                                                         value):
+    path = _net_file(tmp_path / 'nan.caffemodel',
+                     layers=[('conv1/7x7_s2', (1, 1, 1, 2)),
+                             ('loss2/fc', (1, 1, 2, 3))], poison=value)
+    err = _bad(tmp_path, capsys, path)
+    assert err.endswith('blob 0 of layer loss2/fc holds NaN or infinite '
+                        'values')
+
+
+def test_a_model_file_with_non_finite_weights_is_refused_at_load(
+        tmp_path, capsys, model_1000):
+    model, _ = tuned_googlenet.load_model(model_1000)
+    model.inc4c.conv3.b.array[5] = numpy.nan
+    path = str(tmp_path / 'nan.model')
+    tuned_googlenet.save_model(path, model)
+    with pytest.raises(convert_caffe_model.UserError,
+                       match='holds NaN or infinite values in '
+                       '/inc4c/conv3/b'):
+        tuned_googlenet.load_model(path)
+    import googlenet_predict
+    assert googlenet_predict.main(['--model', path, '--json']) == 1
+    out, err = capsys.readouterr()
+    assert out == '' and err.startswith('error: model file {}'.format(path))
+
+
+def _edited(source, path, edit):
+    """source's caffemodel (BlobShape format) with edit(net) applied."""
+    import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    with open(source, 'rb') as f:
+        net.ParseFromString(f.read())
+    edit(net)
+    path.write_bytes(net.SerializeToString())
+    return path
+
+
+def _drop_classifier(net):
+    kept = [layer for layer in net.layer if layer.name != 'loss3/classifier']
+    del net.layer[:]
+    net.layer.extend(kept)
+
+
+def _ten_classes(net):
+    layer, = [l for l in net.layer if l.name == 'loss3/classifier']
+    w, b = layer.blobs
+    del w.data[10 * 1024:]
+    w.shape.dim[0] = 10
+    del b.data[10:]
+    b.shape.dim[0] = 10
+
+
+@pytest.mark.parametrize('edit, expected', [
+    (_drop_classifier, 'loss3/classifier is missing from the caffemodel'),
+    (_ten_classes, 'loss3/classifier has shape (10, 1024)')])
+def test_the_first_run_refuses_a_caffemodel_without_imagenets_classifier(
+        tmp_path, capsys, caffemodels, dataset_root, edit, expected):
+    import googlenet_predict
+    path = _edited(caffemodels['v2'], tmp_path / 'headless.caffemodel', edit)
+    assert googlenet_predict.main(['--caffemodel', str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ''
+    last = err.splitlines()[-1]
+    assert last.startswith('error: head layer ' + expected)
+    assert 'a 1000-class model for prediction needs it' in last
+    folder = os.path.join(dataset_root, 'pfnet', 'chainer', 'models')
+    assert os.listdir(folder) == []  # no random classifier cached
+
+
+def test_output_that_is_the_input_is_refused(tmp_path, capsys, caffemodels):
+    path = tmp_path / 'in.caffemodel'
+    path.write_bytes(open(caffemodels['v1'], 'rb').read())
+    before = _sha1(path)
+    link = tmp_path / 'link.model'
+    link.symlink_to(path)
+    for output in (path, link):
+        assert convert_caffe_model.main(['--caffemodel', str(path),
+                                         '--output', str(output)]) == 1
+        err = capsys.readouterr().err
+        assert err == ('error: output {} is the input {}; choose another '
+                       'file\n'.format(output, path))
+    assert _sha1(path) == before
+
+
+def test_output_that_is_a_folder_or_a_device_is_refused(tmp_path, capsys,
+                                                        caffemodels):
+    import stat
+    mode = os.stat('/dev/null').st_mode
+    for output, reason in ((tmp_path, 'is a folder'),
+                           ('/dev/null', 'is not a regular file')):
+        assert convert_caffe_model.main(['--caffemodel', caffemodels['v1'],
+                                         '--output', str(output)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith('error: output {} {}'.format(output, reason))
+        assert err.count('\n') == 1
+    assert os.stat('/dev/null').st_mode == mode and stat.S_ISCHR(mode)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_fifo_as_caffemodel_is_refused_without_waiting(tmp_path, capsys):
+    fifo = tmp_path / 'pipe'
+    os.mkfifo(fifo)
+    err = _bad(tmp_path, capsys, fifo)
+    assert err == ('error: {} is not a regular file (a FIFO, device or '
+                   'socket), not a caffemodel'.format(fifo))
+
+
+def _net_file(path, layer=(), layers=(), poison=None):
+    """A small caffemodel; poison, if given, is the last value of the
+    last V1 layer's blob."""
+    import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    for name, dims in layer:
+        blob = net.layer.add(name=name).blobs.add()
+        blob.shape.dim.extend(dims)
+    for name, dims in layers:
+        blob = net.layers.add(name=name).blobs.add()
+        blob.num, blob.channels, blob.height, blob.width = dims
+        blob.data.extend([0.5] * int(numpy.prod(dims)))
+    if poison is not None:
+        blob.data[-1] = poison
+    path.write_bytes(net.SerializeToString())
+    return path
+
+
+def test_a_blob_shape_that_overflows_is_one_line(tmp_path, capsys):
+    # 2**32 * 2**32 wraps to 0 in int64: it must not pass for an empty blob.
+    path = _net_file(tmp_path / 'huge.caffemodel',
+                     layer=[('conv1/7x7_s2', [2 ** 32, 2 ** 32])])
+    err = _bad(tmp_path, capsys, path)
+    assert err.endswith('blob 0 of layer conv1/7x7_s2 holds 0 values for '
+                        'shape ({0}, {0})'.format(2 ** 32))
+
+
+def test_a_file_with_both_layer_and_layers_is_refused(tmp_path, capsys):
+    path = _net_file(tmp_path / 'both.caffemodel',
+                     layer=[('conv1/7x7_s2', [0])],
+                     layers=[('conv2/3x3', (1, 1, 1, 2))])
+    err = _bad(tmp_path, capsys, path)
+    assert err == ('error: {} holds both layer and layers (the current and '
+                   'the V1 format), as Caffe refuses too'.format(path))

@@ -1,5 +1,6 @@
 import io
 import json
+import os
 import re
 
 import numpy
@@ -217,18 +218,27 @@ def test_label_file_of_the_wrong_length_is_refused(capsys, tmp_path,
 
 # --- the first run ----------------------------------------------------------
 
+def models_folder(root):
+    return os.path.join(root, 'pfnet', 'chainer', 'models')
+
+
 def test_first_run_converts_the_caffemodel_it_finds(capsys, tmp_path,
-                                                    monkeypatch, caffemodels):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / 'bvlc_googlenet.caffemodel').symlink_to(caffemodels['v2'])
+                                                    monkeypatch, caffemodels,
+                                                    dataset_root):
+    folder = models_folder(dataset_root)
+    os.makedirs(folder)
+    os.symlink(caffemodels['v2'],
+               os.path.join(folder, 'bvlc_googlenet.caffemodel'))
+    monkeypatch.chdir(tmp_path)  # any folder: the files are Chainer's
     code, out, err = run(capsys, '--top', '1')
     assert code == 0, err
-    assert (tmp_path / 'googlenet.model').exists()
+    assert os.path.exists(os.path.join(folder, 'googlenet.model'))
     assert 'converting' in err and LINE.match(out.splitlines()[1])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_first_run_downloads_when_there_is_no_caffemodel(
-        capsys, tmp_path, monkeypatch, caffemodels, server):
+        capsys, tmp_path, monkeypatch, caffemodels, server, dataset_root):
     import hashlib
     body = open(caffemodels['v1'], 'rb').read()
     server.routes['/bvlc_googlenet.caffemodel'] = body
@@ -239,21 +249,47 @@ def test_first_run_downloads_when_there_is_no_caffemodel(
     monkeypatch.chdir(tmp_path)
     code, out, err = run(capsys, '--top', '1')
     assert code == 0, err
-    assert (tmp_path / 'bvlc_googlenet.caffemodel').read_bytes() == body
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    folder = models_folder(dataset_root)
+    with open(os.path.join(folder, 'bvlc_googlenet.caffemodel'), 'rb') as f:
+        assert f.read() == body
+    assert sorted(os.listdir(folder)) == [
         'bvlc_googlenet.caffemodel', 'googlenet.model']
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_explicit_paths_win_over_chainers_folder(capsys, tmp_path,
+                                                 caffemodels, dataset_root):
+    model = tmp_path / 'mine.model'
+    code, _, err = run(capsys, '--model', str(model))
+    assert code == 1 and 'model file not found: {}'.format(model) in err
+    caffemodel = tmp_path / 'copy.caffemodel'
+    os.symlink(caffemodels['v1'], caffemodel)
+    code, _, err = run(capsys, '--caffemodel', str(caffemodel), '--top', '1')
+    assert code == 0, err
+    assert 'converting {}'.format(caffemodel) in err
+    assert os.listdir(models_folder(dataset_root)) == ['googlenet.model']
 
 
 def test_first_run_with_the_host_down_says_what_to_do(capsys, tmp_path,
-                                                      monkeypatch):
+                                                      monkeypatch,
+                                                      dataset_root):
     monkeypatch.setenv('GOOGLENET_CAFFEMODEL_URL',
                        'http://127.0.0.1:{}/x'.format(closed_port()))
+    monkeypatch.delenv('GOOGLENET_CAFFEMODEL_SHA1', raising=False)
     monkeypatch.chdir(tmp_path)
     code, out, err = run(capsys)
     assert code == 1 and out == ''
     last = err.splitlines()[-1]
     assert last.startswith('error: cannot reach 127.0.0.1')
-    assert 'put it at {}'.format(tmp_path / 'bvlc_googlenet.caffemodel') in last
+    path = os.path.join(models_folder(dataset_root),
+                        'bvlc_googlenet.caffemodel')
+    # Issue 15: all three ways out, in the one line.
+    assert 'put a copy of bvlc_googlenet.caffemodel' in last
+    assert 'at {}'.format(path) in last
+    assert '--caffemodel PATH' in last
+    assert 'GOOGLENET_CAFFEMODEL_URL' in last
+    assert 'GOOGLENET_CAFFEMODEL_SHA1' in last
+    assert os.listdir(models_folder(dataset_root)) == []
     assert list(tmp_path.iterdir()) == []
 
 
@@ -321,7 +357,8 @@ def test_each_bad_input_is_reported_and_the_rest_classified(
     assert reasons[str(bomb)].startswith('larger than the pixel limit')
     assert reasons[u('/missing.png')] == 'HTTP 404 Not Found'
     assert reasons[u('/error.png')].startswith('HTTP 500')
-    assert reasons[u('/text.png')] == 'not an image'
+    assert reasons[u('/text.png')] == ('the server sent an HTML page, not '
+                                       'an image')
     assert reasons[u('/truncated.jpg')] == 'truncated image'
     assert reasons[u('/big.png')].startswith('larger than the download limit')
     assert 'timed out' in reasons[u('/slow.png')]
