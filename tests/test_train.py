@@ -104,7 +104,7 @@ def test_cached_features_are_the_trunk_on_the_centre_crop_and_mirror(
         '--cache-features', *QUIET))
     assert len(session.train_set) == 21  # 10% of each class held out
     cached = session.train_set.features
-    image_pairs, _ = googlenet_data.read_folder(dataset)
+    image_pairs = googlenet_data.read_folder(dataset).pairs
     train_pairs, _ = googlenet_data.stratified_split(image_pairs, 0.1, 0)
     x = train_googlenet.ViewDataset(train_pairs[:2], 2)
     batch = numpy.concatenate([x[0], x[1]])
@@ -116,7 +116,7 @@ def test_cached_features_are_the_trunk_on_the_centre_crop_and_mirror(
 
 
 def test_a_step_on_images_equals_a_step_on_cached_features(dataset, model_3):
-    pairs, _ = googlenet_data.read_folder(dataset)
+    pairs = googlenet_data.read_folder(dataset).pairs
     pairs = pairs[::8]  # one image of each class
     x = numpy.stack([train_googlenet.ImageDataset(pairs, False)[i][0]
                      for i in range(3)])
