@@ -291,7 +291,7 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
             warnings.simplefilter('error', Image.DecompressionBombWarning)
             with Image.open(stream) as image:
                 image.load()
-                image = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)
                 return _to_rgb(image)
     except FileNotFoundError:
         raise UserError('no such file')
@@ -378,10 +378,10 @@ def ten_crops(image):
 
 
 def image_suffixes():
-    """The file name endings of the formats Pillow can open (not those it
-    can only write, such as .pdf), lower case with the dot."""
-    return {suffix for suffix, name in Image.registered_extensions().items()
-            if name in Image.OPEN}
+    """The file name endings Pillow registers for its formats, lower case
+    with the dot (a few, such as .pdf, it can only write: such a file is
+    then reported as undecodable rather than passed over)."""
+    return set(Image.registered_extensions())
 
 
 def is_hidden(name):

@@ -287,6 +287,10 @@ def prepare_data(args, n_classes):
         raise UserError('--val-ratio must lie strictly between 0 and 1, got '
                         '{:g}'.format(args.val_ratio))
     train = read_dataset(args.train, args.root)
+    pairs = train.pairs
+    if len({label for _, label in pairs}) < 2:
+        raise UserError('{} has a single class; fine-tuning a classifier '
+                        'needs at least two'.format(args.train))
     class_names = train.class_names
     if class_names is None:  # a list file: --labels, or the label numbers
         class_names = (read_labels(args.labels) if args.labels
@@ -301,10 +305,6 @@ def prepare_data(args, n_classes):
                             args.labels if train.class_names is None
                             else args.train, len(class_names), n_classes,
                             len(class_names)))
-    pairs = train.pairs
-    if len({label for _, label in pairs}) < 2:
-        raise UserError('{} has a single class; fine-tuning a classifier '
-                        'needs at least two'.format(args.train))
     check_labels(pairs, n_classes, args.train)
     val = read_dataset(args.val, args.root, class_names) if args.val else None
     if val is not None:
