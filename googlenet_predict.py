@@ -218,6 +218,7 @@ def classify(args):
             image = load_input(source, args.max_bytes, args.timeout,
                                args.max_pixels)
         except UserError as e:
+            flush()  # the inputs before it first: output in input order
             output.error(name, e)
             continue
         batch.append(predictor.inputs_of(image))

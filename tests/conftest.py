@@ -36,6 +36,15 @@ def model_1000(tmp_path_factory, caffemodels):
     return path
 
 
+@pytest.fixture(scope='session')
+def model_3(tmp_path_factory, caffemodels):
+    """A 3-class model (fresh heads) converted from the V1 file."""
+    path = str(tmp_path_factory.mktemp('m3') / 'tuned_googlenet.model')
+    convert_caffe_model.convert(caffemodels['v1'], path, n_classes=3,
+                                log=lambda line: None)
+    return path
+
+
 @pytest.fixture
 def server():
     with LocalServer() as s:

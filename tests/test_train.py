@@ -39,14 +39,6 @@ def dataset(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp('data') / 'colours', 8)
 
 
-@pytest.fixture(scope='session')
-def model_3(tmp_path_factory, caffemodels):
-    path = str(tmp_path_factory.mktemp('m3') / 'tuned_googlenet.model')
-    convert_caffe_model.convert(caffemodels['v1'], path, n_classes=3,
-                                log=lambda line: None)
-    return path
-
-
 def args_for(*argv):
     return train_googlenet.build_parser().parse_args(list(argv))
 
