@@ -189,8 +189,9 @@ def print_report(name, pairs, class_names, unreadable, skipped=None):
     for class_name in missing:
         print('  {}: 0 {} images'.format(class_name, name.split()[0]))
     if skipped:
-        print('  skipped {} files: {}'.format(
-            sum(skipped.values()), ', '.join(
+        total = sum(skipped.values())
+        print('  skipped {} file{}: {}'.format(
+            total, '' if total == 1 else 's', ', '.join(
                 '{} {}'.format(n, reason)
                 for reason, n in sorted(skipped.items()))))
     for line in unreadable:
@@ -218,11 +219,12 @@ def data_warnings(train, val, class_names, batchsize):
     common = counts.max()
     for label, count in enumerate(counts):
         if 0 < count and count * RARE_RATIO <= common:
-            lines.append('class {} has {} training images, {:.0f}x fewer '
+            lines.append('class {} has {} training image{}, {:.0f}x fewer '
                          'than the commonest ({}): the run does not '
                          're-weight classes; watch its recall in the '
                          'per-class report'.format(
-                             class_names[label], count, common / count,
+                             class_names[label], count,
+                             '' if count == 1 else 's', common / count,
                              common))
     return lines
 

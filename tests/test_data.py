@@ -224,6 +224,7 @@ def test_visible_folders_are_classes_found_recursively(capsys, tmp_path):
     (tmp_path / 'd' / 'dog' / '.DS_Store').write_bytes(b'\0\0\0\1Bud1')
     (tmp_path / 'd' / 'dog' / 'notes.txt').write_text('my dogs')
     (tmp_path / 'd' / 'README.md').write_text('about the data')
+    os.symlink(tmp_path / 'd' / 'cat', nested / 'loop')  # listed once
     hidden_dir = tmp_path / 'd' / 'cat' / '.thumbnails'
     hidden_dir.mkdir()
     Image.fromarray(PHOTO).save(hidden_dir / 't.png')
@@ -315,6 +316,10 @@ def test_list_files_take_class_names_from_labels(capsys, tmp_path):
     (_, _, names), _, _ = prepare(capsys, 3, '--train', str(listing),
                                   '--root', data)
     assert names == ['0', '1', '2']
+    with pytest.raises(googlenet_io.UserError, match='--labels names the '
+                       'classes of a list file; the classes of .* are its '
+                       'folder names'):
+        prepare(capsys, 3, '--train', data, '--labels', str(names_file))
     names_file.write_text('ant\nbee\n')
     with pytest.raises(googlenet_io.UserError,
                        match='names.txt has 2 classes but the model has 3'):
@@ -394,6 +399,14 @@ def test_list_file_with_bom_crlf_and_spaces(capsys, tmp_path):
     listing = tmp_path / 'l.txt'
     listing.write_bytes('\ufeffa/my photo 0.png 0\r\na/1.png 0\r\n'
                         'b/0.png 1\r\nb/1.png  1\r\n\r\n'.encode('utf-8'))
+    names = tmp_path / 'names.txt'
+    names.write_bytes(b'\xef\xbb\xbfant\r\nbig cat\r\n')
+    assert googlenet_io.read_labels(str(names)) == ['ant', 'big cat']
+    names.write_bytes('ant\r\ncaf\xe9\r\n'.encode('latin-1'))
+    with pytest.raises(googlenet_io.UserError) as e:
+        googlenet_io.read_labels(str(names))
+    assert str(e.value) == ('label file {} is not UTF-8 text (byte 0xe9 at '
+                            'offset 8): save it as UTF-8'.format(names))
     got = googlenet_data.read_dataset(str(listing), data).pairs
     assert got == [(os.path.join(data, 'a/my photo 0.png'), 0),
                    (os.path.join(data, 'a/1.png'), 0),
@@ -484,7 +497,7 @@ def test_data_that_cannot_train_well_is_reported_before_training(
         'be validated; add more',
         'warning: the training set (11 images) is smaller than the batch '
         '(16): batches of 11 are used',
-        'warning: class one has 1 training images, 7x fewer than the '
+        'warning: class one has 1 training image, 7x fewer than the '
         'commonest (7): the run does not re-weight classes; watch its '
         'recall in the per-class report',
     ]
