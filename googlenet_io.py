@@ -253,8 +253,8 @@ CENTER = (RESIZE - CROP) // 2
 # A 200 MP photo decodes to 600 MB of RGB; a PNG declaring far more is
 # more likely a decompression bomb than a photo.
 DEFAULT_MAX_PIXELS = 200 * 1000 * 1000
-# Modes Pillow converts to RGB by their definition (alpha is dropped, as
-# Caffe's cv::imread(IMREAD_COLOR) and skimage's rgba2rgb-free loading do).
+# Modes Pillow converts to RGB by their definition; alpha is dropped, as
+# Caffe's cv::imread(IMREAD_COLOR) drops it.
 RGB_READABLE = {'1', 'L', 'P', 'RGB', 'RGBA', 'RGBX', 'RGBa', 'LA', 'PA',
                 'CMYK', 'YCbCr', 'HSV'}
 SIXTEEN_BIT = {'I;16', 'I;16L', 'I;16B', 'I;16N'}
@@ -328,7 +328,8 @@ def _to_rgb(image):
     if mode in RGB_READABLE:
         return image.convert('RGB')
     if mode in SIXTEEN_BIT or (mode == 'I' and image.format == 'PPM'):
-        # Pillow reads a 16-bit PNM as mode I, scaled to 0..65535.
+        # Pillow reads a PNM of more than 8 bits as mode I, scaled from its
+        # maxval to 0..65535.
         array = numpy.asarray(image, dtype=numpy.float64) / 257.0
     elif mode == 'F':
         array = numpy.asarray(image, dtype=numpy.float64)

@@ -198,7 +198,7 @@ def classify(args):
     if args.json and args.csv == '-':
         raise UserError('--json and --csv - both print to stdout: give '
                         '--csv a file name')
-    output = Output(args.json, args.csv, args.top)
+    output = Output(args.json, args.csv, min(args.top, len(labels)))
     batch, names = [], []
 
     def flush():
