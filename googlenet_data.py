@@ -147,16 +147,17 @@ def check_labels(pairs, n_classes, source):
 
 
 def stratified_split(pairs, ratio, seed):
-    """Holds out ``ratio`` of each class (at least one image of any class
-    with two or more), reproducibly for a seed."""
+    """Holds out ``ratio`` (0 < ratio < 1) of each class, at least one image
+    of any class with two or more and never a class's last one,
+    reproducibly for a seed."""
     rng = numpy.random.RandomState(seed)
     train, val = [], []
     for label in sorted({label for _, label in pairs}):
         members = [p for p in pairs if p[1] == label]
         order = rng.permutation(len(members))
-        n_val = int(round(len(members) * ratio))
-        if len(members) > 1 and ratio > 0:
-            n_val = min(max(n_val, 1), len(members) - 1)
+        # Each class keeps an image for training: a single image stays there.
+        n_val = min(max(int(round(len(members) * ratio)), 1),
+                    len(members) - 1)
         val += [members[i] for i in order[:n_val]]
         train += [members[i] for i in order[n_val:]]
     return train, val

@@ -502,6 +502,9 @@ def test_data_that_cannot_train_well_is_reported_before_training(
         'recall in the per-class report',
     ]
     assert out.index('warning: ') > out.index('validation set: ')
+    pairs = [('a0', 0), ('a1', 0), ('b0', 1)]
+    _, val = googlenet_data.stratified_split(pairs, 0.9, seed=0)
+    assert [label for _, label in val] == [0]  # b's only image trains
 
 
 # --- 9: progress bars -------------------------------------------------------
