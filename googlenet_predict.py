@@ -198,6 +198,9 @@ def classify(args):
     if args.json and args.csv == '-':
         raise UserError('--json and --csv - both print to stdout: give '
                         '--csv a file name')
+    if args.csv not in (None, '-') and not os.path.isdir(
+            os.path.dirname(os.path.abspath(args.csv))):
+        raise UserError('cannot write {}: no such folder'.format(args.csv))
     output = Output(args.json, args.csv, min(args.top, len(labels)))
     batch, names = [], []
 

@@ -568,6 +568,14 @@ def test_csv_has_a_row_per_input_and_json_an_object(capsys, tmp_path,
     assert code == 0 and len(rows) == 2 and rows[0][:3] == [
         'input', 'error', 'label_1']
     assert rows[1][:2] == [str(good), ''] and rows[1][2].startswith('n')
+    nowhere = str(tmp_path / 'no' / 'out.csv')
+    err = refused(capsys, googlenet_predict.main, '--model', model_1000,
+                  '--csv', nowhere, str(good))
+    assert err == 'error: cannot write {}: no such folder\n'.format(nowhere)
+    err = refused(capsys, googlenet_predict.main, '--model', model_1000,
+                  '--csv', '-', '--json', str(good))
+    assert err == ('error: --json and --csv - both print to stdout: give '
+                   '--csv a file name\n')
 
 
 def test_json_never_holds_nan(capsys, tmp_path, model_3):
