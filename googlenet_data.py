@@ -6,75 +6,135 @@ format). Classes come from the training data; any other data set (validation,
 test) is mapped onto them by name, so a folder that lacks a class, or lists
 them in another order, cannot shift the labels.
 """
+import collections
 import os
 import re
 
 import numpy
+from PIL import Image
 
-from googlenet_io import UserError, atomic_write, list_images, open_image
+from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
+                          image_suffixes, is_hidden, list_images, open_image,
+                          progress, read_text_lines, shown)
+
+# A class this many times rarer than the commonest is worth a warning.
+RARE_RATIO = 3
+
+Data = collections.namedtuple('Data', 'pairs class_names skipped')
+Data.__doc__ = """A data set as read: [(path, label)], the class names (None
+for a list file without names) and {reason: count} of the files left out."""
+
+
+def _count(skipped, reason, n=1):
+    skipped[reason] = skipped.get(reason, 0) + n
 
 
 def read_folder(root, class_names=None):
-    """[(path, label)] and the class names of a folder of class folders.
+    """The Data of a folder of class folders.
 
-    Without ``class_names`` the sorted folder names are the classes. With
-    them (the training set's), each folder is labelled by its name's index
-    there; a folder whose name is not a class is a UserError naming it, and
-    classes without a folder simply have no images.
+    The visible sub-folders are the classes (dot-folders and __MACOSX are
+    not), each holding its images at any depth, as torchvision's
+    ImageFolder finds them. A name that is not valid UTF-8 becomes its
+    shown() form. Without ``class_names`` the sorted folder names are the
+    classes; with them (the training set's), each folder is labelled by
+    its name's index there; a folder whose name is not a class is a
+    UserError naming it, and classes without a folder have no images.
     """
-    folders = sorted(name for name in os.listdir(root)
-                     if os.path.isdir(os.path.join(root, name)))
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as e:
+        raise UserError('cannot read folder {}: {}'.format(
+            shown(root), e.strerror or e))
+    folders, loose, skipped = [], [], {}
+    for entry in entries:
+        if is_hidden(entry.name):
+            _count(skipped, 'hidden')
+        elif entry.is_dir():
+            folders.append(entry)
+        else:
+            loose.append(entry.name)
+    suffixes = image_suffixes()
+    loose_images = [name for name in loose
+                    if os.path.splitext(name)[1].lower() in suffixes]
+    if not folders:
+        if loose_images:
+            raise UserError(
+                '{} holds {} images but no class sub-folders: put each '
+                'class\'s images in a folder named after the class'.format(
+                    shown(root), len(loose_images)))
+        raise UserError('{} has no class folders (nor images)'.format(
+            shown(root)))
+    if loose:
+        _count(skipped, 'outside the class folders', len(loose))
+    names = [shown(entry.name) for entry in folders]
     if class_names is None:
-        class_names = folders
+        class_names = names
     index = {name: i for i, name in enumerate(class_names)}
     pairs = []
-    for name in folders:
+    for entry, name in zip(folders, names):
         if name not in index:
             raise UserError('{}: folder {!r} is not one of the {} training '
-                            'classes ({})'.format(root, name,
+                            'classes ({})'.format(shown(root), name,
                                                   len(class_names),
                                                   ', '.join(class_names)))
-        images = list_images(os.path.join(root, name))
+        images, left_out = list_images(entry.path, recursive=True)
+        for reason, n in left_out.items():
+            _count(skipped, reason, n)
         if not images:
             raise UserError('class folder {} has no images'.format(
-                os.path.join(root, name)))
+                shown(entry.path)))
         pairs += [(path, index[name]) for path in images]
-    return pairs, list(class_names)
+    return Data(pairs, list(class_names), skipped)
 
 
 def read_list(path, root):
-    """[(path, label)] from a ``path label`` list file; paths against root."""
+    """The Data of a ``path label`` list file (Caffe's train.txt format:
+    UTF-8, a byte-order mark and CRLF fine, paths may hold spaces), paths
+    relative to root; its class names are None."""
     pairs = []
-    with open(path, encoding='utf-8') as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            fields = line.rsplit(None, 1)
-            if len(fields) != 2 or not re.fullmatch(r'-?\d+', fields[1]):
-                raise UserError('{} line {}: expected "path label", got {!r}'
-                                .format(path, number, line.strip()))
-            image = os.path.join(root, fields[0])
-            if not os.path.isfile(image):
-                raise UserError('{} line {}: no such file {}'.format(
-                    path, number, image))
-            pairs.append((image, int(fields[1])))
+    for number, line in enumerate(read_text_lines(path, 'list file'), 1):
+        if not line.strip():
+            continue
+        fields = line.strip().rsplit(None, 1)
+        if len(fields) != 2 or not re.fullmatch(r'-?\d+', fields[1]):
+            raise UserError('{} line {}: expected "path label", got {!r}'
+                            .format(shown(path), number,
+                                    shown(line.strip())))
+        image = os.path.join(root, fields[0])
+        if not os.path.isfile(image):
+            raise UserError('{} line {}: no such file {}'.format(
+                shown(path), number, shown(image)))
+        pairs.append((image, int(fields[1])))
     if not pairs:
-        raise UserError('{} lists no images'.format(path))
-    return pairs, None
+        raise UserError('{} lists no images'.format(shown(path)))
+    return Data(pairs, None, {})
 
 
 def read_dataset(data, root, class_names=None):
-    """[(path, label)] and class names (None for a list file) of DATA.
+    """The Data of DATA, a folder of class folders or a list file.
 
     ``class_names`` maps a folder's class folders onto known classes by
     name (see read_folder); a list file's labels are class indices already.
     """
     if not os.path.exists(data):
-        raise UserError('no such dataset: {}'.format(data))
+        raise UserError('no such dataset: {}'.format(shown(data)))
     if os.path.isdir(data):
         return read_folder(data, class_names)
+    if _is_image(data):
+        raise UserError('{} is an image, not a data set: give a folder of '
+                        'class folders or a list file of "path label" '
+                        'lines'.format(shown(data)))
     return read_list(data, root if root is not None else os.path.dirname(
         os.path.abspath(data)))
+
+
+def _is_image(path):
+    """Whether Pillow recognises the file (it reads only the header)."""
+    try:
+        with Image.open(path):
+            return True
+    except Exception:  # any failure to recognise it means "not an image"
+        return False
 
 
 def check_labels(pairs, n_classes, source):
@@ -87,47 +147,87 @@ def check_labels(pairs, n_classes, source):
 
 
 def stratified_split(pairs, ratio, seed):
-    """Holds out ``ratio`` of each class (at least one image of any class
-    with two or more), reproducibly for a seed."""
+    """Holds out ``ratio`` (0 < ratio < 1) of each class, at least one image
+    of any class with two or more and never a class's last one,
+    reproducibly for a seed."""
     rng = numpy.random.RandomState(seed)
     train, val = [], []
     for label in sorted({label for _, label in pairs}):
         members = [p for p in pairs if p[1] == label]
         order = rng.permutation(len(members))
-        n_val = int(round(len(members) * ratio))
-        if len(members) > 1 and ratio > 0:
-            n_val = min(max(n_val, 1), len(members) - 1)
+        # Each class keeps an image for training: a single image stays there.
+        n_val = min(max(int(round(len(members) * ratio)), 1),
+                    len(members) - 1)
         val += [members[i] for i in order[:n_val]]
         train += [members[i] for i in order[n_val:]]
     return train, val
 
 
-def drop_unreadable(pairs):
-    """Decodes every image once; returns the readable pairs and a report."""
+def drop_unreadable(pairs, max_pixels=DEFAULT_MAX_PIXELS, show=True,
+                    description='checking images'):
+    """Decodes every image once (with a progress bar when ``show``);
+    returns the readable pairs and one line per unreadable file."""
     good, bad = [], []
-    for path, label in pairs:
+    for path, label in progress(pairs, description, show):
         try:
-            open_image(path)
+            open_image(path, max_pixels)
         except UserError as e:
-            bad.append('{}: {}'.format(path, e))
+            bad.append('{}: {}'.format(shown(path), e))
         else:
             good.append((path, label))
     return good, bad
 
 
-def print_report(name, pairs, class_names, unreadable):
-    """The images per class of a set; a class without images shows 0."""
+def print_report(name, pairs, class_names, unreadable, skipped=None):
+    """The images per class of a set; a class without images shows 0; the
+    files left out, counted by reason; each unreadable file by path."""
     counts = numpy.bincount([label for _, label in pairs],
                             minlength=len(class_names))
     print('{}: {} images'.format(name, len(pairs)))
     for label, count in enumerate(counts):
         print('  {:5d}  {}'.format(count, class_names[label]))
     missing = [class_names[i] for i, count in enumerate(counts) if not count]
-    if missing:
-        print('  no {} images of: {}'.format(name.split()[0],
-                                             ', '.join(missing)))
+    for class_name in missing:
+        print('  {}: 0 {} images'.format(class_name, name.split()[0]))
+    if skipped:
+        total = sum(skipped.values())
+        print('  skipped {} file{}: {}'.format(
+            total, '' if total == 1 else 's', ', '.join(
+                '{} {}'.format(n, reason)
+                for reason, n in sorted(skipped.items()))))
     for line in unreadable:
         print('  skipped unreadable {}'.format(line))
+
+
+def data_warnings(train, val, class_names, batchsize):
+    """Lines on what will not train well, each saying what the run does
+    about it: single-image classes, a training set smaller than the batch,
+    classes RARE_RATIO times rarer than the commonest."""
+    lines = []
+    counts = numpy.bincount([label for _, label in train],
+                            minlength=len(class_names))
+    val_counts = numpy.bincount([label for _, label in val],
+                                minlength=len(class_names))
+    for label, count in enumerate(counts):
+        if count + val_counts[label] == 1:
+            lines.append('class {} has a single image: it trains on it and '
+                         'cannot be validated; add more'.format(
+                             class_names[label]))
+    if len(train) < batchsize:
+        lines.append('the training set ({} images) is smaller than the '
+                      'batch ({}): batches of {} are used'.format(
+                          len(train), batchsize, len(train)))
+    common = counts.max()
+    for label, count in enumerate(counts):
+        if 0 < count and count * RARE_RATIO <= common:
+            lines.append('class {} has {} training image{}, {:.0f}x fewer '
+                         'than the commonest ({}): the run does not '
+                         're-weight classes; watch its recall in the '
+                         'per-class report'.format(
+                             class_names[label], count,
+                             '' if count == 1 else 's', common / count,
+                             common))
+    return lines
 
 
 def per_class_report(confusion, class_names):
@@ -155,6 +255,12 @@ def plot_confusion(confusion, class_names, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    # Class names are text: $, _, % and backslashes are drawn as written.
+    with matplotlib.rc_context({'text.parse_math': False}):
+        _draw_confusion(plt, confusion, class_names, path)
+
+
+def _draw_confusion(plt, confusion, class_names, path):
     size = max(4, 0.5 * len(class_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(confusion, cmap='Blues')

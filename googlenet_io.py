@@ -17,6 +17,7 @@ import numpy
 import requests
 import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
 
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
@@ -226,6 +227,12 @@ def make_once(path, make, made_by='made'):
                   file=sys.stderr)
             return
         make()
+def progress(iterable, description, enabled=True, total=None):
+    """iterable with a tqdm bar on stderr (count, rate, time left); none when
+    not enabled or when stderr is not a terminal, so logs get no control
+    codes."""
+    return tqdm(iterable, desc=description, total=total, unit='image',
+                file=sys.stderr, disable=None if enabled else True)
 
 
 def check_scheme(url):
@@ -480,32 +487,59 @@ MEAN_BGR = numpy.array([104.0, 117.0, 123.0], dtype=numpy.float32)
 RESIZE = 256
 CROP = 224
 CENTER = (RESIZE - CROP) // 2
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff',
-                    '.webp', '.ppm', '.pgm')
+# A 200 MP photo decodes to 600 MB of RGB; a PNG declaring far more is
+# more likely a decompression bomb than a photo.
+DEFAULT_MAX_PIXELS = 200 * 1000 * 1000
+# Modes Pillow converts to RGB by their definition; alpha is dropped, as
+# Caffe's cv::imread(IMREAD_COLOR) drops it.
+RGB_READABLE = {'1', 'L', 'P', 'RGB', 'RGBA', 'RGBX', 'RGBa', 'LA', 'PA',
+                'CMYK', 'YCbCr', 'HSV'}
+SIXTEEN_BIT = {'I;16', 'I;16L', 'I;16B', 'I;16N'}
 
 
-def open_image(source):
+def shown(text):
+    """Text safe to print or store: a file name's bytes that are not UTF-8
+    (held by Python as surrogates) appear as backslash escapes (\\xe9)."""
+    return text.encode('utf-8', 'surrogateescape').decode(
+        'utf-8', 'backslashreplace')
+
+
+def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
     """A decoded RGB PIL image from a path or bytes, EXIF orientation applied.
 
-    Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS) stays on and
-    is enforced as an error rather than a warning.
+    Samples are scaled by the range of their type, as Caffe's loaders do
+    (cv::imread for 16 bits, skimage's img_as_float in classify.py): 16-bit
+    grey (Pillow's I;16 modes, and mode I of a 16-bit PNM) is divided by
+    257 and float (mode F) is taken as 0..1, each rounded to 8 bits, so an
+    image whose values are 257x an 8-bit one reads as that image exactly.
+    16-bit RGB(A) PNG and TIFF arrive from Pillow as 8-bit already (the
+    high byte of each sample). Transparency is dropped, not composited.
+    Images over ``max_pixels`` (width x height) are refused before they
+    are decoded; so are modes without an honest RGB reading (LAB, 32-bit
+    integers, premultiplied La), by name. Every failure is a UserError.
     """
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    previous = Image.MAX_IMAGE_PIXELS
     try:
+        # Pillow checks the declared size when it opens a file, before
+        # decoding; its warning (at the limit) becomes the refusal.
+        Image.MAX_IMAGE_PIXELS = max_pixels
         with warnings.catch_warnings():
             warnings.simplefilter('error', Image.DecompressionBombWarning)
             with Image.open(stream) as image:
                 image.load()
-                image = ImageOps.exif_transpose(image)
-                return image.convert('RGB')
+                ImageOps.exif_transpose(image, in_place=True)
+                return _to_rgb(image)
     except FileNotFoundError:
         raise UserError('no such file')
     except IsADirectoryError:
         raise UserError('is a folder')
+    except PermissionError as e:
+        raise UserError('cannot read: {}'.format(e.strerror))
     except (Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
-        raise UserError('larger than the pixel limit ({})'.format(
-            one_line(e).split(',')[0]))
+        raise UserError('larger than the pixel limit ({}; --max-pixels '
+                        'raises it)'.format(_bomb_reason(e, max_pixels)))
     except UnidentifiedImageError:
         raise UserError('not an image')
     except (OSError, SyntaxError, ValueError) as e:
@@ -513,6 +547,42 @@ def open_image(source):
         if 'truncated' in text.lower() or 'broken data stream' in text:
             raise UserError('truncated image')
         raise UserError('cannot decode image ({})'.format(text))
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _bomb_reason(exc, max_pixels):
+    numbers = [int(n) for n in re.findall(r'\d+', str(exc))]
+    pixels = numbers[0] if numbers else None
+    return '{} pixels > {}'.format(pixels, max_pixels) if pixels else (
+        'over {} pixels'.format(max_pixels))
+
+
+def _to_rgb(image):
+    mode = image.mode
+    if mode == 'RGB':
+        return image
+    if mode in RGB_READABLE:
+        return image.convert('RGB')
+    if mode in SIXTEEN_BIT or (mode == 'I' and image.format == 'PPM'):
+        # Pillow reads a PNM of more than 8 bits as mode I, scaled from its
+        # maxval to 0..65535.
+        array = numpy.asarray(image, dtype=numpy.float64) / 257.0
+    elif mode == 'F':
+        array = numpy.asarray(image, dtype=numpy.float64)
+        if not numpy.isfinite(array).all():
+            raise UserError('float samples that are NaN or infinite')
+        if array.min() < 0 or array.max() > 1:
+            raise UserError('float samples outside 0..1 ({:g}..{:g}); '
+                            'float images are read as 0..1'.format(
+                                array.min(), array.max()))
+        array = array * 255.0
+    else:
+        raise UserError('pixel mode {} has no RGB reading this toolkit '
+                        'trusts; save the image as 8- or 16-bit RGB or '
+                        'grey'.format(mode))
+    grey = Image.fromarray(numpy.rint(array).astype(numpy.uint8), 'L')
+    return grey.convert('RGB')
 
 
 def resized_bgr(image):
@@ -545,18 +615,76 @@ def ten_crops(image):
                         for top, left in offsets])
 
 
-def list_images(folder):
-    """The image files directly in folder, sorted by name."""
-    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
-                  if name.lower().endswith(IMAGE_EXTENSIONS)
-                  and os.path.isfile(os.path.join(folder, name)))
+def image_suffixes():
+    """The file name endings Pillow registers for its formats, lower case
+    with the dot (a few, such as .pdf, it can only write: such a file is
+    then reported as undecodable rather than passed over)."""
+    return set(Image.registered_extensions())
+
+
+def is_hidden(name):
+    """Dot-files and dot-folders, macOS's ._NAME companions and the
+    __MACOSX folder that macOS zips carry: never data."""
+    return name.startswith('.') or name == '__MACOSX'
+
+
+def list_images(folder, recursive=False):
+    """The image files in folder (and its visible sub-folders when
+    recursive, following links once), sorted, and {reason: count} of the
+    files left out: 'hidden' or 'not an image file (.EXT)'.
+
+    A file is an image file when its ending is one of image_suffixes();
+    whether it decodes is for open_image to say. A folder that cannot be
+    read is a UserError naming it.
+    """
+    suffixes = image_suffixes()
+    images, skipped, seen = [], {}, set()
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            info = os.stat(current)
+            if (info.st_dev, info.st_ino) in seen:
+                continue  # a link back to a folder already listed
+            seen.add((info.st_dev, info.st_ino))
+            entries = list(os.scandir(current))
+        except OSError as e:
+            raise UserError('cannot read folder {}: {}'.format(
+                shown(current), e.strerror or e))
+        for entry in entries:
+            if is_hidden(entry.name):
+                reason = 'hidden'
+            elif entry.is_dir():
+                if recursive:
+                    pending.append(entry.path)
+                continue
+            elif os.path.splitext(entry.name)[1].lower() in suffixes:
+                images.append(entry.path)
+                continue
+            else:
+                reason = 'not an image file ({})'.format(
+                    shown(os.path.splitext(entry.name)[1].lower()) or
+                    'no extension')
+            skipped[reason] = skipped.get(reason, 0) + 1
+    return sorted(images), skipped
+
+
+def read_text_lines(path, what):
+    """The lines of a UTF-8 text file (a byte-order mark and CRLF line ends
+    are fine); an unreadable file or another encoding is a UserError."""
+    try:
+        with open(path, encoding='utf-8-sig') as f:
+            return f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError('{} {} is not UTF-8 text (byte 0x{:02x} at offset '
+                        '{}): save it as UTF-8'.format(
+                            what, shown(path), e.object[e.start], e.start))
+    except OSError as e:
+        raise UserError('cannot read {} {}: {}'.format(
+            what, shown(path), e.strerror or e))
 
 
 def read_labels(path):
     """One label per non-empty line (Caffe's synset_words.txt format)."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            return [line.strip() for line in f if line.strip()]
-    except OSError as e:
-        raise UserError('cannot read label file {}: {}'.format(
-            path, e.strerror or e))
+    return [line.strip() for line in read_text_lines(path, 'label file')
+            if line.strip()]

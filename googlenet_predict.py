@@ -9,6 +9,8 @@ bvlc_googlenet.caffemodel there (downloading it first if it is missing). With
 no inputs it classifies the bundled sample photo.
 """
 import argparse
+import csv
+import io
 import json
 import os
 import sys
@@ -19,9 +21,10 @@ from chainer_compat import chainer
 
 import convert_caffe_model
 import tuned_googlenet
-from googlenet_io import (UserError, fetch_bytes, list_images, make_once,
-                          open_image, positive_int, preprocess, read_labels,
-                          report_errors, ten_crops)
+from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
+                          fetch_bytes, list_images, make_once, open_image,
+                          positive_int, preprocess, read_labels,
+                          report_errors, shown, ten_crops)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL_NAME = 'googlenet.model'
@@ -73,7 +76,8 @@ def class_labels(n_classes, label_file=None, stored=None):
 
 
 def expand_inputs(urls, paths):
-    """(name, source) pairs in order; a folder stands for its images.
+    """(name, source) pairs in order; a folder stands for the image files
+    directly in it (list_images: hidden files are left out).
 
     A source is a URL or a file path; problems found here come back as
     (name, UserError) so they are reported in place, like the others.
@@ -81,7 +85,11 @@ def expand_inputs(urls, paths):
     items = [(url, ImageURL(url)) for url in urls]
     for path in paths:
         if os.path.isdir(path):
-            images = list_images(path)
+            try:
+                images, _ = list_images(path)
+            except UserError as e:
+                items.append((path, e))
+                continue
             if not images:
                 items.append((path, UserError('folder without images')))
             items += [(image, image) for image in images]
@@ -94,14 +102,15 @@ class ImageURL(str):
     """An input given with -u: always fetched, never opened as a file."""
 
 
-def load_input(source, max_bytes, timeout):
+def load_input(source, max_bytes, timeout, max_pixels=DEFAULT_MAX_PIXELS):
     if isinstance(source, UserError):
         raise source
     if isinstance(source, ImageURL) or '://' in source:
-        return open_image(fetch_bytes(source, max_bytes, timeout))
+        return open_image(fetch_bytes(source, max_bytes, timeout),
+                          max_pixels)
     if not os.path.exists(source):
         raise UserError('no such file')
-    return open_image(source)
+    return open_image(source, max_pixels)
 
 
 class Predictor:
@@ -123,19 +132,66 @@ class Predictor:
 
 
 def top_predictions(probs, labels, k):
+    """The k most probable classes, best first, as dicts of index, label and
+    probability; probabilities that are not finite (a model with broken
+    weights) are a UserError rather than NaN in the output."""
+    if not numpy.isfinite(probs).all():
+        raise UserError('the model gave non-finite probabilities (NaN or '
+                        'infinity): its weights are broken')
     order = numpy.argsort(-probs, kind='stable')[:k]
     return [{'index': int(i), 'label': labels[i],
              'probability': float(probs[i])} for i in order]
 
 
-def print_result(name, predictions, as_json):
-    if as_json:
-        print(json.dumps({'input': name, 'predictions': predictions}))
-        return
-    print(name)
-    for rank, p in enumerate(predictions, 1):
-        print('{:3d} {:6.2f}% {}'.format(rank, 100 * p['probability'],
-                                         p['label']))
+class Output:
+    """Prints each input's result, or its error, as it comes: a table (or
+    one JSON object per line with --json) on stdout, errors on stderr; with
+    a CSV path, also one row per input, written (atomically) at the end.
+
+    Names are shown() so undecodable bytes in file names cannot crash a
+    strict UTF-8 terminal.
+    """
+
+    def __init__(self, as_json, csv_path, top):
+        self.as_json = as_json
+        self.csv_path = csv_path
+        self.rows = [['input', 'error'] + [
+            '{}_{}'.format(field, rank) for rank in range(1, top + 1)
+            for field in ('label', 'probability')]]
+        self.failed = 0
+
+    def result(self, name, predictions):
+        name = shown(name)
+        if self.as_json:
+            print(json.dumps({'input': name, 'predictions': predictions},
+                             allow_nan=False))
+        elif self.csv_path != '-':
+            print(name)
+            for rank, p in enumerate(predictions, 1):
+                print('{:3d} {:6.2f}% {}'.format(
+                    rank, 100 * p['probability'], p['label']))
+        self.rows.append([name, ''] + [
+            value for p in predictions
+            for value in (p['label'], repr(p['probability']))])
+
+    def error(self, name, error):
+        name = shown(name)
+        self.failed += 1
+        print('error: {}: {}'.format(name, error), file=sys.stderr)
+        if self.as_json:
+            print(json.dumps({'input': name, 'error': str(error)}))
+        self.rows.append([name, str(error)])
+
+    def close(self):
+        if self.csv_path is None:
+            return
+        text = io.StringIO()
+        csv.writer(text).writerows(self.rows)
+        if self.csv_path == '-':
+            sys.stdout.write(text.getvalue())
+            return
+        with atomic_write(self.csv_path) as f:
+            f.write(text.getvalue().encode('utf-8'))
 
 
 def get_device(gpu):
@@ -161,31 +217,42 @@ def classify(args):
     model.to_device(device)
     predictor = Predictor(model, device, args.oversample)
     paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
-    failed = 0
+    if args.json and args.csv == '-':
+        raise UserError('--json and --csv - both print to stdout: give '
+                        '--csv a file name')
+    if args.csv not in (None, '-') and not os.path.isdir(
+            os.path.dirname(os.path.abspath(args.csv))):
+        raise UserError('cannot write {}: no such folder'.format(args.csv))
+    output = Output(args.json, args.csv, min(args.top, len(labels)))
     batch, names = [], []
 
     def flush():
         if batch:
             for name, probs in zip(names, predictor(batch)):
-                print_result(name, top_predictions(probs, labels, args.top),
-                             args.json)
+                try:
+                    output.result(name, top_predictions(probs, labels,
+                                                        args.top))
+                except UserError as e:
+                    output.error(name, e)
             sys.stdout.flush()
             batch.clear()
             names.clear()
 
     for name, source in expand_inputs(args.urls, paths):
         try:
-            image = load_input(source, args.max_bytes, args.timeout)
+            image = load_input(source, args.max_bytes, args.timeout,
+                               args.max_pixels)
         except UserError as e:
-            print('error: {}: {}'.format(name, e), file=sys.stderr)
-            failed += 1
+            flush()  # the inputs before it first: output in input order
+            output.error(name, e)
             continue
         batch.append(predictor.inputs_of(image))
         names.append(name)
         if len(batch) == args.batchsize:
             flush()
     flush()
-    return 1 if failed else 0
+    output.close()
+    return 1 if output.failed else 0
 
 
 def build_parser():
@@ -207,7 +274,16 @@ def build_parser():
     parser.add_argument('--top', type=positive_int, default=10,
                         help='how many classes to print (default: 10)')
     parser.add_argument('--json', action='store_true',
-                        help='one JSON object per input per line')
+                        help='one JSON object per input per line (a '
+                        'failed input: {"input": ..., "error": ...})')
+    parser.add_argument('--csv', metavar='FILE',
+                        help='also write one row per input (input, error, '
+                        'then label and probability by rank) to FILE; "-" '
+                        'prints the rows instead of the table')
+    parser.add_argument('--max-pixels', type=positive_int,
+                        default=DEFAULT_MAX_PIXELS,
+                        help='refuse images of more pixels (width x height;'
+                        ' default: %(default)s)')
     parser.add_argument('--oversample', action='store_true',
                         help='average the ten crops (corners, centre, '
                         'mirrored) as Caffe does')

@@ -21,11 +21,12 @@ from chainer import training
 from chainer.training import extensions
 
 import tuned_googlenet
-from googlenet_data import (check_labels, drop_unreadable, per_class_report,
-                            plot_confusion, print_report, read_dataset,
-                            stratified_split)
-from googlenet_io import (CENTER, CROP, RESIZE, UserError, atomic_write,
-                          crop, one_line, open_image, positive_int,
+from googlenet_data import (check_labels, data_warnings, drop_unreadable,
+                            per_class_report, plot_confusion, print_report,
+                            read_dataset, stratified_split)
+from googlenet_io import (CENTER, CROP, DEFAULT_MAX_PIXELS, RESIZE,
+                          UserError, atomic_write, crop, one_line,
+                          open_image, positive_int, progress, read_labels,
                           report_errors, resized_bgr)
 
 SNAPSHOT = 'snapshot_iter_{.updater.iteration}'
@@ -36,16 +37,17 @@ class ImageDataset(chainer.dataset.DatasetMixin):
     """Caffe's input: a random 224 crop of the 256x256 image with a random
     mirror in training, the centre crop otherwise."""
 
-    def __init__(self, pairs, train):
+    def __init__(self, pairs, train, max_pixels=DEFAULT_MAX_PIXELS):
         self.pairs = pairs
         self.train = train
+        self.max_pixels = max_pixels
 
     def __len__(self):
         return len(self.pairs)
 
     def get_example(self, i):
         path, label = self.pairs[i]
-        array = resized_bgr(open_image(path))
+        array = resized_bgr(open_image(path, self.max_pixels))
         if self.train:
             # A generator seeded from the OS: worker processes are forked
             # and would otherwise share numpy's global state.
@@ -65,15 +67,16 @@ FEATURE_SIZE = sum(int(numpy.prod(s)) for s in FEATURE_SHAPES)
 class ViewDataset(chainer.dataset.DatasetMixin):
     """The centre crop of each image, and its mirror when views == 2."""
 
-    def __init__(self, pairs, views):
+    def __init__(self, pairs, views, max_pixels=DEFAULT_MAX_PIXELS):
         self.pairs = pairs
         self.views = views
+        self.max_pixels = max_pixels
 
     def __len__(self):
         return len(self.pairs)
 
     def get_example(self, i):
-        array = resized_bgr(open_image(self.pairs[i][0]))
+        array = resized_bgr(open_image(self.pairs[i][0], self.max_pixels))
         return numpy.stack([crop(array, CENTER, CENTER, mirror)
                             for mirror in (False, True)[:self.views]])
 
@@ -111,14 +114,14 @@ def cache_key(model, pairs, views):
             digest.update(numpy.ascontiguousarray(param.array).tobytes())
     for path, label in pairs:
         stat = os.stat(path)
-        digest.update('{}\0{}\0{}\0{}\n'.format(
-            os.path.abspath(path), stat.st_size, stat.st_mtime_ns,
-            label).encode())
+        digest.update(os.fsencode(os.path.abspath(path)))
+        digest.update('\0{}\0{}\0{}\n'.format(
+            stat.st_size, stat.st_mtime_ns, label).encode())
     return digest.hexdigest()
 
 
 def cached_features(model, pairs, views, path, batchsize, device,
-                    loaderjob):
+                    loaderjob, max_pixels=DEFAULT_MAX_PIXELS, show=True):
     """The trunk's features of every image, computed once and kept on disk.
 
     Reused while cache_key matches; written atomically, so an interrupted
@@ -132,10 +135,12 @@ def cached_features(model, pairs, views, path, batchsize, device,
     print('computing trunk features of {} images ({} view{}) for {}'.format(
         len(pairs), views, 's' if views > 1 else '', path))
     features = numpy.empty((len(pairs), views, FEATURE_SIZE), numpy.float32)
-    iterator = make_iterator(ViewDataset(pairs, views), batchsize, loaderjob,
-                             repeat=False, shuffle=False)
+    iterator = make_iterator(ViewDataset(pairs, views, max_pixels), batchsize,
+                             loaderjob, repeat=False, shuffle=False)
     start = 0
-    with chainer.no_backprop_mode(), chainer.using_config('train', False):
+    bar = progress(None, 'trunk features', show, total=len(pairs))
+    with bar, chainer.no_backprop_mode(), chainer.using_config('train',
+                                                                False):
         for batch in iterator:
             x = device.send(numpy.concatenate(batch))
             parts = model.features(x)
@@ -145,6 +150,7 @@ def cached_features(model, pairs, views, path, batchsize, device,
             features[start:start + len(batch)] = flat.reshape(
                 len(batch), views, FEATURE_SIZE)
             start += len(batch)
+            bar.update(len(batch))
     iterator.finalize()
     with atomic_write(path) as f:
         numpy.savez(f, key=numpy.array(key), features=features)
@@ -244,7 +250,7 @@ def build_trainer(args, model, output, class_names, train_set, val_set):
         ['epoch', 'iteration', 'main/loss', 'main/loss1', 'main/loss2',
          'main/loss3', 'main/accuracy', 'validation/main/loss',
          'validation/main/accuracy', 'elapsed_time'], out=sys.stdout))
-    if not args.no_progress:
+    if not args.no_progress and sys.stdout.isatty():  # no \r in logs
         trainer.extend(extensions.ProgressBar(update_interval=1))
     if args.resume:
         resume(trainer, latest_snapshot(args.out) if args.resume == 'latest'
@@ -272,31 +278,57 @@ def validate(model, dataset, n_classes, batchsize, device):
 
 
 def prepare_data(args, n_classes):
-    """Reads, checks, splits and reports the data; returns the sets."""
-    pairs, class_names = read_dataset(args.train, args.root)
-    if args.val:
-        val_pairs, _ = read_dataset(args.val, args.root, class_names)
-    else:
-        pairs, val_pairs = stratified_split(pairs, args.val_ratio, args.seed)
+    """Reads, checks, splits and reports the data; returns the sets.
+
+    The validation split is drawn from the readable images. A training set
+    smaller than the batch lowers args.batchsize to its size.
+    """
+    if not 0 < args.val_ratio < 1:
+        raise UserError('--val-ratio must lie strictly between 0 and 1, got '
+                        '{:g}'.format(args.val_ratio))
+    train = read_dataset(args.train, args.root)
+    pairs = train.pairs
     if len({label for _, label in pairs}) < 2:
         raise UserError('{} has a single class; fine-tuning a classifier '
                         'needs at least two'.format(args.train))
-    if class_names is None:  # a list file: labels are the names
-        class_names = [str(i) for i in range(n_classes)]
-    elif len(class_names) != n_classes:
+    class_names = train.class_names
+    if class_names is None:  # a list file: --labels, or the label numbers
+        class_names = (read_labels(args.labels) if args.labels
+                       else [str(i) for i in range(n_classes)])
+    elif args.labels:
+        raise UserError('--labels names the classes of a list file; the '
+                        'classes of {} are its folder names'.format(
+                            args.train))
+    if len(class_names) != n_classes:
         raise UserError('{} has {} classes but the model has {}: run '
                         'convert_caffe_model.py --classes {} first'.format(
-                            args.train, len(class_names), n_classes,
+                            args.labels if train.class_names is None
+                            else args.train, len(class_names), n_classes,
                             len(class_names)))
     check_labels(pairs, n_classes, args.train)
-    check_labels(val_pairs, n_classes, args.val or args.train)
-    pairs, bad_train = drop_unreadable(pairs)
-    val_pairs, bad_val = drop_unreadable(val_pairs)
-    print_report('training set', pairs, class_names, bad_train)
-    print_report('validation set', val_pairs, class_names, bad_val)
+    val = read_dataset(args.val, args.root, class_names) if args.val else None
+    if val is not None:
+        check_labels(val.pairs, n_classes, args.val)
+    show = not args.no_progress
+    pairs, bad_train = drop_unreadable(pairs, args.max_pixels, show,
+                                       'checking training images')
+    if val is not None:
+        val_pairs, bad_val = drop_unreadable(val.pairs, args.max_pixels, show,
+                                             'checking validation images')
+    else:
+        pairs, val_pairs = stratified_split(pairs, args.val_ratio, args.seed)
+        bad_val = []
+    print_report('training set', pairs, class_names, bad_train,
+                 train.skipped)
+    print_report('validation set', val_pairs, class_names, bad_val,
+                 val.skipped if val is not None else None)
     if not pairs or not val_pairs:
         raise UserError('no readable images left in the {} set'.format(
             'training' if not pairs else 'validation'))
+    for line in data_warnings(pairs, val_pairs, class_names,
+                              args.batchsize):
+        print('warning: {}'.format(line))
+    args.batchsize = min(args.batchsize, len(pairs))
     return pairs, val_pairs, class_names
 
 
@@ -326,8 +358,8 @@ class Session:
             self.train_set = self._cached(pairs, 2, 'train', True)
             self.val_set = self._cached(val_pairs, 1, 'val', False)
         else:
-            self.train_set = ImageDataset(pairs, train=True)
-            self.val_set = ImageDataset(val_pairs, train=False)
+            self.train_set = ImageDataset(pairs, True, args.max_pixels)
+            self.val_set = ImageDataset(val_pairs, False, args.max_pixels)
         self.trainer = build_trainer(args, self.model, self.output,
                                      self.class_names, self.train_set,
                                      self.val_set)
@@ -337,7 +369,8 @@ class Session:
         os.makedirs(folder, exist_ok=True)
         features = cached_features(
             self.model, pairs, views, os.path.join(folder, name + '.npz'),
-            self.args.val_batchsize, self.device, self.args.loaderjob)
+            self.args.val_batchsize, self.device, self.args.loaderjob,
+            self.args.max_pixels, not self.args.no_progress)
         return CachedFeatures(features, [label for _, label in pairs], train)
 
     def run(self):
@@ -363,7 +396,17 @@ def build_parser():
                         help='folder of class folders, or a list file')
     parser.add_argument('--val', help='validation data (default: hold out '
                         '--val-ratio of --train)')
-    parser.add_argument('--val-ratio', type=float, default=0.1)
+    parser.add_argument('--val-ratio', type=float, default=0.1,
+                        help='share of each class held out when there is '
+                        'no --val, strictly between 0 and 1 (default: '
+                        '%(default)s)')
+    parser.add_argument('--labels', help='class names of a list file, one '
+                        'per line, in label order (default: the label '
+                        'numbers)')
+    parser.add_argument('--max-pixels', type=positive_int,
+                        default=DEFAULT_MAX_PIXELS,
+                        help='refuse images of more pixels (width x height;'
+                        ' default: %(default)s)')
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the validation split')
     parser.add_argument('--root', default=None,
@@ -398,7 +441,8 @@ def build_parser():
     parser.add_argument('--device', '-d', default='@numpy',
                         help='Chainer device, e.g. @numpy or @cupy:0')
     parser.add_argument('--no-progress', action='store_true',
-                        help='no progress bar (for logs)')
+                        help='no progress bars (there are none when the '
+                        'output is not a terminal either)')
     return parser
 
 

@@ -38,6 +38,19 @@ def model_1000(tmp_path_factory, caffemodels):
     return path
 
 
+@pytest.fixture(scope='session')
+def model_3(tmp_path_factory, caffemodels):
+    """A 3-class model converted from the V1 file. Its fresh heads are drawn
+    from numpy's global generator, seeded here: a session fixture is made
+    before the test's own seeding, and the heads must not depend on which
+    test asked for them first."""
+    path = str(tmp_path_factory.mktemp('m3') / 'tuned_googlenet.model')
+    numpy.random.seed(0)
+    convert_caffe_model.convert(caffemodels['v1'], path, n_classes=3,
+                                log=lambda line: None)
+    return path
+
+
 @pytest.fixture
 def server():
     with LocalServer() as s:

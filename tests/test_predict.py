@@ -331,11 +331,10 @@ def test_each_bad_input_is_reported_and_the_rest_classified(
     empty.mkdir()
     bomb = tmp_path / 'bomb.png'
     Image.new('RGB', (120, 120)).save(bomb)
-    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 3000)
     good = tmp_path / 'good.png'
     good.write_bytes(png_bytes())
     argv = ['--model', model_1000, '--json', '--timeout', '1',
-            '--max-bytes', '4000', str(good), str(tmp_path / 'nope.jpg'),
+            '--max-bytes', '4000', '--max-pixels', '3000', str(good), str(tmp_path / 'nope.jpg'),
             str(empty), str(bomb)]
     for path in ['/ok.png', '/missing.png', '/error.png', '/text.png',
                  '/truncated.jpg', '/big.png', '/slow.png', '/cut.png']:
@@ -344,13 +343,18 @@ def test_each_bad_input_is_reported_and_the_rest_classified(
              'http://127.0.0.1:{}/x.png'.format(closed_port())]
     code, out, err = run(capsys, *argv)
     assert code == 1
-    done = [json.loads(line)['input'] for line in out.splitlines()]
+    records = [json.loads(line) for line in out.splitlines()]
+    done = [r['input'] for r in records if 'predictions' in r]
     assert sorted(done) == sorted([server.url('/ok.png'), str(good)])
     reasons = {}
     for line in err.splitlines():
         assert line.startswith('error: '), line
         name, reason = line[len('error: '):].split(': ', 1)
         reasons[name] = reason
+    # --json: every input once, in order, a failed one with its error.
+    assert len(records) == 14
+    assert {r['input']: r['error'] for r in records if 'error' in r} == (
+        reasons)
     u = server.url
     assert reasons[str(tmp_path / 'nope.jpg')] == 'no such file'
     assert reasons[str(empty)] == 'folder without images'
