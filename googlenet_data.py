@@ -11,7 +11,27 @@ import re
 
 import numpy
 
-from googlenet_io import UserError, atomic_write, list_images, open_image
+from googlenet_io import (UserError, atomic_write, list_images, open_image,
+                          read_labels)
+
+SYNSET_WORDS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            'synset_words.txt')
+
+
+def model_class_names(n_classes, label_file=None, stored=None):
+    """Names for a model's classes: a label file, the names the training
+    run stored with the model, or synset_words.txt for ImageNet's 1000."""
+    if label_file:
+        labels = read_labels(label_file)
+        if len(labels) != n_classes:
+            raise UserError('{} has {} labels but the model has {} classes'
+                            .format(label_file, len(labels), n_classes))
+        return labels
+    if stored is not None:
+        return stored
+    if n_classes == 1000:
+        return read_labels(SYNSET_WORDS)
+    return ['class {}'.format(i) for i in range(n_classes)]
 
 
 def read_folder(root, class_names=None):

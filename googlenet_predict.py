@@ -18,14 +18,13 @@ from chainer_compat import chainer
 
 import convert_caffe_model
 import tuned_googlenet
+from googlenet_data import SYNSET_WORDS, model_class_names
 from googlenet_io import (UserError, fetch_bytes, list_images, open_image,
-                          positive_int, preprocess, read_labels,
-                          report_errors, ten_crops)
+                          positive_int, preprocess, report_errors, ten_crops)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = 'googlenet.model'
 SAMPLE_IMAGE = os.path.join(HERE, 'sample_images', 'cat.png')
-SYNSET_WORDS = os.path.join(HERE, 'synset_words.txt')
 MAX_DOWNLOAD_BYTES = 50 * 1000 * 1000
 
 
@@ -39,22 +38,6 @@ def ensure_model(path, caffemodel):
         convert_caffe_model.fetch_caffemodel(caffemodel)
     convert_caffe_model.convert(caffemodel, path, n_classes=1000,
                                 log=lambda line: None)
-
-
-def class_labels(n_classes, label_file=None, stored=None):
-    """Names for the model's classes: a label file, the names the training
-    run stored with the model, or synset_words.txt for ImageNet's 1000."""
-    if label_file:
-        labels = read_labels(label_file)
-        if len(labels) != n_classes:
-            raise UserError('{} has {} labels but the model has {} classes'
-                            .format(label_file, len(labels), n_classes))
-        return labels
-    if stored is not None:
-        return stored
-    if n_classes == 1000:
-        return read_labels(SYNSET_WORDS)
-    return ['class {}'.format(i) for i in range(n_classes)]
 
 
 def expand_inputs(urls, paths):
@@ -134,7 +117,7 @@ def classify(args):
     if args.model == DEFAULT_MODEL:
         ensure_model(args.model, args.caffemodel)
     model, stored_names = tuned_googlenet.load_model(args.model)
-    labels = class_labels(model.n_classes, args.labels, stored_names)
+    labels = model_class_names(model.n_classes, args.labels, stored_names)
     device = get_device(args.gpu)
     model.to_device(device)
     predictor = Predictor(model, device, args.oversample)
