@@ -19,8 +19,9 @@ from chainer_compat import chainer
 import convert_caffe_model
 import tuned_googlenet
 from googlenet_data import SYNSET_WORDS, model_class_names
-from googlenet_io import (UserError, fetch_bytes, list_images, open_image,
-                          positive_int, preprocess, report_errors, ten_crops)
+from googlenet_io import (UserError, atomic_write, fetch_bytes, list_images,
+                          open_image, positive_int, preprocess,
+                          report_errors, ten_crops)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = 'googlenet.model'
@@ -85,6 +86,38 @@ class Predictor:
         probs = chainer.backend.CpuDevice().send(self.model.predict(x))
         return probs.reshape(-1, self.crops, probs.shape[-1]).mean(axis=1)
 
+    def features(self, arrays):
+        """pool5, the 1024-d vector loss3/classifier reads, per input (the
+        mean over the ten crops with oversample): float32 N x 1024."""
+        x = self.device.send(numpy.concatenate(arrays))
+        with chainer.no_backprop_mode(), chainer.using_config('train',
+                                                              False):
+            pool5 = self.model.features(x, aux=False)[2].array
+        pool5 = chainer.backend.CpuDevice().send(pool5)
+        return pool5.reshape(len(arrays), self.crops, -1).mean(axis=1)
+
+
+def check_features_path(path):
+    if not path.lower().endswith(('.npz', '.npy')):
+        raise UserError('--features {}: the file name must end in .npz or '
+                        '.npy'.format(path))
+
+
+def save_features(path, names, vectors):
+    """FILE.npz holds ``features`` (N x 1024 float32) and ``inputs`` (the
+    N input names); FILE.npy holds the array, with the names one per line
+    in FILE.txt beside it. Written atomically, in input order."""
+    vectors = numpy.concatenate(vectors).astype(numpy.float32)
+    if path.lower().endswith('.npz'):
+        with atomic_write(path) as f:
+            numpy.savez(f, features=vectors,
+                        inputs=numpy.array(names, dtype=str))
+        return
+    with atomic_write(path) as f:
+        numpy.save(f, vectors)
+    with atomic_write(os.path.splitext(path)[0] + '.txt', 'w') as f:
+        f.write(''.join(name + '\n' for name in names))
+
 
 def top_predictions(probs, labels, k):
     order = numpy.argsort(-probs, kind='stable')[:k]
@@ -114,6 +147,8 @@ def get_device(gpu):
 
 
 def classify(args):
+    if args.features:
+        check_features_path(args.features)
     if args.model == DEFAULT_MODEL:
         ensure_model(args.model, args.caffemodel)
     model, stored_names = tuned_googlenet.load_model(args.model)
@@ -124,15 +159,19 @@ def classify(args):
     paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
     failed = 0
     batch, names = [], []
+    vectors, vector_names = [], []
 
     def flush():
-        if batch:
+        if batch and args.features:
+            vectors.append(predictor.features(batch))
+            vector_names.extend(names)
+        elif batch:
             for name, probs in zip(names, predictor(batch)):
                 print_result(name, top_predictions(probs, labels, args.top),
                              args.json)
             sys.stdout.flush()
-            batch.clear()
-            names.clear()
+        batch.clear()
+        names.clear()
 
     for name, source in expand_inputs(args.urls, paths):
         try:
@@ -146,6 +185,10 @@ def classify(args):
         if len(batch) == args.batchsize:
             flush()
     flush()
+    if vectors:
+        save_features(args.features, vector_names, vectors)
+        print('wrote pool5 features of {} inputs to {}'.format(
+            len(vector_names), args.features))
     return 1 if failed else 0
 
 
@@ -166,6 +209,10 @@ def build_parser():
                         help='how many classes to print (default: 10)')
     parser.add_argument('--json', action='store_true',
                         help='one JSON object per input per line')
+    parser.add_argument('--features', metavar='FILE',
+                        help='save each input\'s 1024-d pool5 vector '
+                        'instead of printing classes: FILE.npz (with the '
+                        'input names) or FILE.npy (names in FILE.txt)')
     parser.add_argument('--oversample', action='store_true',
                         help='average the ten crops (corners, centre, '
                         'mirrored) as Caffe does')
