@@ -21,7 +21,8 @@ from googlenet_data import (check_labels, evaluation_report,
                             format_evaluation, matching_names,
                             model_class_names, plot_confusion,
                             predict_dataset, read_dataset)
-from googlenet_io import UserError, atomic_write, positive_int, report_errors
+from googlenet_io import (UserError, atomic_write, positive_int,
+                          report_errors, shown)
 
 
 def labelled_inputs(data, root, class_names):
@@ -63,12 +64,13 @@ def evaluate(args):
             return tqdm(items, unit='image', file=sys.stderr)
     probs, kept, bad = predict_dataset(model, pairs, args.batchsize,
                                        args.oversample, progress)
+    bad = [shown(line) for line in bad]
     for line in bad:
         print('error: {}'.format(line), file=sys.stderr)
     if not kept:
         raise UserError('no readable images in {}'.format(args.data))
     report = evaluation_report(probs, kept, class_names)
-    report.update(model=args.model, data=args.data,
+    report.update(model=shown(args.model), data=shown(args.data),
                   oversample=args.oversample, unreadable=bad)
     if args.json:
         print(json.dumps(report))

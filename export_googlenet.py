@@ -21,7 +21,7 @@ import caffe_pb2
 import tuned_googlenet
 from googlenet_data import model_class_names
 from googlenet_io import (CROP, MEAN_BGR, UserError, atomic_write,
-                          report_errors)
+                          report_errors, shown)
 
 # bvlc_googlenet's deploy.prototxt. Caffe's LRN divides alpha by local_size,
 # and so does ONNX's (onnx/docs/Operators.md, LRN): both take Caffe's value.
@@ -327,7 +327,8 @@ def export(args):
     if not (args.onnx or args.caffe):
         raise UserError('nothing to do: give --onnx FILE and/or --caffe DIR')
     model, stored = tuned_googlenet.load_model(args.model)
-    names = model_class_names(model.n_classes, args.labels, stored)
+    names = [shown(name) for name in
+             model_class_names(model.n_classes, args.labels, stored)]
     if args.onnx:
         print('wrote {}'.format(export_onnx(model, args.onnx, names)))
     if args.caffe:

@@ -13,7 +13,7 @@ import re
 import numpy
 
 from googlenet_io import (UserError, atomic_write, list_images, open_image,
-                          preprocess, read_labels, ten_crops)
+                          preprocess, read_labels, shown, ten_crops)
 
 SYNSET_WORDS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             'synset_words.txt')
@@ -306,15 +306,17 @@ def top_k(probs, k):
     return numpy.argsort(-probs, axis=1, kind='stable')[:, :k]
 
 
-def evaluation_report(probs, pairs, class_names, k=5, shown=None):
+def evaluation_report(probs, pairs, class_names, k=5, subset=None):
     """Scores of probabilities (N x classes) against pairs' labels.
 
-    Returns class_report's dict over the classes ``shown`` (default: all;
+    Returns class_report's dict over the classes in ``subset`` (default: all;
     a model of many classes shows those that are true or predicted, which
     keeps every row and column sum) plus 'top1', 'top5' (top-k with k =
     min(k, classes)) and 'misclassified': each input whose top-1 is wrong,
-    with its true class and its k best predictions.
+    with its true class and its k best predictions. Names and paths are
+    ``shown``: undecodable bytes of a file name appear escaped.
     """
+    class_names = [shown(name) for name in class_names]
     labels = numpy.array([label for _, label in pairs], dtype=numpy.int64)
     n_classes = probs.shape[1]
     k = min(k, n_classes)
@@ -322,19 +324,19 @@ def evaluation_report(probs, pairs, class_names, k=5, shown=None):
     predicted = best[:, 0] if len(best) else labels
     confusion = numpy.zeros((n_classes, n_classes), numpy.int64)
     numpy.add.at(confusion, (labels, predicted), 1)
-    if shown is None:
-        shown = (range(n_classes) if n_classes <= 100 else
+    if subset is None:
+        subset = (range(n_classes) if n_classes <= 100 else
                  sorted(set(labels.tolist()) | set(predicted.tolist())))
-    shown = list(shown)
-    report = class_report(confusion[numpy.ix_(shown, shown)],
-                          [class_names[i] for i in shown])
+    subset = list(subset)
+    report = class_report(confusion[numpy.ix_(subset, subset)],
+                          [class_names[i] for i in subset])
     count = len(labels)
     report['top1'] = float((predicted == labels).mean()) if count else 0.0
     report['top5'] = (float((best == labels[:, None]).any(axis=1).mean())
                       if count else 0.0)
     report['top_k'] = k
     report['misclassified'] = [
-        {'input': path, 'true': class_names[label],
+        {'input': shown(path), 'true': class_names[label],
          'predictions': [{'class': class_names[j],
                           'probability': float(probs[i, j])}
                          for j in best[i]]}

@@ -240,6 +240,15 @@ MEAN_BGR = numpy.array([104.0, 117.0, 123.0], dtype=numpy.float32)
 RESIZE = 256
 CROP = 224
 CENTER = (RESIZE - CROP) // 2
+
+
+def shown(text):
+    """Text safe to print or store: a file name's bytes that are not UTF-8
+    (held by Python as surrogates) appear as backslash escapes (\\xe9)."""
+    return text.encode('utf-8', 'surrogateescape').decode(
+        'utf-8', 'backslashreplace')
+
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff',
                     '.webp', '.ppm', '.pgm')
 

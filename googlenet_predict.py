@@ -21,7 +21,7 @@ import tuned_googlenet
 from googlenet_data import SYNSET_WORDS, model_class_names
 from googlenet_io import (UserError, atomic_write, fetch_bytes, list_images,
                           open_image, positive_int, preprocess,
-                          report_errors, ten_crops)
+                          report_errors, shown, ten_crops)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = 'googlenet.model'
@@ -115,8 +115,10 @@ def save_features(path, names, vectors):
         return
     with atomic_write(path) as f:
         numpy.save(f, vectors)
-    with atomic_write(os.path.splitext(path)[0] + '.txt', 'w') as f:
-        f.write(''.join(name + '\n' for name in names))
+    with atomic_write(os.path.splitext(path)[0] + '.txt') as f:
+        # The file names' own bytes, so each line opens its file again.
+        f.write(''.join(name + '\n' for name in names).encode(
+            'utf-8', 'surrogateescape'))
 
 
 def top_predictions(probs, labels, k):
@@ -188,7 +190,7 @@ def classify(args):
     if vectors:
         save_features(args.features, vector_names, vectors)
         print('wrote pool5 features of {} inputs to {}'.format(
-            len(vector_names), args.features))
+            len(vector_names), shown(args.features)))
     return 1 if failed else 0
 
 

@@ -194,3 +194,22 @@ def test_bad_inputs_are_one_line_errors(five_class_model, tmp_path, capsys,
     code, _, err = run(capsys, '--model', str(tmp_path / 'none.model'),
                        '--data', data)
     assert code == 1 and err.startswith('error: model file not found')
+
+
+def test_undecodable_names_are_shown_escaped(tmp_path):
+    """A class folder and file named in Latin-1 on a UTF-8 system: the
+    report prints and stores them with the bytes escaped, no traceback."""
+    name = b'caf\xe9'.decode('utf-8', 'surrogateescape')
+    probs = numpy.array([[0.2, 0.8], [0.9, 0.1]], numpy.float32)
+    pairs = [(os.path.join(str(tmp_path), name, name + '.png'), 0),
+             ('b.png', 1)]
+    report = googlenet_data.evaluation_report(probs, pairs, [name, 'tea'])
+    assert report['classes'][0]['class'] == 'caf\\xe9'
+    assert report['misclassified'][0]['input'].endswith('caf\\xe9.png')
+    format_evaluation = googlenet_data.format_evaluation(report)
+    format_evaluation.encode('utf-8')  # strict: no surrogates left
+    json.dumps(report, ensure_ascii=False).encode('utf-8')
+    out = str(tmp_path / 'eval')
+    evaluate_googlenet.write_outputs(out, report, [name, 'tea'])
+    with open(os.path.join(out, 'report.txt'), encoding='utf-8') as f:
+        assert 'caf\\xe9' in f.read()

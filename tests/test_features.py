@@ -53,8 +53,8 @@ def test_features_are_pool5_in_input_order(model_1000, tmp_path, capsys,
                                    paths[1]]) == 0
     capsys.readouterr()
     assert_close(numpy.load(npy), expected[1:2], terms=POOL5_TERMS)
-    with open(str(tmp_path / 'features.txt')) as f:
-        assert f.read() == paths[1] + '\n'
+    with open(str(tmp_path / 'features.txt'), 'rb') as f:
+        assert f.read() == os.fsencode(paths[1]) + b'\n'  # reopens it
 
 
 def test_features_file_name_is_checked_first(model_1000, tmp_path, capsys):
