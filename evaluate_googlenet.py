@@ -14,6 +14,7 @@ import json
 import os
 import sys
 
+import numpy
 from tqdm import tqdm
 
 import tuned_googlenet
@@ -21,7 +22,7 @@ from googlenet_data import (check_labels, evaluation_report,
                             format_evaluation, matching_names,
                             model_class_names, plot_confusion,
                             predict_dataset, read_dataset)
-from googlenet_io import (UserError, atomic_write, positive_int,
+from googlenet_io import (UserError, atomic_write, list_images, positive_int,
                           report_errors, shown)
 
 
@@ -29,8 +30,12 @@ def labelled_inputs(data, root, class_names):
     """[(path, label)] of DATA with labels in the model's class order."""
     pairs, _ = read_dataset(data, root, matching_names(class_names))
     check_labels(pairs, len(class_names), data)
+    if not pairs and os.path.isdir(data) and list_images(data):
+        raise UserError('{} has images but no class sub-folders: put each '
+                        'class\'s images in a folder named like the class'
+                        .format(shown(data)))
     if not pairs:
-        raise UserError('{} has no images'.format(data))
+        raise UserError('{} has no images'.format(shown(data)))
     return pairs
 
 
@@ -69,6 +74,10 @@ def evaluate(args):
         print('error: {}'.format(line), file=sys.stderr)
     if not kept:
         raise UserError('no readable images in {}'.format(args.data))
+    if not numpy.isfinite(probs).all():
+        # argmax of NaN is class 0: the scores would look plausible.
+        raise UserError('{} gives non-finite probabilities: its weights are '
+                        'NaN or infinite'.format(shown(args.model)))
     report = evaluation_report(probs, kept, class_names)
     report.update(model=shown(args.model), data=shown(args.data),
                   oversample=args.oversample, unreadable=bad)

@@ -327,6 +327,12 @@ def export(args):
     if not (args.onnx or args.caffe):
         raise UserError('nothing to do: give --onnx FILE and/or --caffe DIR')
     model, stored = tuned_googlenet.load_model(args.model)
+    broken = [name for name, param in sorted(model.namedparams())
+              if not numpy.isfinite(param.array).all()]
+    if broken:
+        raise UserError('{}: {} holds NaN or infinite values; refusing to '
+                        'export a broken model'.format(shown(args.model),
+                                                       broken[0]))
     names = [shown(name) for name in
              model_class_names(model.n_classes, args.labels, stored)]
     if args.onnx:

@@ -177,6 +177,13 @@ def test_bad_inputs_are_one_line_errors(five_class_model, tmp_path, capsys,
     assert code == 1 and 'label 7 is out of range' in err
     assert err.count('\n') == 1
 
+    # A folder of images without class folders.
+    code, _, err = run(capsys, '--model', five_class_model, '--data',
+                       os.path.join(data, 'cat'))
+    assert (code, err) == (1, 'error: {} has images but no class sub-folders:'
+                           ' put each class\'s images in a folder named like '
+                           'the class\n'.format(os.path.join(data, 'cat')))
+
     # An unreadable image is reported; the others are still scored.
     os.rename(os.path.join(data, 'zebra'), os.path.join(data, 'dog'))
     broken = os.path.join(data, 'dog', 'broken.png')
@@ -190,6 +197,15 @@ def test_bad_inputs_are_one_line_errors(five_class_model, tmp_path, capsys,
     report = json.loads(printed)
     assert report['images'] == 2
     assert report['unreadable'] == [err[len('error: '):].strip()]
+
+    model, _ = tuned_googlenet.load_model(five_class_model)
+    model.loss3_fc.b.array[2] = numpy.nan
+    nan_model = str(tmp_path / 'nan.model')
+    tuned_googlenet.save_model(nan_model, model, FIVE)
+    code, printed, err = run(capsys, '--model', nan_model, '--data', data)
+    assert (code, printed) == (1, '')
+    assert err.endswith('\nerror: {} gives non-finite probabilities: its '
+                        'weights are NaN or infinite\n'.format(nan_model))
 
     code, _, err = run(capsys, '--model', str(tmp_path / 'none.model'),
                        '--data', data)

@@ -184,3 +184,14 @@ def test_errors_are_one_line(tmp_path, capsys, model_1000):
                                   str(tmp_path / 'no' / 'x.onnx')]) == 1
     err = capsys.readouterr().err
     assert err.startswith('error: cannot write') and err.count('\n') == 1
+
+    model, _ = tuned_googlenet.load_model(model_1000)
+    model.loss3_fc.W.array[3, 7] = numpy.nan
+    broken = str(tmp_path / 'nan.model')
+    tuned_googlenet.save_model(broken, model)
+    assert export_googlenet.main(['--model', broken, '--onnx',
+                                  str(tmp_path / 'x.onnx')]) == 1
+    assert capsys.readouterr().err == (
+        'error: {}: /loss3_fc/W holds NaN or infinite values; refusing to '
+        'export a broken model\n'.format(broken))
+    assert not os.path.exists(str(tmp_path / 'x.onnx'))
