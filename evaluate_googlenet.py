@@ -1,7 +1,7 @@
 """Scores a GoogLeNet model on a labelled test set.
 
-    python evaluate_googlenet.py --model result/tuned_googlenet.model --data test/
-    python evaluate_googlenet.py --model googlenet.model --data val.txt --root ILSVRC2012_val/
+    python evaluate_googlenet.py --model MODEL --data test/ [--out DIR]
+    python evaluate_googlenet.py --data val.txt --root ILSVRC2012_val/
 
 DATA is a folder of class folders, matched to the model's classes by name
 (the names training stored; for ImageNet's 1000 classes, wnid folders such as

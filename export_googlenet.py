@@ -1,7 +1,7 @@
 """Exports a GoogLeNet model this project wrote to ONNX or to Caffe.
 
-    python export_googlenet.py --model result/tuned_googlenet.model --onnx googlenet.onnx
-    python export_googlenet.py --model result/tuned_googlenet.model --caffe caffe_export/
+    python export_googlenet.py --model MODEL --onnx googlenet.onnx
+    python export_googlenet.py --model MODEL --caffe caffe_export/
 
 Both take the deploy network: input ``data``, float32 N x 3 x 224 x 224, BGR
 minus the mean (104, 117, 123) as Caffe's reference preprocessing makes it;
