@@ -21,9 +21,10 @@ from chainer_compat import chainer
 
 import convert_caffe_model
 import tuned_googlenet
+from googlenet_data import SYNSET_WORDS, model_class_names  # noqa: F401
 from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
                           fetch_bytes, list_images, make_once, open_image,
-                          positive_int, preprocess, read_labels,
+                          positive_int, preprocess,
                           report_errors, shown, ten_crops)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,7 +32,6 @@ MODEL_NAME = 'googlenet.model'
 # The links model.predict runs through beyond the trunk.
 PREDICTION_HEADS = ('loss3_fc',)
 SAMPLE_IMAGE = os.path.join(HERE, 'sample_images', 'cat.png')
-SYNSET_WORDS = os.path.join(HERE, 'synset_words.txt')
 MAX_DOWNLOAD_BYTES = 50 * 1000 * 1000
 
 
@@ -57,22 +57,6 @@ def ensure_model(path, caffemodel):
                                     required_heads=PREDICTION_HEADS,
                                     log=lambda line: None)
     make_once(path, make)
-
-
-def class_labels(n_classes, label_file=None, stored=None):
-    """Names for the model's classes: a label file, the names the training
-    run stored with the model, or synset_words.txt for ImageNet's 1000."""
-    if label_file:
-        labels = read_labels(label_file)
-        if len(labels) != n_classes:
-            raise UserError('{} has {} labels but the model has {} classes'
-                            .format(label_file, len(labels), n_classes))
-        return labels
-    if stored is not None:
-        return stored
-    if n_classes == 1000:
-        return read_labels(SYNSET_WORDS)
-    return ['class {}'.format(i) for i in range(n_classes)]
 
 
 def expand_inputs(urls, paths):
@@ -129,6 +113,40 @@ class Predictor:
         x = self.device.send(numpy.concatenate(arrays))
         probs = chainer.backend.CpuDevice().send(self.model.predict(x))
         return probs.reshape(-1, self.crops, probs.shape[-1]).mean(axis=1)
+
+    def features(self, arrays):
+        """pool5, the 1024-d vector loss3/classifier reads, per input (the
+        mean over the ten crops with oversample): float32 N x 1024."""
+        x = self.device.send(numpy.concatenate(arrays))
+        with chainer.no_backprop_mode(), chainer.using_config('train',
+                                                              False):
+            pool5 = self.model.features(x, aux=False)[2].array
+        pool5 = chainer.backend.CpuDevice().send(pool5)
+        return pool5.reshape(len(arrays), self.crops, -1).mean(axis=1)
+
+
+def check_features_path(path):
+    if not path.lower().endswith(('.npz', '.npy')):
+        raise UserError('--features {}: the file name must end in .npz or '
+                        '.npy'.format(path))
+
+
+def save_features(path, names, vectors):
+    """FILE.npz holds ``features`` (N x 1024 float32) and ``inputs`` (the
+    N input names); FILE.npy holds the array, with the names one per line
+    in FILE.txt beside it. Written atomically, in input order."""
+    vectors = numpy.concatenate(vectors).astype(numpy.float32)
+    if path.lower().endswith('.npz'):
+        with atomic_write(path) as f:
+            numpy.savez(f, features=vectors,
+                        inputs=numpy.array(names, dtype=str))
+        return
+    with atomic_write(path) as f:
+        numpy.save(f, vectors)
+    with atomic_write(os.path.splitext(path)[0] + '.txt') as f:
+        # The file names' own bytes, so each line opens its file again.
+        f.write(''.join(name + '\n' for name in names).encode(
+            'utf-8', 'surrogateescape'))
 
 
 def top_predictions(probs, labels, k):
@@ -206,13 +224,15 @@ def get_device(gpu):
 
 
 def classify(args):
+    if args.features:
+        check_features_path(args.features)
     model_path = args.model
     if model_path is None:
         model_path = default_model()
         ensure_model(model_path, args.caffemodel
                      or convert_caffe_model.default_caffemodel())
     model, stored_names = tuned_googlenet.load_model(model_path)
-    labels = class_labels(model.n_classes, args.labels, stored_names)
+    labels = model_class_names(model.n_classes, args.labels, stored_names)
     device = get_device(args.gpu)
     model.to_device(device)
     predictor = Predictor(model, device, args.oversample)
@@ -225,9 +245,13 @@ def classify(args):
         raise UserError('cannot write {}: no such folder'.format(args.csv))
     output = Output(args.json, args.csv, min(args.top, len(labels)))
     batch, names = [], []
+    vectors, vector_names = [], []
 
     def flush():
-        if batch:
+        if batch and args.features:
+            vectors.append(predictor.features(batch))
+            vector_names.extend(names)
+        elif batch:
             for name, probs in zip(names, predictor(batch)):
                 try:
                     output.result(name, top_predictions(probs, labels,
@@ -235,8 +259,8 @@ def classify(args):
                 except UserError as e:
                     output.error(name, e)
             sys.stdout.flush()
-            batch.clear()
-            names.clear()
+        batch.clear()
+        names.clear()
 
     for name, source in expand_inputs(args.urls, paths):
         try:
@@ -252,6 +276,10 @@ def classify(args):
             flush()
     flush()
     output.close()
+    if vectors:
+        save_features(args.features, vector_names, vectors)
+        print('wrote pool5 features of {} inputs to {}'.format(
+            len(vector_names), shown(args.features)))
     return 1 if output.failed else 0
 
 
@@ -284,6 +312,10 @@ def build_parser():
                         default=DEFAULT_MAX_PIXELS,
                         help='refuse images of more pixels (width x height;'
                         ' default: %(default)s)')
+    parser.add_argument('--features', metavar='FILE',
+                        help='save each input\'s 1024-d pool5 vector '
+                        'instead of printing classes: FILE.npz (with the '
+                        'input names) or FILE.npy (names in FILE.txt)')
     parser.add_argument('--oversample', action='store_true',
                         help='average the ten crops (corners, centre, '
                         'mirrored) as Caffe does')

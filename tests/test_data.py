@@ -283,8 +283,9 @@ def test_validation_folder_lacking_a_class_is_mapped_by_name(capsys,
     assert 'checks: 0 validation images' in out
     report = googlenet_data.per_class_report(
         numpy.array([[2, 0, 0], [0, 0, 0], [0, 1, 1]]), names)
-    assert report.splitlines()[2].split() == ['0.000', '0.000', '0',
-                                              'checks']
+    # precision, recall, F1, support
+    assert report.splitlines()[2].split() == ['0.000', '0.000', '0.000',
+                                              '0', 'checks']
 
 
 def test_validation_folder_with_a_class_training_lacks_is_refused(

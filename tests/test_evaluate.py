@@ -1,0 +1,239 @@
+import json
+import os
+
+import numpy
+import pytest
+from PIL import Image
+
+import convert_caffe_model
+import evaluate_googlenet
+import googlenet_data
+import googlenet_io
+import tuned_googlenet
+from numeric import assert_probabilities_close
+
+FIVE = ['ant', 'bee', 'cat', 'dog', 'eel']
+
+
+def make_images(folder, colours, per_class, rng):
+    """[(path, class name)] of small noisy images in class folders."""
+    made = []
+    for name, colour in colours.items():
+        os.makedirs(os.path.join(folder, name), exist_ok=True)
+        for i in range(per_class):
+            noise = rng.randint(-60, 60, (40, 50, 3))
+            array = numpy.clip(numpy.array(colour) + noise, 0, 255)
+            path = os.path.join(folder, name, '{}.png'.format(i))
+            Image.fromarray(array.astype(numpy.uint8)).save(path)
+            made.append((path, name))
+    return made
+
+
+@pytest.fixture(scope='module')
+def five_class_model(tmp_path_factory, caffemodels):
+    path = str(tmp_path_factory.mktemp('five') / 'tuned_googlenet.model')
+    model = convert_caffe_model.convert(caffemodels['v1'], path, n_classes=5,
+                                        log=lambda line: None)
+    # Set here, not left to the converter's fresh initialisation: a
+    # module-scoped fixture runs before the per-test seeding of numpy.
+    # Seed 6 makes 4 of test_scores_agree_with_an_independent_count's 6
+    # images right: neither score is trivial.
+    rng = numpy.random.RandomState(6)
+    link = model.loss3_fc
+    link.W.array[...] = rng.standard_normal(link.W.shape) * 0.05
+    link.b.array[...] = [0.0, 1.0, -1.0, 0.5, -0.5]
+    tuned_googlenet.save_model(path, model, FIVE)
+    return path
+
+
+def run(capsys, *argv):
+    code = evaluate_googlenet.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_scores_agree_with_an_independent_count(five_class_model, tmp_path,
+                                                capsys, rng):
+    data = str(tmp_path / 'test')
+    made = make_images(data, {'cat': (200, 60, 40), 'ant': (40, 60, 200),
+                              'eel': (60, 200, 40)}, 2, rng)
+    out = str(tmp_path / 'eval')
+    code, printed, err = run(capsys, '--model', five_class_model, '--data',
+                             data, '--json', '-b', '4', '--out', out)
+    assert code == 0 and err == ''  # no progress bar off a terminal
+    report = json.loads(printed)
+
+    # The same predictions, counted here: one batch, sorted by path.
+    model, _ = tuned_googlenet.load_model(five_class_model)
+    made.sort()
+    x = numpy.stack([googlenet_io.preprocess(googlenet_io.open_image(p))
+                     for p, _ in made])
+    probs = model.predict(x)
+    truth = numpy.array([FIVE.index(name) for _, name in made])
+    order = numpy.argsort(-probs, axis=1)
+    assert report['images'] == 6
+    assert report['top1'] == pytest.approx(numpy.mean(order[:, 0] == truth))
+    assert report['top5'] == pytest.approx(numpy.mean(
+        [t in row[:5] for t, row in zip(truth, order)]))
+    assert report['top5'] == 1.0  # five classes: always in the top five
+    confusion = numpy.zeros((5, 5), int)
+    for t, p in zip(truth, order[:, 0]):
+        confusion[t, p] += 1
+    assert report['confusion'] == confusion.tolist()
+    rows = {row['class']: row for row in report['classes']}
+    assert list(rows) == FIVE
+    assert [rows[name]['support'] for name in FIVE] == [2, 0, 2, 0, 2]
+    for i, name in enumerate(FIVE):
+        hits = confusion[i, i]
+        precision = hits / confusion[:, i].sum() if confusion[:, i].sum() \
+            else 0.0
+        recall = hits / confusion[i].sum() if confusion[i].sum() else 0.0
+        assert rows[name]['precision'] == pytest.approx(precision)
+        assert rows[name]['recall'] == pytest.approx(recall)
+        f1 = 2 * precision * recall / (precision + recall) if hits else 0.0
+        assert rows[name]['f1'] == pytest.approx(f1)
+    wrong = [(p, FIVE[t], probs[i]) for i, ((p, _), t) in
+             enumerate(zip(made, truth)) if order[i, 0] != t]
+    assert [m['input'] for m in report['misclassified']] == \
+        [p for p, _, _ in wrong]
+    for item, (_, true, row) in zip(report['misclassified'], wrong):
+        assert item['true'] == true
+        assert [p['class'] for p in item['predictions']] == [
+            FIVE[j] for j in numpy.argsort(-row)[:5]]
+        assert_probabilities_close(
+            [p['probability'] for p in item['predictions']],
+            numpy.sort(row)[::-1][:5])
+    assert 0 < len(wrong) < 6  # the scores above were not trivial
+
+    with open(os.path.join(out, 'report.json')) as f:
+        assert json.load(f) == report
+    with open(os.path.join(out, 'report.txt')) as f:
+        assert f.read().startswith('top-1 accuracy')
+    for name in ('confusion.png', 'confusion_normalized.png'):
+        with open(os.path.join(out, name), 'rb') as f:
+            assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    assert sorted(os.listdir(out)) == ['confusion.png',
+                                       'confusion_normalized.png',
+                                       'report.json', 'report.txt']
+
+
+def test_imagenet_wnid_folders_and_list_files(model_1000, tmp_path, capsys,
+                                              rng):
+    data = str(tmp_path / 'val')
+    made = make_images(data, {'n02123045': (120, 110, 90),
+                              'n01440764': (40, 90, 60)}, 1, rng)
+    code, printed, err = run(capsys, '--model', model_1000, '--data', data,
+                             '--json')
+    assert code == 0, err
+    report = json.loads(printed)
+    rows = {row['class'].split()[0]: row for row in report['classes']}
+    assert rows['n01440764']['support'] == 1
+    assert rows['n02123045']['support'] == 1
+    assert report['images'] == 2
+    model, _ = tuned_googlenet.load_model(model_1000)
+    probs = model.predict(numpy.stack([googlenet_io.preprocess(
+        googlenet_io.open_image(path)) for path, _ in sorted(made)]))
+    truth = [0, 281]  # n01440764 and n02123045 in synset_words.txt
+    top1 = numpy.mean([numpy.argmax(p) == t for p, t in zip(probs, truth)])
+    top5 = numpy.mean([t in numpy.argsort(-p)[:5]
+                       for p, t in zip(probs, truth)])
+    assert (report['top1'], report['top5']) == (pytest.approx(top1),
+                                                pytest.approx(top5))
+
+    # Caffe's val.txt: relative paths and class indices.
+    listing = tmp_path / 'val.txt'
+    listing.write_text('n01440764/0.png 0\nn02123045/0.png 281\n')
+    code, printed, err = run(capsys, '--model', model_1000, '--data',
+                             str(listing), '--root', data, '--json')
+    assert code == 0, err
+    again = json.loads(printed)
+    assert (again['top1'], again['top5'], again['confusion']) == (
+        report['top1'], report['top5'], report['confusion'])
+
+
+def test_oversample_scores_the_ten_crop_average(five_class_model, tmp_path,
+                                                rng):
+    [(path, _)] = make_images(str(tmp_path), {'bee': (90, 90, 30)}, 1, rng)
+    model, _ = tuned_googlenet.load_model(five_class_model)
+    probs, kept, bad = googlenet_data.predict_dataset(
+        model, [(path, 1)], batchsize=4, oversample=True)
+    assert (kept, bad) == ([(path, 1)], [])
+    crops = googlenet_io.ten_crops(googlenet_io.open_image(path))
+    assert_probabilities_close(probs, model.predict(crops).mean(
+        axis=0, keepdims=True))
+
+
+def test_bad_inputs_are_one_line_errors(five_class_model, tmp_path, capsys,
+                                        rng):
+    code, _, err = run(capsys, '--model', five_class_model, '--data',
+                       str(tmp_path / 'missing'))
+    assert (code, err) == (1, 'error: no such dataset: {}\n'.format(
+        tmp_path / 'missing'))
+
+    data = str(tmp_path / 'test')
+    make_images(data, {'cat': (200, 60, 40), 'zebra': (9, 9, 9)}, 1, rng)
+    code, _, err = run(capsys, '--model', five_class_model, '--data', data)
+    assert code == 1 and err.startswith('error: ') and "'zebra'" in err
+    assert err.count('\n') == 1
+
+    listing = tmp_path / 'list.txt'
+    listing.write_text('{} 7\n'.format(os.path.join(data, 'cat', '0.png')))
+    code, _, err = run(capsys, '--model', five_class_model, '--data',
+                       str(listing))
+    assert code == 1 and 'label 7 is out of range' in err
+    assert err.count('\n') == 1
+
+    # A folder of images without class folders.
+    code, _, err = run(capsys, '--model', five_class_model, '--data',
+                       os.path.join(data, 'cat'))
+    assert (code, err) == (1, 'error: {} holds 1 image but no class '
+                           'sub-folders: put each class\'s images in a folder '
+                           'named after the class\n'.format(
+                               os.path.join(data, 'cat')))
+
+    # An unreadable image is reported; the others are still scored.
+    os.rename(os.path.join(data, 'zebra'), os.path.join(data, 'dog'))
+    broken = os.path.join(data, 'dog', 'broken.png')
+    with open(broken, 'wb') as f:
+        f.write(b'\x89PNG\r\n\x1a\n not really')
+    code, printed, err = run(capsys, '--model', five_class_model, '--data',
+                             data, '--json')
+    assert code == 1
+    assert err.startswith('error: {}: '.format(broken))
+    assert err.count('\n') == 1
+    report = json.loads(printed)
+    assert report['images'] == 2
+    assert report['unreadable'] == [err[len('error: '):].strip()]
+
+    model, _ = tuned_googlenet.load_model(five_class_model)
+    # Finite weights (a NaN one is refused at load) whose logits overflow.
+    model.loss3_fc.W.array[:] = numpy.finfo(numpy.float32).max
+    nan_model = str(tmp_path / 'overflow.model')
+    tuned_googlenet.save_model(nan_model, model, FIVE)
+    code, printed, err = run(capsys, '--model', nan_model, '--data', data)
+    assert (code, printed) == (1, '')
+    assert err.endswith('\nerror: {} gives non-finite probabilities: its '
+                        'weights are NaN or infinite\n'.format(nan_model))
+
+    code, _, err = run(capsys, '--model', str(tmp_path / 'none.model'),
+                       '--data', data)
+    assert code == 1 and err.startswith('error: model file not found')
+
+
+def test_undecodable_names_are_shown_escaped(tmp_path):
+    """A class folder and file named in Latin-1 on a UTF-8 system: the
+    report prints and stores them with the bytes escaped, no traceback."""
+    name = b'caf\xe9'.decode('utf-8', 'surrogateescape')
+    probs = numpy.array([[0.2, 0.8], [0.9, 0.1]], numpy.float32)
+    pairs = [(os.path.join(str(tmp_path), name, name + '.png'), 0),
+             ('b.png', 1)]
+    report = googlenet_data.evaluation_report(probs, pairs, [name, 'tea'])
+    assert report['classes'][0]['class'] == 'caf\\xe9'
+    assert report['misclassified'][0]['input'].endswith('caf\\xe9.png')
+    format_evaluation = googlenet_data.format_evaluation(report)
+    format_evaluation.encode('utf-8')  # strict: no surrogates left
+    json.dumps(report, ensure_ascii=False).encode('utf-8')
+    out = str(tmp_path / 'eval')
+    evaluate_googlenet.write_outputs(out, report, [name, 'tea'])
+    with open(os.path.join(out, 'report.txt'), encoding='utf-8') as f:
+        assert 'caf\\xe9' in f.read()

@@ -1,0 +1,199 @@
+import json
+import os
+
+import numpy
+import pytest
+from google.protobuf import text_format
+
+import caffe_pb2
+import convert_caffe_model
+import export_googlenet
+import tuned_googlenet
+from numeric import assert_probabilities_close
+
+onnx = pytest.importorskip('onnx')
+ort = pytest.importorskip('onnxruntime')
+
+FIVE = ['ant', 'bee', 'cat', 'dog', 'eel']
+
+
+@pytest.fixture(scope='module')
+def five_class_model(tmp_path_factory, caffemodels):
+    """A 5-class model whose heads differ from any caffemodel's, as after
+    fine-tuning, saved with its class names."""
+    path = str(tmp_path_factory.mktemp('five') / 'tuned_googlenet.model')
+    model = convert_caffe_model.convert(caffemodels['v1'], path, n_classes=5,
+                                        log=lambda line: None)
+    # Seeded here: a module-scoped fixture runs before the per-test seeding.
+    rng = numpy.random.RandomState(5)
+    for name in tuned_googlenet.HEADS:
+        link = getattr(model, name)
+        link.W.array[...] = rng.standard_normal(link.W.shape) * 0.05
+        link.b.array[...] = rng.standard_normal(link.b.shape) * 0.5
+    tuned_googlenet.save_model(path, model, FIVE)
+    return path
+
+
+@pytest.mark.parametrize('which', ['1000', '5'])
+def test_onnx_runs_in_onnxruntime_like_predict(which, model_1000,
+                                               five_class_model, tmp_path,
+                                               capsys):
+    path = model_1000 if which == '1000' else five_class_model
+    out = str(tmp_path / 'googlenet.onnx')
+    assert export_googlenet.main(['--model', path, '--onnx', out]) == 0
+    assert 'wrote ' + out in capsys.readouterr().out
+    proto = onnx.load(out)
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version >= 13
+    ops = {node.op_type for node in proto.graph.node}
+    assert {'LRN', 'MaxPool', 'Concat', 'Softmax'} <= ops
+    assert 'Dropout' not in ops
+    meta = {p.key: p.value for p in proto.metadata_props}
+    model, stored = tuned_googlenet.load_model(path)
+    names = json.loads(meta['class_names'])
+    assert len(names) == model.n_classes
+    if which == '5':
+        assert names == FIVE
+    else:
+        assert names[0].startswith('n01440764 ')
+    assert json.loads(meta['mean_bgr']) == [104.0, 117.0, 123.0]
+    assert meta['channel_order'] == 'BGR'
+    session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
+    [data], [prob] = session.get_inputs(), session.get_outputs()
+    assert (data.name, prob.name) == ('data', 'prob')
+    assert data.shape[1:] == [3, 224, 224] and isinstance(data.shape[0], str)
+    rng = numpy.random.RandomState(0)
+    for batch in (1, 5):
+        x = rng.uniform(-123, 152, (batch, 3, 224, 224)).astype(numpy.float32)
+        actual = session.run(['prob'], {'data': x})[0]
+        expected = model.predict(x)
+        assert actual.shape == (batch, model.n_classes)
+        assert_probabilities_close(actual, expected)
+        # Not a flat output: the inputs are told apart.
+        assert expected.max() > 2.0 / model.n_classes
+
+
+def test_caffemodel_converts_back_bit_identically(five_class_model, tmp_path,
+                                                  capsys):
+    folder = str(tmp_path / 'caffe')
+    assert export_googlenet.main(['--model', five_class_model,
+                                  '--caffe', folder]) == 0
+    printed = capsys.readouterr().out
+    caffemodel = os.path.join(folder, 'tuned_googlenet.caffemodel')
+    assert 'wrote ' + caffemodel in printed
+    with open(os.path.join(folder, 'labels.txt')) as f:
+        assert f.read().split() == FIVE
+    net = caffe_pb2.NetParameter()
+    with open(caffemodel, 'rb') as f:
+        net.ParseFromString(f.read())
+    assert len(net.layer) and not len(net.layers)  # the current format
+    back = str(tmp_path / 'back.model')
+    assert convert_caffe_model.main(['--caffemodel', caffemodel,
+                                     '--output', back, '--classes', '5']) == 0
+    assert '7 heads copied, 0 heads left fresh' in capsys.readouterr().out
+    original, _ = tuned_googlenet.load_model(five_class_model)
+    converted, _ = tuned_googlenet.load_model(back)
+    params = dict(converted.namedparams())
+    assert set(params) == {name for name, _ in original.namedparams()}
+    for name, param in original.namedparams():
+        assert params[name].array.dtype == numpy.float32
+        assert numpy.array_equal(params[name].array, param.array), name
+
+
+def chain_link(model, caffe_name):
+    link = model
+    for part in convert_caffe_model.LAYER_MAP[caffe_name].split('/'):
+        link = getattr(link, part)
+    return link
+
+
+def test_deploy_prototxt_matches_the_chain(model_1000, tmp_path):
+    model, _ = tuned_googlenet.load_model(model_1000)
+    folder = str(tmp_path / 'caffe')
+    export_googlenet.export_caffe(model, folder, ['x'] * 1000)
+    with open(os.path.join(folder, 'deploy.prototxt')) as f:
+        net = text_format.Parse(f.read(), caffe_pb2.NetParameter())
+    layers = list(net.layer)
+    assert not any(len(layer.blobs) for layer in layers)
+    assert (layers[0].type, list(layers[0].top)) == ('Input', ['data'])
+    assert list(layers[0].input_param.shape[0].dim)[1:] == [3, 224, 224]
+    assert (layers[-1].name, layers[-1].type, list(layers[-1].bottom)) == (
+        'prob', 'Softmax', ['loss3/classifier'])
+    # The deploy net has no auxiliary heads; every other weighted layer of
+    # the converter's map is here, once.
+    weighted = [layer.name for layer in layers
+                if layer.type in ('Convolution', 'InnerProduct')]
+    assert sorted(weighted) == sorted(
+        name for name in convert_caffe_model.LAYER_MAP
+        if not name.startswith(('loss1', 'loss2')))
+    stages = list(tuned_googlenet.INCEPTION)
+    consumer_width = {stage: tuned_googlenet.INCEPTION[following][0]
+                      for stage, following in zip(stages, stages[1:])}
+    consumer_width['inc5b'] = model.loss3_fc.W.shape[1]
+    tops = {'data'}
+    for layer in layers[1:]:
+        assert set(layer.bottom) <= tops, layer.name
+        tops |= set(layer.top)
+        if layer.type == 'Convolution':
+            link = chain_link(model, layer.name)
+            p = layer.convolution_param
+            out, _, kh, kw = link.W.shape
+            assert p.num_output == out and list(p.kernel_size) == [kh]
+            assert (list(p.stride) or [1]) == [link.stride[0]]
+            assert (list(p.pad) or [0]) == [link.pad[0]]
+        elif layer.type == 'InnerProduct':
+            assert layer.inner_product_param.num_output == \
+                chain_link(model, layer.name).W.shape[0]
+        elif layer.type in ('ReLU', 'Dropout'):
+            assert list(layer.bottom) == list(layer.top)  # in place
+        elif layer.type == 'LRN':
+            p = layer.lrn_param
+            # Caffe's alpha; Chainer's is alpha / local_size (tuned_googlenet).
+            assert (p.local_size, p.beta, p.k) == (5, 0.75, 1.0)
+            assert p.alpha == pytest.approx(1e-4)
+        elif layer.type == 'Concat':
+            stage = 'inc' + layer.name[len('inception_'):].split('/')[0]
+            assert layer.concat_param.axis == 1
+            branches = [b.split('/')[1] for b in layer.bottom]
+            assert branches == ['1x1', '3x3', '5x5', 'pool_proj']
+            widths = [chain_link(model, b).W.shape[0] for b in layer.bottom]
+            assert sum(widths) == consumer_width[stage]
+        elif layer.type == 'Pooling':
+            p = layer.pooling_param
+            assert (p.kernel_size, p.stride, p.pad) in (
+                (3, 2, 0), (3, 1, 1), (7, 1, 0)), layer.name
+            assert (p.pool == p.AVE) == (layer.name == 'pool5/7x7_s1')
+    concats = [layer for layer in layers if layer.type == 'Concat']
+    assert len(concats) == len(tuned_googlenet.INCEPTION)
+    assert layers[-2].bottom[0] == 'pool5/7x7_s1'
+
+
+def test_errors_are_one_line(tmp_path, capsys, model_1000):
+    assert export_googlenet.main(['--model', str(tmp_path / 'none.model'),
+                                  '--onnx', str(tmp_path / 'x.onnx')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: model file not found') and \
+        err.count('\n') == 1
+    assert export_googlenet.main(['--model', model_1000]) == 1
+    assert 'nothing to do' in capsys.readouterr().err
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    assert export_googlenet.main(['--model', model_1000, '--caffe',
+                                  str(blocker / 'sub')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: cannot create') and err.count('\n') == 1
+    assert export_googlenet.main(['--model', model_1000, '--onnx',
+                                  str(tmp_path / 'no' / 'x.onnx')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: cannot write') and err.count('\n') == 1
+
+    model, _ = tuned_googlenet.load_model(model_1000)
+    model.loss3_fc.W.array[3, 7] = numpy.nan
+    broken = str(tmp_path / 'nan.model')
+    tuned_googlenet.save_model(broken, model)
+    assert export_googlenet.main(['--model', broken, '--onnx',
+                                  str(tmp_path / 'x.onnx')]) == 1
+    assert capsys.readouterr().err == (
+        'error: model file {} holds NaN or infinite values in /loss3_fc/W; '
+        'convert or train it again\n'.format(broken))
+    assert not os.path.exists(str(tmp_path / 'x.onnx'))
