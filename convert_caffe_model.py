@@ -158,9 +158,15 @@ def fetch_caffemodel(path, url=None, sha1=None):
 
 
 def convert(caffemodel, output, n_classes=None, fresh_heads=False,
-            log=print):
-    """Reads caffemodel, builds the Chain, copies what fits, saves output."""
+            log=print, seed=None):
+    """Reads caffemodel, builds the Chain, copies what fits, saves output.
+
+    ``seed`` seeds the fresh heads' initial weights (Chainer's initializers
+    draw from numpy's global generator); None leaves them to chance.
+    """
     blobs = read_caffemodel(caffemodel)
+    if seed is not None:
+        numpy.random.seed(seed)
     model = tuned_googlenet.GoogLeNet(n_classes)
     transfer(blobs, model, fresh_heads=fresh_heads, log=log)
     tuned_googlenet.save_model(output, model)
@@ -181,6 +187,9 @@ def build_parser():
     parser.add_argument('--fresh-heads', action='store_true',
                         help='re-initialise the replaced heads even where '
                         'the pretrained ones fit')
+    parser.add_argument('--seed', type=int, default=None,
+                        help='seed of the fresh heads\' initial weights '
+                        '(default: none, a different start each time)')
     parser.add_argument('--download', action='store_true',
                         help='download the caffemodel first if it is missing')
     parser.add_argument('--url', default=None,
@@ -195,7 +204,8 @@ def build_parser():
 def run(args):
     if args.download and not os.path.exists(args.caffemodel):
         fetch_caffemodel(args.caffemodel, args.url, args.sha1)
-    convert(args.caffemodel, args.output, args.classes, args.fresh_heads)
+    convert(args.caffemodel, args.output, args.classes, args.fresh_heads,
+            seed=args.seed)
 
 
 def main(argv=None):

@@ -6,6 +6,7 @@ format). Classes come from the training data; any other data set (validation,
 test) is mapped onto them by name, so a folder that lacks a class, or lists
 them in another order, cannot shift the labels.
 """
+import json
 import os
 import re
 
@@ -130,44 +131,100 @@ def print_report(name, pairs, class_names, unreadable):
         print('  skipped unreadable {}'.format(line))
 
 
-def per_class_report(confusion, class_names):
-    lines = ['{:>9s} {:>9s} {:>7s}  class'.format('precision', 'recall',
-                                                  'images')]
+def class_report(confusion, class_names):
+    """The scores of a confusion matrix (rows: true class, columns:
+    predicted), as a JSON-ready dict: per class precision, recall, F1 and
+    support (true images), the accuracy, the image count and the matrix.
+    A score whose denominator is 0 (a class never predicted, or without
+    images) is 0, as scikit-learn's zero_division=0."""
+    confusion = numpy.asarray(confusion)
     predicted = confusion.sum(axis=0)
     actual = confusion.sum(axis=1)
+    classes = []
     for i, name in enumerate(class_names):
-        precision = confusion[i, i] / predicted[i] if predicted[i] else 0.0
-        recall = confusion[i, i] / actual[i] if actual[i] else 0.0
-        lines.append('{:9.3f} {:9.3f} {:7d}  {}'.format(
-            precision, recall, actual[i], name))
-    total = confusion.sum()
-    lines.append('accuracy {:.3f} on {} images'.format(
-        numpy.trace(confusion) / total if total else 0.0, total))
+        hits = confusion[i, i]
+        precision = hits / predicted[i] if predicted[i] else 0.0
+        recall = hits / actual[i] if actual[i] else 0.0
+        f1 = (2 * precision * recall / (precision + recall)
+              if precision + recall else 0.0)
+        classes.append({'class': name, 'precision': float(precision),
+                        'recall': float(recall), 'f1': float(f1),
+                        'support': int(actual[i])})
+    total = int(confusion.sum())
+    return {'classes': classes,
+            'accuracy': float(numpy.trace(confusion) / total) if total
+            else 0.0,
+            'images': total,
+            'confusion': confusion.astype(int).tolist()}
+
+
+def format_report(report):
+    """class_report's dict as the table training prints and keeps."""
+    lines = ['{:>9s} {:>9s} {:>9s} {:>7s}  class'.format(
+        'precision', 'recall', 'f1', 'support')]
+    for row in report['classes']:
+        lines.append('{precision:9.3f} {recall:9.3f} {f1:9.3f} '
+                     '{support:7d}  {class}'.format(**row))
+    lines.append('accuracy {:.3f} on {} images'.format(report['accuracy'],
+                                                       report['images']))
+    if 'best_epoch' in report:
+        lines.append('best epoch {} (validation accuracy {:.3f})'.format(
+            report['best_epoch'], report['best_validation_accuracy']))
     lines.append('confusion matrix (rows: true, columns: predicted):')
+    confusion = numpy.array(report['confusion'])
     width = max(5, len(str(confusion.max())) + 1)
-    for i, row in enumerate(confusion):
+    for row, name in zip(confusion, (r['class'] for r in report['classes'])):
         lines.append(''.join('{:{}d}'.format(v, width) for v in row)
-                     + '  ' + class_names[i])
+                     + '  ' + name)
     return '\n'.join(lines)
 
 
-def plot_confusion(confusion, class_names, path):
+def per_class_report(confusion, class_names):
+    """The printed table of a confusion matrix (see class_report)."""
+    return format_report(class_report(confusion, class_names))
+
+
+def write_report(report, json_path, text_path):
+    """Keeps a class_report dict as JSON and as its table, atomically."""
+    with atomic_write(json_path, 'w') as f:
+        json.dump(report, f, indent=1)
+    with atomic_write(text_path, 'w') as f:
+        f.write(format_report(report) + '\n')
+
+
+def plot_confusion(confusion, class_names, path, normalized=False,
+                   title='confusion matrix'):
+    """Draws the matrix with its counts in the cells, written atomically.
+
+    ``normalized`` colours each row by its share of the row's images (the
+    recall on the diagonal) and writes the shares; a row without images
+    stays 0."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    confusion = numpy.asarray(confusion)
+    if normalized:
+        rows = confusion.sum(axis=1, keepdims=True)
+        values = confusion / numpy.maximum(rows, 1)
+        labels = numpy.vectorize('{:.2f}'.format)(values)
+        top = 1.0
+    else:
+        values, labels = confusion, confusion.astype(str)
+        top = max(int(confusion.max()), 1)
     size = max(4, 0.5 * len(class_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(confusion, cmap='Blues')
+    ax.imshow(values, cmap='Blues', vmin=0, vmax=top)
     ax.set_xticks(range(len(class_names)), class_names, rotation=90)
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set_xlabel('predicted')
     ax.set_ylabel('true')
-    for (i, j), v in numpy.ndenumerate(confusion):
-        ax.text(j, i, str(v), ha='center', va='center',
-                color='white' if v > confusion.max() / 2 else 'black')
+    ax.set_title('{} ({} images{})'.format(
+        title, int(confusion.sum()),
+        ', rows normalised' if normalized else ''))
+    for (i, j), v in numpy.ndenumerate(values):
+        ax.text(j, i, labels[i, j], ha='center', va='center',
+                color='white' if v > top / 2 else 'black')
     fig.tight_layout()
     with atomic_write(path) as f:
         fig.savefig(f, format='png')
     plt.close(fig)
-
-

@@ -76,9 +76,27 @@ def test_cached_training_learns_and_saves_the_best_model(
     best = max(entry['validation/main/accuracy'] for entry in log)
     assert best >= 0.9
     for name in ('loss.png', 'accuracy.png', 'confusion.png',
-                 'snapshot_iter_3', 'tuned_googlenet.model'):
+                 'confusion_normalized.png', 'tuned_googlenet.model',
+                 'run.json', 'report.txt'):
         assert os.path.exists(os.path.join(out, name)), name
+    # --keep-snapshots 2: the newest two of 30 epochs' snapshots remain.
+    assert _snapshot_iterations(out) == [87, 90]
     assert 'precision' in printed and 'confusion matrix' in printed
+    with open(os.path.join(out, 'report.json')) as f:
+        report = json.load(f)
+    scored = [e['validation/main/accuracy'] for e in log]
+    assert report['best_epoch'] == scored.index(best) + 1
+    assert report['best_validation_accuracy'] == best
+    # The best model, evaluated again, scores what the log recorded.
+    assert report['accuracy'] == pytest.approx(best, abs=1e-6)
+    assert [row['class'] for row in report['classes']] == [
+        'blue', 'green', 'red']
+    assert sum(row['support'] for row in report['classes']) == 6
+    assert numpy.array(report['confusion']).sum() == 6
+    with open(os.path.join(out, 'report.txt')) as f:
+        text = f.read()
+    assert 'best epoch {}'.format(report['best_epoch']) in text
+    assert text in printed
     # The saved model's trunk is the caffemodel's, bit for bit.
     model, names = tuned_googlenet.load_model(
         os.path.join(out, 'tuned_googlenet.model'))
