@@ -8,6 +8,7 @@ sorted, are the class names) or a list file of ``path label`` lines. The trunk
 is frozen up to --freeze-until; the best model by validation accuracy is saved
 with its class names, so googlenet_predict.py --model prints them.
 """
+import os
 import signal
 import sys
 
@@ -15,15 +16,16 @@ if __name__ == '__main__':
     # Ctrl-C during the imports below (a second or more): nothing is
     # written yet; main() installs the handler of the run itself.
     def _interrupted_early(signum, frame):
-        print('interrupted', file=sys.stderr)
-        sys.exit(130)
+        # os._exit: an exception would surface inside the interrupted
+        # import as an ImportError with a traceback.
+        print('interrupted', file=sys.stderr, flush=True)
+        os._exit(130)
     signal.signal(signal.SIGINT, _interrupted_early)
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
@@ -243,13 +245,32 @@ def make_iterator(dataset, batchsize, loaderjob, loader_timeout, order=None,
     """
     shuffle = None if order is not None else False
     if loaderjob > 0:
-        return chainer.iterators.MultiprocessIterator(
+        return LoaderIterator(
             dataset, batchsize, repeat=repeat, shuffle=shuffle,
             order_sampler=order, n_processes=loaderjob,
             dataset_timeout=loader_timeout)
     return chainer.iterators.SerialIterator(
         dataset, batchsize, repeat=repeat, shuffle=shuffle,
         order_sampler=order)
+
+
+class LoaderIterator(chainer.iterators.MultiprocessIterator):
+    """MultiprocessIterator that ends its pool when a batch times out.
+
+    A worker killed while it holds a batch (the out-of-memory killer) loses
+    that task; Chainer 7.8.1's prefetch thread then closes and joins a pool
+    whose task never completes, and finalize waits for that thread forever.
+    Terminating the pool first lets finalize, and so the run, end.
+    """
+
+    def __next__(self):
+        try:
+            return super().__next__()
+        except self.TimeoutWarning:
+            loop = self._prefetch_loop
+            if loop is not None and loop._pool is not None:
+                loop._pool.terminate()
+            raise
 
 
 def loader_errors_are_fatal():
@@ -314,26 +335,33 @@ def config_difference(stored, current):
     return '; '.join(differ)
 
 
-def resume(trainer, path, config):
-    """Loads a snapshot of this run; the frozen stages it lacks stay as
-    loaded. UserError if it is not a snapshot of this configuration."""
+def check_snapshot(path, config):
+    """UserError unless path is a snapshot of a run of this configuration,
+    naming what differs."""
+    try:
+        with numpy.load(path, allow_pickle=False) as npz:
+            stored = (json.loads(str(npz['run_config']))
+                      if 'run_config' in npz.files else None)
+    except Exception as e:
+        raise UserError('cannot resume from {}: {}'.format(path, one_line(e)))
+    if stored is None:
+        raise UserError('cannot resume from {}: it is not a snapshot of this '
+                        'version\'s runs (no run configuration in it)'.format(
+                            path))
+    difference = config_difference(stored, config)
+    if difference:
+        raise UserError('cannot resume from {}: it is a snapshot of another '
+                        'run; differs in {}'.format(path, difference))
+
+
+def resume(trainer, path):
+    """Loads a snapshot (check_snapshot has passed); the frozen stages it
+    lacks stay as loaded."""
     try:
         # Pickled: a trigger's best value is None until the first evaluation.
         with numpy.load(path, allow_pickle=True) as npz:
-            if 'run_config' not in npz.files:
-                raise UserError('cannot resume from {}: it is not a snapshot '
-                                'of this version\'s runs (no run '
-                                'configuration in it)'.format(path))
-            difference = config_difference(
-                json.loads(str(npz['run_config'])), config)
-            if difference:
-                raise UserError('cannot resume from {}: it is a snapshot of '
-                                'another run; differs in {}'.format(
-                                    path, difference))
             chainer.serializers.NpzDeserializer(npz, strict=False).load(
                 trainer)
-    except UserError:
-        raise
     except Exception as e:
         raise UserError('cannot resume from {}: {}'.format(path, one_line(e)))
     print('resumed from {} at iteration {}'.format(
@@ -350,6 +378,24 @@ class SaveBest(training.Extension):
 
     def __call__(self, trainer):
         tuned_googlenet.save_model(self.path, self.model, self.class_names)
+
+
+class KeepSnapshots(training.Extension):
+    """Deletes all but the newest N snapshots, newest by iteration.
+
+    Not the snapshot extension's n_retains: it ranks by modification time,
+    then by name, and on a file system with coarse timestamps deletes
+    snapshot_iter_10 before snapshot_iter_9.
+    """
+
+    priority = -200  # after the snapshot (priority -100) is written
+
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, trainer):
+        for _, path in snapshot_files(trainer.out)[:-self.n]:
+            os.unlink(path)
 
 
 class SeededUpdater(training.updaters.StandardUpdater):
@@ -386,12 +432,10 @@ def stop_on_non_finite_loss(trainer):
         return
     value = float(chainer.backend.CpuDevice().send(chainer.as_array(loss)))
     if not numpy.isfinite(value):
-        raise UserError('the loss became {} at iteration {} (epoch {}): the '
-                        'learning rate is too high for these features; '
-                        'train again with a lower --lr (e.g. a tenth)'.format(
-                            value,
-                            trainer.updater.iteration,
-                            trainer.updater.epoch))
+        raise UserError('the loss became {} at iteration {}: the learning '
+                        'rate is too high for these features; train again '
+                        'with a lower --lr (e.g. a tenth)'.format(
+                            value, trainer.updater.iteration))
 
 
 class PlotLog(training.Extension):
@@ -401,7 +445,7 @@ class PlotLog(training.Extension):
     resumed from a snapshot taken mid-epoch), and writes them atomically."""
 
     trigger = (1, 'epoch')
-    priority = training.PRIORITY_WRITER - 1  # after LogReport
+    priority = training.PRIORITY_READER - 1  # after LogReport
 
     PLOTS = {'loss.png': ('main/loss', 'validation/main/loss'),
              'accuracy.png': ('main/accuracy', 'validation/main/accuracy')}
@@ -447,7 +491,7 @@ def lr_schedule(args, iterations):
 
 
 def build_trainer(args, model, output, class_names, train_set, val_set,
-                  config):
+                  config, snapshot=None):
     optimizer = tuned_googlenet.make_optimizer(
         model, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay)
@@ -474,8 +518,10 @@ def build_trainer(args, model, output, class_names, train_set, val_set,
                    trigger=training.triggers.MaxValueTrigger(
                        'validation/main/accuracy', trigger=epoch))
     trainer.extend(extensions.snapshot(
-        savefun=snapshot_writer(model, config), filename=SNAPSHOT,
-        n_retains=args.keep_snapshots), trigger=args.snapshot_interval)
+        savefun=snapshot_writer(model, config), filename=SNAPSHOT),
+        trigger=args.snapshot_interval)
+    trainer.extend(KeepSnapshots(args.keep_snapshots),
+                   trigger=args.snapshot_interval)
     schedule, trigger = lr_schedule(args, int(math.ceil(
         args.epoch * len(train_set) / args.batchsize)))
     if schedule is not None:
@@ -489,9 +535,8 @@ def build_trainer(args, model, output, class_names, train_set, val_set,
          'validation/main/accuracy', 'elapsed_time'], out=sys.stdout))
     if not args.no_progress:
         trainer.extend(extensions.ProgressBar(update_interval=1))
-    if args.resume:
-        resume(trainer, latest_snapshot(args.out) if args.resume == 'latest'
-               else args.resume, config)
+    if snapshot:
+        resume(trainer, snapshot)
     return trainer
 
 
@@ -667,6 +712,11 @@ class Session:
             args, self.model.n_classes)
         self.config = run_config(args, self.freeze_until, self.class_names,
                                  pairs, val_pairs)
+        self.snapshot = None
+        if args.resume:
+            self.snapshot = (latest_snapshot(args.out) if args.resume ==
+                             'latest' else args.resume)
+            check_snapshot(self.snapshot, self.config)
         cache = (2 * len(pairs) + len(val_pairs)) * FEATURE_SIZE * 4 if (
             args.cache_features) else 0
         check_disk_space(args.out, (args.keep_snapshots + 1) * snapshot_bytes(
@@ -692,7 +742,8 @@ class Session:
             self.val_set = ImageDataset(val_pairs, False, args.seed)
         self.trainer = build_trainer(args, self.model, self.output,
                                      self.class_names, self.train_set,
-                                     self.val_set, self.config)
+                                     self.val_set, self.config,
+                                     self.snapshot)
 
     def _cached(self, pairs, views, name, train):
         folder = os.path.join(self.args.out, 'features')
@@ -774,14 +825,23 @@ def stop_if_interrupted(trainer):
         raise KeyboardInterrupt
 
 
+def _unraisable(unraisable):
+    # A Ctrl-C that Python swallowed (printing "Exception ignored") is
+    # recorded in _interrupted and reported once, as "interrupted".
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     _interrupted[:] = [os.getpid()]
     previous = signal.signal(signal.SIGINT, _on_sigint)
+    sys.unraisablehook = _unraisable
     try:
         code = report_errors(train, args)
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = sys.__unraisablehook__
     if len(_interrupted) > 1 and code != 130:
         print('interrupted', file=sys.stderr)
         code = 130
@@ -817,7 +877,8 @@ def positive_float(text):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--train', required=True,
-                        help='folder of class folders, or a list file')
+                        help='folder of class folders, or a list file '
+                        '(required: no default)')
     parser.add_argument('--val', help='validation data (default: hold out '
                         '--val-ratio of --train)')
     parser.add_argument('--val-ratio', type=float, default=0.1,
