@@ -275,8 +275,7 @@ class LoaderIterator(chainer.iterators.MultiprocessIterator):
 
 def loader_errors_are_fatal():
     """Makes Chainer's loader time-out warning an exception in this process."""
-    warnings.simplefilter('error',
-                          chainer.iterators.MultiprocessIterator.TimeoutWarning)
+    warnings.simplefilter('error', LoaderIterator.TimeoutWarning)
 
 
 def snapshot_files(out):
