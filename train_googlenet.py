@@ -789,7 +789,10 @@ def train(args):
     and of the disk become one-line UserErrors."""
     loader_errors_are_fatal()
     try:
-        Session(args).run()
+        # A diverging loss is reported by stop_on_non_finite_loss in one
+        # line, not by numpy's overflow warnings on the way there.
+        with numpy.errstate(over='ignore', invalid='ignore'):
+            Session(args).run()
     except chainer.iterators.MultiprocessIterator.TimeoutWarning:
         raise UserError('the image loader workers gave no batch in {} s (one '
                         'was killed, e.g. by the out-of-memory killer, or '
