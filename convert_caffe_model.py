@@ -245,14 +245,18 @@ def _download(url, path, sha1):
 
 
 def convert(caffemodel, output, n_classes=None, fresh_heads=False,
-            required_heads=(), log=print):
+            required_heads=(), log=print, seed=None):
     """Reads caffemodel, builds the Chain, copies what fits, saves output.
 
     Ends the log with a summary line; refuses (UserError) an output that is
     the caffemodel or not a regular file, and a required head left fresh.
+    ``seed`` seeds the fresh heads' initial weights (Chainer's initializers
+    draw from numpy's global generator); None leaves them to chance.
     """
     check_output_path(output, [caffemodel])
     blobs = read_caffemodel(caffemodel)
+    if seed is not None:
+        numpy.random.seed(seed)
     model = tuned_googlenet.GoogLeNet(n_classes)
     trunk, copied, fresh = transfer(blobs, model, fresh_heads=fresh_heads,
                                     required_heads=required_heads, log=log)
@@ -280,6 +284,9 @@ def build_parser():
     parser.add_argument('--fresh-heads', action='store_true',
                         help='re-initialise the replaced heads even where '
                         'the pretrained ones fit')
+    parser.add_argument('--seed', type=int, default=None,
+                        help='seed of the fresh heads\' initial weights '
+                        '(default: none, a different start each time)')
     parser.add_argument('--download', action='store_true',
                         help='download the caffemodel first if it is missing')
     parser.add_argument('--url', default=None,
@@ -301,7 +308,8 @@ def run(args):
                         'it there, or give --caffemodel PATH'.format(
                             caffemodel))
     with file_lock(args.output):
-        convert(caffemodel, args.output, args.classes, args.fresh_heads)
+        convert(caffemodel, args.output, args.classes, args.fresh_heads,
+                seed=args.seed)
 
 
 def main(argv=None):

@@ -212,17 +212,6 @@ class Output:
             f.write(text.getvalue().encode('utf-8'))
 
 
-def get_device(gpu):
-    if gpu < 0:
-        return chainer.get_device('@numpy')
-    if not chainer.backends.cuda.available:
-        raise UserError('--gpu {} needs CuPy, which is not installed; run '
-                        'without --gpu to use the CPU'.format(gpu))
-    device = chainer.get_device('@cupy:{}'.format(gpu))
-    device.use()
-    return device
-
-
 def classify(args):
     if args.features:
         check_features_path(args.features)
@@ -233,7 +222,8 @@ def classify(args):
                      or convert_caffe_model.default_caffemodel())
     model, stored_names = tuned_googlenet.load_model(model_path)
     labels = model_class_names(model.n_classes, args.labels, stored_names)
-    device = get_device(args.gpu)
+    device = tuned_googlenet.get_device(
+        args.device if args.gpu is None else args.gpu)
     model.to_device(device)
     predictor = Predictor(model, device, args.oversample)
     paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
@@ -321,8 +311,12 @@ def build_parser():
                         'mirrored) as Caffe does')
     parser.add_argument('-b', '--batchsize', type=positive_int, default=8,
                         help='images per forward pass (default: 8)')
-    parser.add_argument('-g', '--gpu', type=int, default=-1,
-                        help='GPU id (negative: CPU)')
+    parser.add_argument('-d', '--device', default='@numpy',
+                        help='Chainer device spec, e.g. @numpy (the CPU) or '
+                        '@cupy:0 (default: %(default)s)')
+    parser.add_argument('-g', '--gpu', type=int, default=None,
+                        help='the original\'s option: GPU id, -1 for the '
+                        'CPU; -g N is -d @cupy:N (default: use --device)')
     parser.add_argument('--max-bytes', type=int, default=MAX_DOWNLOAD_BYTES,
                         help='download size limit per image (default: '
                         '%(default)s)')

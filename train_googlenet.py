@@ -8,50 +8,119 @@ sorted, are the class names) or a list file of ``path label`` lines. The trunk
 is frozen up to --freeze-until; the best model by validation accuracy is saved
 with its class names, so googlenet_predict.py --model prints them.
 """
-import argparse
-import hashlib
 import os
-import re
+import signal
 import sys
 
-import numpy
+if __name__ == '__main__':
+    # Ctrl-C during the imports below (a second or more): nothing is
+    # written yet; main() installs the handler of the run itself.
+    def _interrupted_early(signum, frame):
+        # os._exit: an exception would surface inside the interrupted
+        # import as an ImportError with a traceback.
+        print('interrupted', file=sys.stderr, flush=True)
+        os._exit(130)
+    signal.signal(signal.SIGINT, _interrupted_early)
 
-from chainer_compat import chainer
-from chainer import training
-from chainer.training import extensions
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import warnings  # noqa: E402
 
-import tuned_googlenet
-from googlenet_data import (check_labels, data_warnings, drop_unreadable,
-                            per_class_report, plot_confusion, print_report,
-                            read_dataset, stratified_split)
-from googlenet_io import (CENTER, CROP, DEFAULT_MAX_PIXELS, RESIZE,
-                          UserError, atomic_write, crop, one_line,
-                          open_image, positive_int, progress, read_labels,
-                          report_errors, resized_bgr)
+import numpy  # noqa: E402
+
+from chainer_compat import chainer  # noqa: E402
+from chainer import training  # noqa: E402
+from chainer.training import extensions  # noqa: E402
+
+import tuned_googlenet  # noqa: E402
+from googlenet_data import (check_labels, class_report,  # noqa: E402
+                            data_warnings, drop_unreadable, format_report,
+                            plot_confusion, print_report, read_dataset,
+                            stratified_split, write_report)
+from googlenet_io import (CENTER, CROP, DEFAULT_MAX_PIXELS,  # noqa: E402
+                          RESIZE, UserError, atomic_write, crop, file_sha1,
+                          one_line, open_image, positive_int, progress,
+                          read_labels, report_errors, resized_bgr)
 
 SNAPSHOT = 'snapshot_iter_{.updater.iteration}'
 SNAPSHOT_PATTERN = re.compile(r'^snapshot_iter_(\d+)$')
+# What Chainer's snapshot writer and atomic_write leave behind when killed.
+STRAY_PATTERN = re.compile(r'^(tmpsnapshot_iter_\d+.*|\..+\.tmp)$')
+RUN_CONFIG = 'run.json'
+# A resumed run must agree with its snapshot on these (the rest, e.g.
+# --epoch, --device or --loaderjob, may change between sessions).
+RUN_KEYS = {'class_names': 'class names', 'data': 'data set',
+            'model': 'model file', 'freeze_until': 'frozen layers',
+            'cache_features': '--cache-features', 'seed': '--seed',
+            'batchsize': '--batchsize', 'lr': '--lr',
+            'momentum': '--momentum', 'weight_decay': '--weight-decay',
+            'lr_policy': '--lr-policy', 'lr_step': '--lr-step',
+            'gamma': '--gamma', 'power': '--power',
+            'class_weight': '--class-weight'}
+UNREADABLE = -1  # the label of an image that failed to load mid-run
+
+
+def example_rng(seed, index, n):
+    """(generator, example) for a sampled index: SeededOrder offsets epoch
+    k's indices by k * n, so the draw depends on the seed, the epoch and the
+    example only, never on which process loads it or what it loaded before."""
+    epoch, example = divmod(int(index), n)
+    return numpy.random.default_rng([seed, epoch, example]), example
+
+
+class SeededOrder(chainer.iterators.OrderSampler):
+    """Epoch k's shuffle: a permutation seeded by (seed, k), offset by k * n.
+
+    The epoch is read back from the previous order, which iterators keep in
+    their snapshots, so a resumed run draws the orders an uninterrupted one
+    would. Datasets take the index modulo their length (example_rng).
+    """
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def __call__(self, current_order, current_position):
+        n = len(current_order)
+        # The iterator's first call passes arange(n): epoch 0, next is 1.
+        epoch = int(numpy.min(current_order)) // n + 1
+        order = numpy.random.default_rng([self.seed, epoch]).permutation(n)
+        return order + epoch * n
 
 
 class ImageDataset(chainer.dataset.DatasetMixin):
     """Caffe's input: a random 224 crop of the 256x256 image with a random
-    mirror in training, the centre crop otherwise."""
+    mirror in training (from example_rng), the centre crop otherwise.
 
-    def __init__(self, pairs, train, max_pixels=DEFAULT_MAX_PIXELS):
+    An image that cannot be read any more (changed since the data report)
+    is reported on stderr and comes back as a blank crop with label -1,
+    which the losses and the accuracy skip.
+    """
+
+    def __init__(self, pairs, train, seed=0, max_pixels=DEFAULT_MAX_PIXELS):
         self.pairs = pairs
         self.train = train
+        self.seed = seed
         self.max_pixels = max_pixels
 
     def __len__(self):
         return len(self.pairs)
 
-    def get_example(self, i):
+    def get_example(self, index):
+        rng, i = example_rng(self.seed, index, len(self.pairs))
         path, label = self.pairs[i]
-        array = resized_bgr(open_image(path, self.max_pixels))
+        try:
+            array = resized_bgr(open_image(path, self.max_pixels))
+        except UserError as e:
+            print('warning: skipped unreadable {}: {}'.format(path, e),
+                  file=sys.stderr, flush=True)
+            return (numpy.zeros((3, CROP, CROP), numpy.float32),
+                    numpy.int32(UNREADABLE))
         if self.train:
-            # A generator seeded from the OS: worker processes are forked
-            # and would otherwise share numpy's global state.
-            rng = numpy.random.default_rng()
             top, left = rng.integers(0, RESIZE - CROP + 1, size=2)
             return (crop(array, top, left, bool(rng.integers(2))),
                     numpy.int32(label))
@@ -82,18 +151,21 @@ class ViewDataset(chainer.dataset.DatasetMixin):
 
 
 class CachedFeatures(chainer.dataset.DatasetMixin):
-    """Trunk features per image and view; training picks a view at random."""
+    """Trunk features per image and view; training picks a view from
+    example_rng."""
 
-    def __init__(self, features, labels, train):
+    def __init__(self, features, labels, train, seed=0):
         self.features = features
         self.labels = labels
         self.train = train
+        self.seed = seed
 
     def __len__(self):
         return len(self.labels)
 
-    def get_example(self, i):
-        view = numpy.random.randint(self.features.shape[1]) if self.train \
+    def get_example(self, index):
+        rng, i = example_rng(self.seed, index, len(self.labels))
+        view = int(rng.integers(self.features.shape[1])) if self.train \
             else 0
         flat = self.features[i, view]
         parts, start = [], 0
@@ -112,16 +184,22 @@ def cache_key(model, pairs, views):
         if name.split('/')[1] in tuned_googlenet.TRUNK:
             digest.update(name.encode())
             digest.update(numpy.ascontiguousarray(param.array).tobytes())
-    for path, label in pairs:
-        stat = os.stat(path)
-        digest.update(os.fsencode(os.path.abspath(path)))
-        digest.update('\0{}\0{}\0{}\n'.format(
-            stat.st_size, stat.st_mtime_ns, label).encode())
+    update_data_digest(digest, pairs)
     return digest.hexdigest()
 
 
+def update_data_digest(digest, pairs):
+    """Feeds each image's path, size, modification time and label."""
+    for path, label in pairs:
+        stat = os.stat(path)
+        digest.update(os.fsencode(os.path.abspath(path)) + '\0{}\0{}\0{}\n'
+                      .format(stat.st_size, stat.st_mtime_ns,
+                              label).encode())
+
+
 def cached_features(model, pairs, views, path, batchsize, device,
-                    loaderjob, max_pixels=DEFAULT_MAX_PIXELS, show=True):
+                    loaderjob, loader_timeout, max_pixels=DEFAULT_MAX_PIXELS,
+                    show=True):
     """The trunk's features of every image, computed once and kept on disk.
 
     Reused while cache_key matches; written atomically, so an interrupted
@@ -136,22 +214,24 @@ def cached_features(model, pairs, views, path, batchsize, device,
         len(pairs), views, 's' if views > 1 else '', path))
     features = numpy.empty((len(pairs), views, FEATURE_SIZE), numpy.float32)
     iterator = make_iterator(ViewDataset(pairs, views, max_pixels), batchsize,
-                             loaderjob, repeat=False, shuffle=False)
+                             loaderjob, loader_timeout, repeat=False)
     start = 0
     bar = progress(None, 'trunk features', show, total=len(pairs))
-    with bar, chainer.no_backprop_mode(), chainer.using_config('train',
-                                                                False):
-        for batch in iterator:
-            x = device.send(numpy.concatenate(batch))
-            parts = model.features(x)
-            flat = numpy.concatenate(
-                [chainer.backend.CpuDevice().send(p.array).reshape(
-                    len(x), -1) for p in parts], axis=1)
-            features[start:start + len(batch)] = flat.reshape(
-                len(batch), views, FEATURE_SIZE)
-            start += len(batch)
-            bar.update(len(batch))
-    iterator.finalize()
+    try:
+        with bar, chainer.no_backprop_mode(), chainer.using_config('train',
+                                                                    False):
+            for batch in iterator:
+                x = device.send(numpy.concatenate(batch))
+                parts = model.features(x)
+                flat = numpy.concatenate(
+                    [chainer.backend.CpuDevice().send(p.array).reshape(
+                        len(x), -1) for p in parts], axis=1)
+                features[start:start + len(batch)] = flat.reshape(
+                    len(batch), views, FEATURE_SIZE)
+                start += len(batch)
+                bar.update(len(batch))
+    finally:
+        iterator.finalize()
     with atomic_write(path) as f:
         numpy.savez(f, key=numpy.array(key), features=features)
     return features
@@ -159,42 +239,128 @@ def cached_features(model, pairs, views, path, batchsize, device,
 
 # --- training ---------------------------------------------------------------
 
-def make_iterator(dataset, batchsize, loaderjob, repeat=True, shuffle=True):
+def make_iterator(dataset, batchsize, loaderjob, loader_timeout, order=None,
+                  repeat=True):
+    """An iterator in order (a SeededOrder) or in dataset order (None).
+
+    With loader workers, a batch that takes longer than loader_timeout
+    seconds raises MultiprocessIterator.TimeoutWarning as an error (see
+    loader_errors_are_fatal): a worker that was killed or died holding a
+    batch would otherwise be waited for forever.
+    """
+    shuffle = None if order is not None else False
     if loaderjob > 0:
-        return chainer.iterators.MultiprocessIterator(
+        return LoaderIterator(
             dataset, batchsize, repeat=repeat, shuffle=shuffle,
-            n_processes=loaderjob)
-    return chainer.iterators.SerialIterator(dataset, batchsize,
-                                            repeat=repeat, shuffle=shuffle)
+            order_sampler=order, n_processes=loaderjob,
+            dataset_timeout=loader_timeout)
+    return chainer.iterators.SerialIterator(
+        dataset, batchsize, repeat=repeat, shuffle=shuffle,
+        order_sampler=order)
 
 
-def latest_snapshot(out):
-    found = [(int(m.group(1)), name) for name in os.listdir(out)
+class LoaderIterator(chainer.iterators.MultiprocessIterator):
+    """MultiprocessIterator that ends its pool when a batch times out.
+
+    A worker killed while it holds a batch (the out-of-memory killer) loses
+    that task; Chainer 7.8.1's prefetch thread then closes and joins a pool
+    whose task never completes, and finalize waits for that thread forever.
+    Terminating the pool first lets finalize, and so the run, end.
+    """
+
+    def __next__(self):
+        try:
+            return super().__next__()
+        except self.TimeoutWarning:
+            loop = self._prefetch_loop
+            if loop is not None and loop._pool is not None:
+                loop._pool.terminate()
+            raise
+
+
+def loader_errors_are_fatal():
+    """Makes Chainer's loader time-out warning an exception in this process."""
+    warnings.simplefilter('error', LoaderIterator.TimeoutWarning)
+
+
+def snapshot_files(out):
+    """[(iteration, path)] of the complete snapshots in out, oldest first."""
+    found = [(int(m.group(1)), os.path.join(out, name))
+             for name in os.listdir(out)
              for m in [SNAPSHOT_PATTERN.match(name)] if m
              and os.path.isfile(os.path.join(out, name))] if os.path.isdir(
                  out) else []
+    return sorted(found)
+
+
+def latest_snapshot(out):
+    found = snapshot_files(out)
     if not found:
         raise UserError('no snapshot to resume in {}'.format(out))
-    return os.path.join(out, max(found)[1])
+    return found[-1][1]
 
 
-def snapshot_writer(model):
+def snapshot_writer(model, config):
     """Writes snapshots uncompressed and without the frozen stages, which
     never change and come back from --model on resume: a snapshot is then
-    the heads, the optimizer, the iterator and the log, written in a blink.
+    the heads, the optimizer, the iterator, the log and the run's
+    configuration (run_config), written in a blink.
     """
     frozen = tuple('updater/model:main/{}/'.format(name)
                    for name in model.frozen_stages)
+    text = json.dumps(config, sort_keys=True)
 
     def save(path, arrays):  # the snapshot extension's serialized trainer
-        with open(path, 'wb') as f:
-            numpy.savez(f, **{key: value for key, value in arrays.items()
-                              if not key.startswith(frozen)})
+        kept = {key: value for key, value in arrays.items()
+                if not key.startswith(frozen)}
+        kept['run_config'] = numpy.array(text)
+        write_npz(path, kept)
     return save
 
 
+def write_npz(path, arrays):
+    with open(path, 'wb') as f:
+        numpy.savez(f, **arrays)
+
+
+def config_difference(stored, current):
+    """What differs between two run configurations, as words ('' if none)."""
+    differ = []
+    for key, words in RUN_KEYS.items():
+        if stored.get(key) != current.get(key):
+            if key == 'class_names':
+                words = 'class names ({} vs {})'.format(
+                    ', '.join(stored.get(key) or []),
+                    ', '.join(current[key]))
+            elif key not in ('data', 'model'):
+                words = '{} ({} vs {})'.format(words, stored.get(key),
+                                               current[key])
+            differ.append(words)
+    return '; '.join(differ)
+
+
+def check_snapshot(path, config):
+    """UserError unless path is a snapshot of a run of this configuration,
+    naming what differs."""
+    try:
+        with numpy.load(path, allow_pickle=False) as npz:
+            stored = (json.loads(str(npz['run_config']))
+                      if 'run_config' in npz.files else None)
+    except Exception as e:
+        raise UserError('cannot resume from {}: {}'.format(path, one_line(e)))
+    if stored is None:
+        raise UserError('cannot resume from {}: it is not a snapshot of this '
+                        'version\'s runs (no run configuration in it)'.format(
+                            path))
+    difference = config_difference(stored, config)
+    if difference:
+        raise UserError('cannot resume from {}: it is a snapshot of another '
+                        'run; differs in {}'.format(path, difference))
+
+
 def resume(trainer, path):
-    """Loads a snapshot; the frozen stages it lacks stay as loaded."""
+    """Loads a snapshot (check_snapshot has passed); the frozen stages it
+    lacks stay as loaded."""
     try:
         # Pickled: a trigger's best value is None until the first evaluation.
         with numpy.load(path, allow_pickle=True) as npz:
@@ -218,48 +384,169 @@ class SaveBest(training.Extension):
         tuned_googlenet.save_model(self.path, self.model, self.class_names)
 
 
-def build_trainer(args, model, output, class_names, train_set, val_set):
+class KeepSnapshots(training.Extension):
+    """Deletes all but the newest N snapshots, newest by iteration.
+
+    Not the snapshot extension's n_retains: it ranks by modification time,
+    then by name, and on a file system with coarse timestamps deletes
+    snapshot_iter_10 before snapshot_iter_9.
+    """
+
+    priority = -200  # after the snapshot (priority -100) is written
+
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, trainer):
+        for _, path in snapshot_files(trainer.out)[:-self.n]:
+            os.unlink(path)
+
+
+class SeededUpdater(training.updaters.StandardUpdater):
+    """Seeds numpy's global generator, which dropout draws from, with the
+    run's seed and the iteration before each update, so an interrupted and
+    resumed run drops the units an uninterrupted one would."""
+
+    def __init__(self, *args, seed, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed = seed
+
+    def update_core(self):
+        numpy.random.seed([self.seed, self.iteration])
+        super().update_core()
+
+
+class EarlyStopping(training.triggers.EarlyStoppingTrigger):
+    """Chainer's EarlyStoppingTrigger, whose best value, count and interval
+    triggers 7.8.1 does not keep in snapshots: a resumed run would forget
+    how long it had not improved."""
+
+    def serialize(self, serializer):
+        self._max_trigger.serialize(serializer['max_trigger'])
+        self._interval_trigger.serialize(serializer['interval_trigger'])
+        self.best = float(serializer('best', self.best))
+        self.count = int(serializer('count', self.count))
+
+
+@training.make_extension(trigger=(1, 'iteration'),
+                         priority=training.PRIORITY_WRITER + 1)
+def stop_on_non_finite_loss(trainer):
+    loss = trainer.observation.get('main/loss')
+    if loss is None:
+        return
+    value = float(chainer.backend.CpuDevice().send(chainer.as_array(loss)))
+    if not numpy.isfinite(value):
+        raise UserError('the loss became {} at iteration {}: the learning '
+                        'rate is too high for these features; train again '
+                        'with a lower --lr (e.g. a tenth)'.format(
+                            value, trainer.updater.iteration))
+
+
+class PlotLog(training.Extension):
+    """Draws loss.png and accuracy.png from LogReport's log itself, so the
+    plots show exactly the log's epochs and values after any resume
+    (PlotReport keeps its own copy, which drifts from the log when a run is
+    resumed from a snapshot taken mid-epoch), and writes them atomically."""
+
+    trigger = (1, 'epoch')
+    priority = training.PRIORITY_READER - 1  # after LogReport
+
+    PLOTS = {'loss.png': ('main/loss', 'validation/main/loss'),
+             'accuracy.png': ('main/accuracy', 'validation/main/accuracy')}
+
+    def __call__(self, trainer):
+        log = trainer.get_extension('LogReport').log
+        for name, keys in self.PLOTS.items():
+            plot_log(log, keys, os.path.join(trainer.out, name))
+
+
+def plot_curves(log, keys):
+    """{key: ([epoch], [value])} of the log's entries that have the key."""
+    return {key: ([entry['epoch'] for entry in log if key in entry],
+                  [entry[key] for entry in log if key in entry])
+            for key in keys}
+
+
+def plot_log(log, keys, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    for key, (x, y) in plot_curves(log, keys).items():
+        ax.plot(x, y, marker='x', label=key)
+    ax.set_xlabel('epoch')
+    ax.grid()
+    ax.legend()
+    with atomic_write(path) as f:
+        fig.savefig(f, format='png')
+    plt.close(fig)
+
+
+def lr_schedule(args, iterations):
+    """Chainer's extension for --lr-policy and its trigger (None: fixed)."""
+    if args.lr_policy == 'step':
+        return extensions.StepShift('lr', args.gamma, args.lr_step), (
+            1, 'epoch')
+    if args.lr_policy == 'poly':
+        # Caffe's poly: lr * (1 - iter / max_iter) ** power.
+        return extensions.PolynomialShift('lr', args.power, iterations), (
+            1, 'iteration')
+    return None, None
+
+
+def build_trainer(args, model, output, class_names, train_set, val_set,
+                  config, snapshot=None):
     optimizer = tuned_googlenet.make_optimizer(
         model, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay)
     loaderjob = 0 if args.cache_features else args.loaderjob
-    train_iter = make_iterator(train_set, args.batchsize, loaderjob)
+    train_iter = make_iterator(train_set, args.batchsize, loaderjob,
+                               args.loader_timeout, SeededOrder(args.seed))
     val_iter = make_iterator(val_set, args.val_batchsize, loaderjob,
-                             repeat=False, shuffle=False)
-    device = chainer.get_device(args.device)
-    updater = training.updaters.StandardUpdater(train_iter, optimizer,
-                                                device=device)
-    trainer = training.Trainer(updater, (args.epoch, 'epoch'), args.out)
+                             args.loader_timeout, repeat=False)
+    device = tuned_googlenet.get_device(args.device)
+    updater = SeededUpdater(train_iter, optimizer, device=device,
+                            seed=args.seed)
+    stop = (args.epoch, 'epoch')
+    if args.patience:
+        stop = EarlyStopping(monitor='validation/main/accuracy',
+                             patience=args.patience, mode='max',
+                             max_trigger=stop)
+    trainer = training.Trainer(updater, stop, args.out)
     epoch = (1, 'epoch')
-    snapshot = (args.snapshot_interval, 'iteration') if (
-        args.snapshot_interval) else epoch
+    trainer.extend(stop_on_non_finite_loss)
+    trainer.extend(stop_if_interrupted)
     trainer.extend(extensions.Evaluator(val_iter, model, device=device),
                    trigger=epoch)
     trainer.extend(SaveBest(model, output, class_names),
                    trigger=training.triggers.MaxValueTrigger(
                        'validation/main/accuracy', trigger=epoch))
-    trainer.extend(extensions.snapshot(savefun=snapshot_writer(model),
-                                       filename=SNAPSHOT), trigger=snapshot)
+    trainer.extend(extensions.snapshot(
+        savefun=snapshot_writer(model, config), filename=SNAPSHOT),
+        trigger=args.snapshot_interval)
+    trainer.extend(KeepSnapshots(args.keep_snapshots),
+                   trigger=args.snapshot_interval)
+    schedule, trigger = lr_schedule(args, int(math.ceil(
+        args.epoch * len(train_set) / args.batchsize)))
+    if schedule is not None:
+        trainer.extend(schedule, trigger=trigger)
+    trainer.extend(extensions.observe_lr())
     trainer.extend(extensions.LogReport(trigger=epoch))
-    trainer.extend(extensions.PlotReport(
-        ['main/loss', 'validation/main/loss'], 'epoch', file_name='loss.png'))
-    trainer.extend(extensions.PlotReport(
-        ['main/accuracy', 'validation/main/accuracy'], 'epoch',
-        file_name='accuracy.png'))
+    trainer.extend(PlotLog())
     trainer.extend(extensions.PrintReport(
-        ['epoch', 'iteration', 'main/loss', 'main/loss1', 'main/loss2',
+        ['epoch', 'iteration', 'lr', 'main/loss', 'main/loss1', 'main/loss2',
          'main/loss3', 'main/accuracy', 'validation/main/loss',
          'validation/main/accuracy', 'elapsed_time'], out=sys.stdout))
     if not args.no_progress and sys.stdout.isatty():  # no \r in logs
         trainer.extend(extensions.ProgressBar(update_interval=1))
-    if args.resume:
-        resume(trainer, latest_snapshot(args.out) if args.resume == 'latest'
-               else args.resume)
+    if snapshot:
+        resume(trainer, snapshot)
     return trainer
 
 
 def validate(model, dataset, n_classes, batchsize, device):
-    """The confusion matrix (rows: true class, columns: predicted)."""
+    """The confusion matrix (rows: true class, columns: predicted); images
+    that could not be read (label -1) are left out."""
     confusion = numpy.zeros((n_classes, n_classes), numpy.int64)
     iterator = chainer.iterators.SerialIterator(dataset, batchsize,
                                                 repeat=False, shuffle=False)
@@ -273,8 +560,26 @@ def validate(model, dataset, n_classes, batchsize, device):
                 probs = model.probabilities_from_pool5(
                     device.send(inputs[-1]))
         predicted = chainer.backend.CpuDevice().send(probs).argmax(axis=1)
-        numpy.add.at(confusion, (t, predicted), 1)
+        read = t != UNREADABLE
+        numpy.add.at(confusion, (t[read], predicted[read]), 1)
     return confusion
+
+
+def best_epoch(log):
+    """(epoch, validation accuracy) of the log's first best epoch, the one
+    SaveBest kept (MaxValueTrigger saves on a strict improvement)."""
+    scored = [entry for entry in log if 'validation/main/accuracy' in entry]
+    best = max(scored, key=lambda entry: entry['validation/main/accuracy'])
+    return best['epoch'], best['validation/main/accuracy']
+
+
+def balanced_class_weight(labels, n_classes):
+    """scikit-learn's 'balanced' weights: images / (classes * images of the
+    class), over the classes present; 1 for a class without images."""
+    counts = numpy.bincount(labels, minlength=n_classes)
+    present = numpy.count_nonzero(counts)
+    return numpy.where(counts > 0, len(labels) / (present * numpy.maximum(
+        counts, 1)), 1.0).astype(numpy.float32)
 
 
 def prepare_data(args, n_classes):
@@ -332,25 +637,130 @@ def prepare_data(args, n_classes):
     return pairs, val_pairs, class_names
 
 
+def check_out(args):
+    """Makes --out, checks that it and --output's folder can be written,
+    that --out holds no other run (unless resuming), and removes what a
+    killed earlier session of this run left half-written."""
+    out = args.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError('--out {} is a file, not a folder'.format(out))
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UserError('cannot create --out {}: {}'.format(
+            out, e.strerror or e))
+    check_writable(out, '--out')
+    output = args.output or os.path.join(out, 'tuned_googlenet.model')
+    if os.path.isdir(output):
+        raise UserError('--output {} is a folder; give a file name'.format(
+            output))
+    check_writable(os.path.dirname(os.path.abspath(output)), '--output')
+    if not args.resume:
+        taken = [name for name in os.listdir(out)
+                 if SNAPSHOT_PATTERN.match(name) or name == 'log'
+                 or os.path.join(out, name) == output]
+        if taken:
+            raise UserError('{} holds another training run ({}): continue '
+                            'it with --resume latest, or pass another --out'
+                            .format(out, ', '.join(sorted(taken)[:3])))
+    for name in os.listdir(out):
+        if STRAY_PATTERN.match(name):
+            path = os.path.join(out, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+            print('removed {}, left by an interrupted run'.format(path))
+    return output
+
+
+def check_writable(folder, option):
+    if not os.path.isdir(folder):
+        raise UserError('cannot write {} in {}: no such folder'.format(
+            option, folder))
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError('cannot write {} in {}: {}'.format(
+            option, folder, e.strerror or e))
+
+
+def check_disk_space(out, needed):
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise UserError('not enough disk space in {}: the run needs about '
+                        '{:.0f} MB (snapshots, the model, the feature cache) '
+                        'and {:.0f} MB are free; free some, or lower '
+                        '--keep-snapshots'.format(out, needed / 1e6,
+                                                  free / 1e6))
+
+
+def run_config(args, freeze_until, class_names, pairs, val_pairs):
+    """What makes a run this run: the RUN_KEYS (class names, a digest of
+    the model file, a fingerprint of the training and validation images:
+    path, size, modification time, label) and, for the record, every
+    argument."""
+    data = hashlib.sha1()
+    for part in (pairs, val_pairs):
+        update_data_digest(data, part)
+        data.update(b'\1')
+    config = {'class_names': list(class_names), 'data': data.hexdigest(),
+              'model': file_sha1(args.model).hexdigest(),
+              'freeze_until': freeze_until}
+    for key in RUN_KEYS:
+        config.setdefault(key, getattr(args, key, None))
+    config['arguments'] = {key: value for key, value in vars(args).items()}
+    return config
+
+
+def snapshot_bytes(model):
+    """A snapshot's size: each trained parameter and its momentum."""
+    return 2 * sum(param.array.nbytes for name, param in model.namedparams()
+                   if name.split('/')[1] not in model.frozen_stages)
+
+
 class Session:
     """What a training run is made of, ready to run (tests reach inside)."""
 
     def __init__(self, args):
         self.args = args
+        self.output = check_out(args)
         self.freeze_until = tuned_googlenet.parse_freeze_until(
             args.freeze_until)
         if args.cache_features and self.freeze_until != 'inc5b':
             raise UserError('--cache-features needs the whole trunk frozen '
                             '(--freeze-until inc5b)')
+        if not os.path.exists(args.model):
+            raise UserError('no converted model at {}: run '
+                            'convert_caffe_model.py --classes N first (N: the '
+                            'number of classes of --train), or pass --model'
+                            .format(args.model))
         self.model, _ = tuned_googlenet.load_model(args.model,
                                                    self.freeze_until)
         pairs, val_pairs, self.class_names = prepare_data(
             args, self.model.n_classes)
-        os.makedirs(args.out, exist_ok=True)
-        self.output = args.output or os.path.join(args.out,
-                                                  'tuned_googlenet.model')
-        self.device = chainer.get_device(args.device)
+        self.config = run_config(args, self.freeze_until, self.class_names,
+                                 pairs, val_pairs)
+        self.snapshot = None
+        if args.resume:
+            self.snapshot = (latest_snapshot(args.out) if args.resume ==
+                             'latest' else args.resume)
+            check_snapshot(self.snapshot, self.config)
+        cache = (2 * len(pairs) + len(val_pairs)) * FEATURE_SIZE * 4 if (
+            args.cache_features) else 0
+        check_disk_space(args.out, (args.keep_snapshots + 1) * snapshot_bytes(
+            self.model) + 2 * os.path.getsize(args.model) + cache)
+        with atomic_write(os.path.join(args.out, RUN_CONFIG), 'w') as f:
+            json.dump(self.config, f, indent=1)
+        self.device = tuned_googlenet.get_device(args.device)
         self.model.to_device(self.device)
+        if args.class_weight == 'balanced':
+            weight = balanced_class_weight([label for _, label in pairs],
+                                           self.model.n_classes)
+            print('class weights: ' + ', '.join('{} {:.3f}'.format(name, w)
+                  for name, w in zip(self.class_names, weight)))
+            self.model.class_weight = self.device.send(weight)
         if args.cache_features:
             print('--cache-features: the trunk runs once per image, so the '
                   'random 224 crop cannot apply; training picks the centre '
@@ -358,11 +768,14 @@ class Session:
             self.train_set = self._cached(pairs, 2, 'train', True)
             self.val_set = self._cached(val_pairs, 1, 'val', False)
         else:
-            self.train_set = ImageDataset(pairs, True, args.max_pixels)
-            self.val_set = ImageDataset(val_pairs, False, args.max_pixels)
+            self.train_set = ImageDataset(pairs, True, args.seed,
+                                          args.max_pixels)
+            self.val_set = ImageDataset(val_pairs, False, args.seed,
+                                        args.max_pixels)
         self.trainer = build_trainer(args, self.model, self.output,
                                      self.class_names, self.train_set,
-                                     self.val_set)
+                                     self.val_set, self.config,
+                                     self.snapshot)
 
     def _cached(self, pairs, views, name, train):
         folder = os.path.join(self.args.out, 'features')
@@ -370,30 +783,138 @@ class Session:
         features = cached_features(
             self.model, pairs, views, os.path.join(folder, name + '.npz'),
             self.args.val_batchsize, self.device, self.args.loaderjob,
-            self.args.max_pixels, not self.args.no_progress)
-        return CachedFeatures(features, [label for _, label in pairs], train)
+            self.args.loader_timeout, self.args.max_pixels,
+            not self.args.no_progress)
+        return CachedFeatures(features, [label for _, label in pairs], train,
+                              self.args.seed)
 
     def run(self):
-        self.trainer.run()
+        """Trains, then evaluates the best model and keeps the report."""
+        trainer = self.trainer
+        trainer.run(show_loop_exception_msg=False)
+        log = trainer.get_extension('LogReport').log
+        if trainer.updater.epoch < self.args.epoch:
+            print('stopped early at epoch {}: validation accuracy has not '
+                  'improved for {} epochs (--patience)'.format(
+                      trainer.updater.epoch, self.args.patience))
         best, _ = tuned_googlenet.load_model(self.output, self.freeze_until)
         best.to_device(self.device)
         confusion = validate(best, self.val_set, len(self.class_names),
                              self.args.val_batchsize, self.device)
-        print(per_class_report(confusion, self.class_names))
+        report = class_report(confusion, self.class_names)
+        report['best_epoch'], report['best_validation_accuracy'] = \
+            best_epoch(log)
+        print(format_report(report))
+        out = self.args.out
+        write_report(report, os.path.join(out, 'report.json'),
+                     os.path.join(out, 'report.txt'))
         plot_confusion(confusion, self.class_names,
-                       os.path.join(self.args.out, 'confusion.png'))
+                       os.path.join(out, 'confusion.png'),
+                       title='validation confusion matrix')
+        plot_confusion(confusion, self.class_names,
+                       os.path.join(out, 'confusion_normalized.png'),
+                       normalized=True, title='validation confusion matrix')
         print('best model: {}'.format(self.output))
         return confusion
 
 
 def train(args):
-    Session(args).run()
+    """A run as the command line gives it; failures of the loader workers
+    and of the disk become one-line UserErrors."""
+    loader_errors_are_fatal()
+    try:
+        # A diverging loss is reported by stop_on_non_finite_loss in one
+        # line, not by numpy's overflow warnings on the way there.
+        with numpy.errstate(over='ignore', invalid='ignore'):
+            Session(args).run()
+    except chainer.iterators.MultiprocessIterator.TimeoutWarning:
+        raise UserError('the image loader workers gave no batch in {} s (one '
+                        'was killed, e.g. by the out-of-memory killer, or '
+                        'failed): continue with --resume latest, with fewer '
+                        '--loaderjob or --loaderjob 0'.format(
+                            args.loader_timeout))
+    except OSError as e:
+        raise UserError('cannot write {}: {}; once that is fixed, continue '
+                        'with --resume latest'.format(
+                            e.filename or args.out, e.strerror or e))
+
+
+# --- Ctrl-C -----------------------------------------------------------------
+
+_interrupted = []
+
+
+def _on_sigint(signum, frame):
+    # Loader workers forked before Chainer makes them ignore SIGINT run
+    # this too: the main process reports the interrupt, not each of them.
+    if os.getpid() == _interrupted[0]:
+        _interrupted.append(signum)
+        raise KeyboardInterrupt
+
+
+@training.make_extension(trigger=(1, 'iteration'),
+                         priority=training.PRIORITY_WRITER + 2)
+def stop_if_interrupted(trainer):
+    """Re-raises a Ctrl-C that Python swallowed (a KeyboardInterrupt raised
+    inside a finalizer or a callback is printed and dropped)."""
+    if len(_interrupted) > 1:
+        raise KeyboardInterrupt
+
+
+def _unraisable(unraisable):
+    # A Ctrl-C that Python swallowed (printing "Exception ignored") is
+    # recorded in _interrupted and reported once, as "interrupted".
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    _interrupted[:] = [os.getpid()]
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    sys.unraisablehook = _unraisable
+    try:
+        code = report_errors(train, args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = sys.__unraisablehook__
+    if len(_interrupted) > 1 and code != 130:
+        print('interrupted', file=sys.stderr)
+        code = 130
+    return code
+
+
+# --- options ----------------------------------------------------------------
+
+def snapshot_interval(text):
+    """An argparse type: 'N' (iterations), 'N epoch' or 'N iteration', as
+    Chainer's triggers take them."""
+    match = re.fullmatch(r'\s*(\d+)\s*(epochs?|iterations?)?\s*', text)
+    if not match or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(
+            'expected "N epoch" or "N iteration" with N > 0, got {!r}'.format(
+                text))
+    unit = match.group(2) or 'iteration'
+    return int(match.group(1)), unit.rstrip('s')
+
+
+def positive_float(text):
+    """An argparse type: a finite number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (numpy.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            'expected a positive number, got {!r}'.format(text))
+    return value
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--train', required=True,
-                        help='folder of class folders, or a list file')
+                        help='folder of class folders, or a list file '
+                        '(required: no default)')
     parser.add_argument('--val', help='validation data (default: hold out '
                         '--val-ratio of --train)')
     parser.add_argument('--val-ratio', type=float, default=0.1,
@@ -408,46 +929,88 @@ def build_parser():
                         help='refuse images of more pixels (width x height;'
                         ' default: %(default)s)')
     parser.add_argument('--seed', type=int, default=0,
-                        help='seed of the validation split')
+                        help='seeds the validation split, the shuffle, the '
+                        'crops and mirrors, and dropout (default: '
+                        '%(default)s)')
     parser.add_argument('--root', default=None,
                         help='paths in list files are relative to this '
                         '(default: the list file\'s folder)')
     parser.add_argument('--model', default='tuned_googlenet.model',
-                        help='made by convert_caffe_model.py --classes N')
+                        help='the starting model, made by convert_caffe_'
+                        'model.py --classes N (default: %(default)s)')
     parser.add_argument('--output', default=None,
                         help='the best model (default: OUT/'
                         'tuned_googlenet.model)')
     parser.add_argument('--out', '-o', default='result',
-                        help='log, plots and snapshots (default: result)')
-    parser.add_argument('--batchsize', '-B', type=positive_int, default=32)
-    parser.add_argument('--val-batchsize', type=positive_int, default=32)
-    parser.add_argument('--epoch', '-E', type=positive_int, default=10)
-    parser.add_argument('--lr', type=float, default=0.01)
-    parser.add_argument('--momentum', type=float, default=0.9)
-    parser.add_argument('--weight-decay', type=float, default=2e-4)
+                        help='the run\'s folder: configuration, log, plots, '
+                        'snapshots, report (default: %(default)s)')
+    parser.add_argument('--batchsize', '-B', type=positive_int, default=32,
+                        help='images per training step (default: '
+                        '%(default)s)')
+    parser.add_argument('--val-batchsize', type=positive_int, default=32,
+                        help='images per validation batch (default: '
+                        '%(default)s)')
+    parser.add_argument('--epoch', '-E', type=positive_int, default=10,
+                        help='passes over the training set (default: '
+                        '%(default)s)')
+    parser.add_argument('--lr', type=positive_float, default=0.01,
+                        help='learning rate (default: %(default)s)')
+    parser.add_argument('--lr-policy', choices=('fixed', 'step', 'poly'),
+                        default='fixed', help='fixed; step: times --gamma '
+                        'every --lr-step epochs; poly: lr * (1 - iteration / '
+                        'iterations) ** --power, as Caffe\'s GoogLeNet '
+                        'quick_solver (default: %(default)s)')
+    parser.add_argument('--lr-step', type=positive_int, default=5,
+                        help='epochs between steps of --lr-policy step '
+                        '(default: %(default)s)')
+    parser.add_argument('--gamma', type=positive_float, default=0.1,
+                        help='factor of each step of --lr-policy step '
+                        '(default: %(default)s)')
+    parser.add_argument('--power', type=positive_float, default=0.5,
+                        help='exponent of --lr-policy poly (default: '
+                        '%(default)s)')
+    parser.add_argument('--momentum', type=float, default=0.9,
+                        help='MomentumSGD\'s momentum (default: %(default)s)')
+    parser.add_argument('--weight-decay', type=float, default=2e-4,
+                        help='L2 weight decay (default: %(default)s)')
+    parser.add_argument('--class-weight', choices=('none', 'balanced'),
+                        default='none', help='balanced: weight the loss by '
+                        'inverse class frequency in the training set '
+                        '(default: %(default)s)')
+    parser.add_argument('--patience', type=positive_int, default=None,
+                        help='stop when validation accuracy has not improved '
+                        'for N epochs (default: run all --epoch)')
     parser.add_argument('--freeze-until', default=tuned_googlenet
                         .DEFAULT_FREEZE_UNTIL,
                         help='last frozen trunk layer, or none (default: '
                         '%(default)s: only the heads train)')
     parser.add_argument('--cache-features', action='store_true',
-                        help='compute the frozen trunk once per image')
-    parser.add_argument('--resume', help='a snapshot to continue from, or '
-                        '"latest" for the newest in --out')
-    parser.add_argument('--snapshot-interval', type=positive_int,
-                        default=None, help='snapshot every N iterations '
-                        '(default: every epoch)')
+                        help='compute the frozen trunk once per image '
+                        '(default: off)')
+    parser.add_argument('--resume', help='a snapshot of this run to '
+                        'continue from, or "latest" for the newest in --out '
+                        '(default: a new run)')
+    parser.add_argument('--snapshot-interval', type=snapshot_interval,
+                        default=(1, 'epoch'), metavar='N [epoch|iteration]',
+                        help='how often to snapshot: "N epoch" or "N '
+                        'iteration" (a bare N counts iterations; default: '
+                        '1 epoch)')
+    parser.add_argument('--keep-snapshots', type=positive_int, default=2,
+                        help='newest snapshots kept, the older deleted '
+                        '(default: %(default)s)')
     parser.add_argument('--loaderjob', '-j', type=int, default=2,
-                        help='image-decoding processes (0: none)')
+                        help='image-decoding processes, 0 for none '
+                        '(default: %(default)s)')
+    parser.add_argument('--loader-timeout', type=positive_float, default=60,
+                        help='seconds to wait for a batch from the loader '
+                        'processes before stopping (default: %(default)s)')
     parser.add_argument('--device', '-d', default='@numpy',
-                        help='Chainer device, e.g. @numpy or @cupy:0')
+                        help='Chainer device spec, e.g. @numpy (the CPU) or '
+                        '@cupy:0 (default: %(default)s)')
     parser.add_argument('--no-progress', action='store_true',
-                        help='no progress bars (there are none when the '
-                        'output is not a terminal either)')
+                        help='no progress bars (default: shown on a '
+                        'terminal only, so logs get no control codes)')
     return parser
-
-
-def main(argv=None):
-    return report_errors(train, build_parser().parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -151,7 +151,9 @@ class GoogLeNet(chainer.Chain):
     ``model.predict(x)`` returns the loss3 branch's class probabilities.
     The stages up to and including ``freeze_until`` run under
     ``no_backprop_mode``, so the graph is cut there; ``freeze_trunk`` keeps
-    their parameters out of the optimizer's updates.
+    their parameters out of the optimizer's updates. ``class_weight``
+    (None, or an array of n_classes on the model's device) weights each
+    class's examples in the three losses, as softmax_cross_entropy does.
     """
 
     def __init__(self, n_classes=None, freeze_until=DEFAULT_FREEZE_UNTIL):
@@ -164,6 +166,7 @@ class GoogLeNet(chainer.Chain):
             raise ValueError('freeze_until must be None or one of TRUNK')
         self.freeze_until = freeze_until
         self._fast_kernels = {}
+        self.class_weight = None
         # Caffe's "xavier" filler is LeCun's uniform in Chainer's terms.
         w = initializers.LeCunUniform(scale=1.0)
         with self.init_scope():
@@ -272,13 +275,18 @@ class GoogLeNet(chainer.Chain):
 
     def loss_from_features(self, aux1, aux2, pool5, t):
         """The training loss of the three heads on the trunk's features."""
-        loss1 = F.softmax_cross_entropy(self._aux_head('loss1', aux1), t)
-        loss2 = F.softmax_cross_entropy(self._aux_head('loss2', aux2), t)
+        weight = self.class_weight
+        loss1 = F.softmax_cross_entropy(self._aux_head('loss1', aux1), t,
+                                        class_weight=weight)
+        loss2 = F.softmax_cross_entropy(self._aux_head('loss2', aux2), t,
+                                        class_weight=weight)
         y = self._main_head(pool5)
-        loss3 = F.softmax_cross_entropy(y, t)
+        loss3 = F.softmax_cross_entropy(y, t, class_weight=weight)
         loss = (loss1 + loss2) * 0.3 + loss3
+        # Label -1 (an image that could not be read) counts in neither.
         chainer.report({'loss': loss, 'loss1': loss1, 'loss2': loss2,
-                        'loss3': loss3, 'accuracy': F.accuracy(y, t)}, self)
+                        'loss3': loss3,
+                        'accuracy': F.accuracy(y, t, ignore_label=-1)}, self)
         return loss
 
     def forward(self, *inputs):
@@ -297,6 +305,24 @@ class GoogLeNet(chainer.Chain):
 
     def probabilities_from_pool5(self, pool5):
         return F.softmax(self._main_head(pool5)).array
+
+
+def get_device(spec):
+    """The Chainer device of a spec (``@numpy``, ``@cupy:0``, or a GPU id
+    as an int: negative for the CPU), made current; UserError if it is not
+    a device spec or needs CuPy, which is not installed."""
+    if isinstance(spec, int):
+        spec = '@numpy' if spec < 0 else '@cupy:{}'.format(spec)
+    if spec.startswith('@cupy') and not chainer.backends.cuda.available:
+        raise UserError('device {} needs CuPy, which is not installed; use '
+                        '@numpy (the CPU)'.format(spec))
+    try:
+        device = chainer.get_device(spec)
+    except Exception as e:
+        raise UserError('not a Chainer device: {!r} ({}; e.g. @numpy or '
+                        '@cupy:0)'.format(spec, _one_line(e)))
+    device.use()
+    return device
 
 
 def make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=2e-4):

@@ -296,7 +296,10 @@ def test_first_run_with_the_host_down_says_what_to_do(capsys, tmp_path,
 def test_gpu_without_cupy_says_so(capsys, model_1000):
     code, out, err = run(capsys, '--model', model_1000, '-g', '0')
     assert code == 1 and out == ''
-    assert err.startswith('error: --gpu 0 needs CuPy') and err.count('\n') == 1
+    assert err.startswith('error: device @cupy:0 needs CuPy') and err.count(
+        '\n') == 1
+    code, out, err = run(capsys, '--model', model_1000, '-d', '@cupy:1')
+    assert code == 1 and err.startswith('error: device @cupy:1 needs CuPy')
 
 
 def test_missing_model_file(capsys, tmp_path):

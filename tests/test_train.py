@@ -1,9 +1,13 @@
+import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy
 import pytest
@@ -68,9 +72,27 @@ def test_cached_training_learns_and_saves_the_best_model(
     best = max(entry['validation/main/accuracy'] for entry in log)
     assert best >= 0.9
     for name in ('loss.png', 'accuracy.png', 'confusion.png',
-                 'snapshot_iter_3', 'tuned_googlenet.model'):
+                 'confusion_normalized.png', 'tuned_googlenet.model',
+                 'run.json', 'report.txt'):
         assert os.path.exists(os.path.join(out, name)), name
+    # --keep-snapshots 2: the newest two of 30 epochs' snapshots remain.
+    assert _snapshot_iterations(out) == [87, 90]
     assert 'precision' in printed and 'confusion matrix' in printed
+    with open(os.path.join(out, 'report.json')) as f:
+        report = json.load(f)
+    scored = [e['validation/main/accuracy'] for e in log]
+    assert report['best_epoch'] == scored.index(best) + 1
+    assert report['best_validation_accuracy'] == best
+    # The best model, evaluated again, scores what the log recorded.
+    assert report['accuracy'] == pytest.approx(best, abs=1e-6)
+    assert [row['class'] for row in report['classes']] == [
+        'blue', 'green', 'red']
+    assert sum(row['support'] for row in report['classes']) == 6
+    assert numpy.array(report['confusion']).sum() == 6
+    with open(os.path.join(out, 'report.txt')) as f:
+        text = f.read()
+    assert 'best epoch {}'.format(report['best_epoch']) in text
+    assert text in printed
     # The saved model's trunk is the caffemodel's, bit for bit.
     model, names = tuned_googlenet.load_model(
         os.path.join(out, 'tuned_googlenet.model'))
@@ -295,3 +317,406 @@ def test_unknown_freeze_layer(capsys, tmp_path, dataset, model_3):
     err = _refused(capsys, tmp_path, '--train', dataset, '--model', model_3,
                    '--freeze-until', 'inc9z')
     assert "unknown layer 'inc9z'" in err
+
+
+# --- runs a user can trust (issue 10) ----------------------------------------
+
+def _run(*argv):
+    return train_googlenet.main(list(argv) + QUIET)
+
+
+@pytest.fixture(scope='session')
+def features(dataset, model_3, tmp_path_factory):
+    """The feature cache of _cached_run's split, computed once (the trunk
+    is most of a short run's time); each run starts with a copy."""
+    out = tmp_path_factory.mktemp('features') / 'r'
+    train_googlenet.Session(args_for(
+        '--train', dataset, '--model', model_3, '--out', str(out),
+        '--cache-features', '--val-ratio', '0.25', *QUIET))
+    return str(out / 'features')
+
+
+@pytest.fixture
+def cached_run(dataset, model_3, features):
+    """Runs train_googlenet.main on the features fixture's cache."""
+    def run(out, *extra, data=dataset):
+        if data == dataset and not os.path.exists(out / 'features'):
+            shutil.copytree(features, out / 'features')
+        return _run('--train', data, '--model', model_3, '--out', str(out),
+                    '--cache-features', '-B', '4', '--val-ratio', '0.25',
+                    '--lr', '1e-3', *extra)
+    return run
+
+
+def _without_times(log):
+    return [{k: v for k, v in entry.items() if k != 'elapsed_time'}
+            for entry in log]
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1, err
+    return err
+
+
+def test_one_run_per_out_and_resume_checks_the_run(
+        cached_run, model_3, tmp_path, capsys):
+    out = tmp_path / 'r'
+    assert cached_run(out, '--epoch', '1') == 0
+    with open(out / 'run.json') as f:
+        config = json.load(f)
+    assert config['class_names'] == ['blue', 'green', 'red']
+    assert config['model'] == train_googlenet.file_sha1(
+        model_3).hexdigest()
+    assert len(config['data']) == 40 and config['arguments']['epoch'] == 1
+    capsys.readouterr()
+    # A second run into the same folder is refused, nothing overwritten.
+    best = (out / 'tuned_googlenet.model').read_bytes()
+    assert cached_run(out, '--epoch', '2') == 1
+    err = _one_error_line(capsys)
+    assert 'holds another training run' in err and '--resume latest' in err
+    assert (out / 'tuned_googlenet.model').read_bytes() == best
+    # Resuming with other data of the same shapes names what differs.
+    other = make_dataset(tmp_path / 'other', 8, {
+        'cyan': (0, 200, 200), 'grey': (90, 90, 90), 'pink': (250, 90, 200)})
+    assert cached_run(out, '--resume', 'latest', data=other) == 1
+    err = _one_error_line(capsys)
+    assert 'another run' in err and 'data set' in err
+    assert 'class names (blue, green, red vs cyan, grey, pink)' in err
+    # ... and so does a snapshot of another folder's run, other seed.
+    snapshot = train_googlenet.latest_snapshot(str(out))
+    assert cached_run(tmp_path / 'r2', '--seed', '5',
+                       '--resume', snapshot) == 1
+    assert '--seed (0 vs 5)' in _one_error_line(capsys)
+    # The same configuration continues, for more epochs.
+    assert cached_run(out, '--resume', 'latest',
+                       '--epoch', '2') == 0
+    assert len(read_log(str(out))) == 2
+
+
+def test_resumed_run_equals_an_uninterrupted_one_and_its_plots_the_log(
+        cached_run, tmp_path, monkeypatch):
+    plotted = {}
+
+    def record(log, keys, path):
+        plotted[os.path.basename(path)] = train_googlenet.plot_curves(
+            log, keys)
+    monkeypatch.setattr(train_googlenet, 'plot_log', record)
+    common = ['--epoch', '3', '--snapshot-interval', '2 iteration',
+              '--keep-snapshots', '9']
+    assert cached_run(tmp_path / 'a', *common) == 0
+    whole = read_log(str(tmp_path / 'a'))
+    # "Killed" right after the mid-epoch snapshot at iteration 4: the
+    # later snapshots never came to be.
+    out = tmp_path / 'b'
+    assert cached_run(out, *common) == 0
+    for iteration, path in train_googlenet.snapshot_files(str(out)):
+        if iteration > 4:
+            os.unlink(path)
+    plotted.clear()
+    assert cached_run(out, *common,
+                       '--resume', 'latest') == 0
+    log = read_log(str(out))
+    assert _without_times(log) == _without_times(whole)
+    for name, keys in train_googlenet.PlotLog.PLOTS.items():
+        for key in keys:
+            assert plotted[name][key] == (
+                [entry['epoch'] for entry in log],
+                [entry[key] for entry in log]), (name, key)
+
+
+def test_same_seed_same_log_with_and_without_loader_workers(
+        model_3, tmp_path):
+    data = make_dataset(tmp_path / 'd', 3)
+    logs = []
+    for name, jobs, seed in (('a', '0', '1'), ('b', '2', '1'),
+                             ('c', '0', '2')):
+        out = str(tmp_path / name)
+        assert train_googlenet.main([
+            '--train', data, '--model', model_3, '--out', out,
+            '--epoch', '1', '-B', '3', '--val-ratio', '0.34', '--lr',
+            '1e-3', '--seed', seed, '--no-progress', '--loaderjob',
+            jobs]) == 0
+        logs.append(_without_times(read_log(out)))
+    assert logs[0] == logs[1]
+    assert logs[0] != logs[2]  # the seed does steer crops and dropout
+
+
+def test_crops_come_from_seed_epoch_and_index(dataset):
+    pairs = googlenet_data.read_folder(dataset).pairs
+    images = train_googlenet.ImageDataset(pairs, True, seed=3)
+    order = train_googlenet.SeededOrder(3)
+    first = order(numpy.arange(len(pairs)), 0)
+    second = order(first, 0)
+    assert sorted(first % len(pairs)) == list(range(len(pairs)))
+    assert not numpy.array_equal(first % len(pairs), second % len(pairs))
+    assert numpy.array_equal(second, order(first, 0))
+    index = int(first[0])
+    assert numpy.array_equal(images[index][0], images[index][0])
+    crops = {images[index + k * len(pairs)][0].tobytes() for k in range(4)}
+    assert len(crops) > 1  # another epoch, another crop
+
+
+def test_keep_snapshots_and_stray_files_removed(cached_run, tmp_path,
+                                                capsys):
+    out = tmp_path / 'r'
+    assert cached_run(out, '--epoch', '2',
+                       '--snapshot-interval', '1 iteration',
+                       '--keep-snapshots', '3') == 0
+    assert _snapshot_iterations(str(out)) == [7, 8, 9]  # 5 + 4 iterations
+    # What a kill -9 leaves: Chainer's temporary snapshot folder and an
+    # atomic_write temporary file.
+    os.makedirs(out / 'tmpsnapshot_iter_9abc')
+    (out / 'tmpsnapshot_iter_9abc' / 'snapshot_iter_9').write_bytes(b'x')
+    (out / '.log.x1y2.tmp').write_text('{')
+    assert cached_run(out, '--epoch', '3',
+                       '--resume', 'latest', '--keep-snapshots', '3') == 0
+    assert 'removed {}'.format(out / 'tmpsnapshot_iter_9abc') in \
+        capsys.readouterr().out
+    # The resumed session snapshots once per epoch (the default): the
+    # newest three are two of the first session's and its own.
+    assert _snapshot_iterations(str(out)) == [8, 9, 14]
+    assert not [name for name in os.listdir(out)
+                if train_googlenet.STRAY_PATTERN.match(name)]
+
+
+def test_non_finite_loss_stops_the_run(
+        cached_run, tmp_path, capsys):
+    out = tmp_path / 'r'
+    assert cached_run(out, '--epoch', '3',
+                       '--lr', '1e30') == 1
+    err = _one_error_line(capsys)
+    assert re.search(r'loss became (nan|inf) at iteration \d+:', err), err
+    assert 'lower --lr' in err
+    assert not (out / 'tuned_googlenet.model').exists()
+
+
+@pytest.mark.parametrize('lr', ['-1', '0', 'nan'])
+def test_lr_must_be_positive(lr, capsys):
+    with pytest.raises(SystemExit) as exit:
+        train_googlenet.build_parser().parse_args(['--train', 'x', '--lr',
+                                                   lr])
+    assert exit.value.code == 2
+    assert 'expected a positive number' in capsys.readouterr().err
+
+
+def test_paths_are_checked_before_any_work(
+        cached_run, dataset, model_3, tmp_path, capsys, monkeypatch):
+    (tmp_path / 'file').write_text('')
+    assert _run('--train', dataset, '--model', model_3, '--out',
+                str(tmp_path / 'file')) == 1
+    assert 'is a file, not a folder' in _one_error_line(capsys)
+    assert _run('--train', dataset, '--model', model_3, '--out',
+                str(tmp_path / 'r'), '--output',
+                str(tmp_path / 'file' / 'best.model')) == 1
+    assert 'cannot write --output' in _one_error_line(capsys)
+    monkeypatch.setattr(train_googlenet.shutil, 'disk_usage',
+                        lambda path: shutil._ntuple_diskusage(
+                            10 ** 9, 10 ** 9 - 10 ** 6, 10 ** 6))
+    assert cached_run(tmp_path / 'r', '--epoch',
+                       '1') == 1
+    err = _one_error_line(capsys)
+    assert 'not enough disk space' in err and '1 MB are free' in err
+    assert not (tmp_path / 'r' / 'run.json').exists()
+
+
+def test_disk_full_mid_run_is_one_line_and_resumable(
+        cached_run, tmp_path, capsys, monkeypatch):
+    writes = []
+    write = train_googlenet.write_npz
+
+    def fill_up(path, arrays):
+        writes.append(path)
+        if len(writes) == 2:
+            raise OSError(28, 'No space left on device', path)
+        write(path, arrays)
+    monkeypatch.setattr(train_googlenet, 'write_npz', fill_up)
+    out = tmp_path / 'r'
+    assert cached_run(out, '--epoch', '3') == 1
+    err = _one_error_line(capsys)
+    assert 'No space left on device' in err and '--resume latest' in err
+    assert _snapshot_iterations(str(out)) == [5]  # epoch 1's
+    assert not [name for name in os.listdir(out) if 'tmp' in name]
+    assert cached_run(out, '--epoch', '3',
+                       '--resume', 'latest') == 0
+    assert len(read_log(str(out))) == 3
+
+
+def test_lr_policies_and_patience(
+        cached_run, tmp_path, capsys):
+    out = tmp_path / 'step'
+    assert cached_run(out, '--epoch', '2',
+                       '--lr-policy', 'step', '--lr-step', '1',
+                       '--gamma', '0.5') == 0
+    assert [e['lr'] for e in read_log(str(out))] == pytest.approx(
+        [1e-3, 5e-4])
+    assert ' lr ' in capsys.readouterr().out
+    out = tmp_path / 'poly'
+    assert cached_run(out, '--epoch', '2',
+                       '--lr-policy', 'poly', '--power', '1') == 0
+    lrs = [e['lr'] for e in read_log(str(out))]
+    # The rate of each epoch's last update (iterations 5 and 9 of 9):
+    # 1e-3 * (1 - (iteration - 1) / 9).
+    assert lrs == pytest.approx([1e-3 * (1 - 4 / 9), 1e-3 * (1 - 8 / 9)])
+    out = tmp_path / 'patience'
+    assert cached_run(out, '--epoch', '10', '--lr',
+                       '1e-12', '--patience', '2') == 0
+    assert len(read_log(str(out))) == 3
+    assert 'stopped early at epoch 3' in capsys.readouterr().out
+
+
+def test_balanced_class_weight(cached_run, model_3, tmp_path, capsys):
+    weight = train_googlenet.balanced_class_weight([0, 0, 0, 1], 3)
+    assert numpy.allclose(weight, [4 / 6, 2, 1])
+    # The held-out split of 8 images a class leaves 6 of each: equal weights.
+    assert cached_run(tmp_path / 'r', '--epoch', '1',
+                      '--class-weight', 'balanced') == 0
+    assert 'class weights: blue 1.000, green 1.000, red 1.000' in \
+        capsys.readouterr().out
+    model, _ = tuned_googlenet.load_model(model_3)
+    model.class_weight = weight
+    x = [numpy.ones((4,) + s, numpy.float32)
+         for s in train_googlenet.FEATURE_SHAPES]
+    with chainer.using_config('train', False):
+        weighted = float(model(*x, numpy.array([0, 0, 0, 1],
+                                               numpy.int32)).array)
+        model.class_weight = None
+        plain = float(model(*x, numpy.array([0, 0, 0, 1], numpy.int32)).array)
+    assert weighted != pytest.approx(plain)
+
+
+def test_every_option_says_its_default():
+    for action in train_googlenet.build_parser()._actions:
+        if action.dest != 'help':
+            assert 'default' in action.help, action.dest
+    parse = train_googlenet.snapshot_interval
+    assert parse('2 epoch') == (2, 'epoch')
+    assert parse('5') == (5, 'iteration')
+    assert parse('3 iterations') == (3, 'iteration')
+    with pytest.raises(Exception):
+        parse('0 epoch')
+
+
+def test_train_without_a_converted_model(dataset, tmp_path, capsys):
+    assert _run('--train', dataset, '--model', str(tmp_path / 'none.model'),
+                '--out', str(tmp_path / 'r')) == 1
+    assert 'run convert_caffe_model.py --classes N first' in \
+        _one_error_line(capsys)
+
+
+def test_predict_takes_the_device_option(model_3, dataset, capsys):
+    image = os.path.join(dataset, 'red', '0.png')
+    assert googlenet_predict.main(['--model', model_3, '-d', '@bogus',
+                                   image]) == 1
+    assert 'not a Chainer device' in _one_error_line(capsys)
+    assert googlenet_predict.main(['--model', model_3, '-g', '-1',
+                                   image]) == 0
+    assert googlenet_predict.main(['--model', model_3, '--device', '@numpy',
+                                   image]) == 0
+
+
+def test_converter_seed_fixes_the_fresh_heads(caffemodels, tmp_path):
+    heads = []
+    for name, seed in (('a', 1), ('b', 1), ('c', 2)):
+        path = str(tmp_path / name)
+        assert convert_caffe_model.main([
+            '--caffemodel', caffemodels['v1'], '--output', path,
+            '--classes', '3', '--seed', str(seed)]) == 0
+        with numpy.load(path) as npz:
+            heads.append(npz['loss3_fc/W'])
+    assert numpy.array_equal(heads[0], heads[1])
+    assert not numpy.array_equal(heads[0], heads[2])
+
+
+def test_image_unreadable_mid_run_is_skipped_and_reported(model_3, tmp_path,
+                                                          capfd):
+    data = make_dataset(tmp_path / 'd', 3)
+    session = train_googlenet.Session(args_for(
+        '--train', data, '--model', model_3, '--out', str(tmp_path / 'r'),
+        '--epoch', '1', '-B', '3', '--val-ratio', '0.34', '--no-progress',
+        '--loaderjob', '2'))
+    victim = session.train_set.pairs[0][0]
+    with open(victim, 'wb') as f:
+        f.write(b'no longer an image')
+    session.run()
+    assert 'warning: skipped unreadable {}'.format(victim) in \
+        capfd.readouterr().err
+    assert len(read_log(str(tmp_path / 'r'))) == 1
+
+
+def _children(pid):
+    kids = []
+    for task in os.listdir('/proc/{}/task'.format(pid)):
+        with contextlib.suppress(OSError), open(
+                '/proc/{}/task/{}/children'.format(pid, task)) as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
+def _start(argv):
+    return subprocess.Popen(
+        [sys.executable, train_googlenet.__file__] + argv,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+
+
+class _KilledOnFirstExample(chainer.dataset.DatasetMixin):
+    """Its loader worker dies of SIGKILL, as the out-of-memory killer
+    kills, while it holds a batch."""
+
+    def __init__(self):
+        self.parent = os.getpid()
+
+    def __len__(self):
+        return 4
+
+    def get_example(self, i):
+        if i == 0 and os.getpid() != self.parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return numpy.zeros(3, numpy.float32)
+
+
+def test_a_killed_loader_worker_stops_the_iterator_in_bounded_time():
+    with warnings.catch_warnings():
+        train_googlenet.loader_errors_are_fatal()
+        iterator = train_googlenet.make_iterator(_KilledOnFirstExample(), 2,
+                                                 2, 2.0)
+        with pytest.raises(
+                chainer.iterators.MultiprocessIterator.TimeoutWarning):
+            for _ in range(6):  # the first batch is read in this process
+                next(iterator)
+        iterator.finalize()  # returns: Chainer's own would wait forever
+
+
+@pytest.mark.parametrize('moment', ['imports', 'worker start-up',
+                                    'training'])
+def test_ctrl_c_at_any_moment(moment, model_3, tmp_path):
+    data = make_dataset(tmp_path / 'd', 4)
+    out = tmp_path / 'r'
+    process = _start(['--train', data, '--model', model_3, '--out', str(out),
+                      '--epoch', '50', '-B', '2', '--loaderjob', '2',
+                      '--snapshot-interval', '1 iteration', '--no-progress'])
+    deadline = time.time() + 240
+    try:
+        if moment == 'imports':
+            time.sleep(0.3)
+        while moment != 'imports' and process.poll() is None and \
+                time.time() < deadline:
+            if (_children(process.pid) if moment == 'worker start-up'
+                    else (out / 'log').exists()):
+                break
+            time.sleep(0.01)
+        os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal
+        err = process.communicate(timeout=120)[1]
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    assert err.endswith('interrupted\n') and 'Traceback' not in err, err
+    names = os.listdir(out) if out.exists() else []
+    assert not [n for n in names if train_googlenet.STRAY_PATTERN.match(n)]
+    for iteration, path in train_googlenet.snapshot_files(str(out)):
+        with numpy.load(path) as snapshot:
+            assert 'run_config' in snapshot.files
+    if 'log' in names:
+        read_log(str(out))
