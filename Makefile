@@ -24,7 +24,8 @@ is_supported = $(filter $(SUPPORTED),$(basename $(call version_of,$(1))))
 # clean` works whatever PYTHON says.
 ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),predict)),)
 ifeq ($(origin PYTHON),undefined)
-PYTHON := $(firstword $(foreach p,$(wildcard $(PY)) $(CANDIDATES),$(if $(call is_supported,$(p)),$(p))))
+# .venv's interpreter is one only while it has pip: without, .venv is rebuilt.
+PYTHON := $(firstword $(foreach p,$(if $(shell $(PY) -c 'import pip' 2>/dev/null && echo y),$(PY)) $(CANDIDATES),$(if $(call is_supported,$(p)),$(p))))
 ifeq ($(PYTHON),)
 $(error error: no supported Python found (tried $(CANDIDATES)): install Python 3.10, 3.11 or 3.12 and name it, e.g. PYTHON=python3.11 make test)
 endif
@@ -55,13 +56,16 @@ bench:
 	$(PY) bench/bench_forward.py
 	$(PY) bench/bench_train_cache.py
 
-# A .venv made by another interpreter is rebuilt; the stamp is written only
+# A .venv made by another interpreter, or without pip, is rebuilt; the stamp is written only
 # once everything is installed, so a failed or interrupted install is redone
 # by the next make. Chainer is built without build isolation so that its
 # build sees requirements-build.txt's old setuptools (see there).
 $(STAMP): requirements.txt requirements-dev.txt requirements-build.txt
 	@if [ -e $(VENV) ] && [ "$$($(PY) -c '$(VERSION_PY)' 2>/dev/null)" != "$(PYTHON_VERSION)" ]; then \
 	  echo "rebuilding $(VENV): it was not made by Python $(PYTHON_VERSION) ($(PYTHON))"; \
+	  rm -rf $(VENV); \
+	elif [ -e $(VENV) ] && ! $(PY) -c 'import pip' >/dev/null 2>&1; then \
+	  echo "rebuilding $(VENV): it has no pip (its creation was interrupted?)"; \
 	  rm -rf $(VENV); \
 	fi
 	rm -f $(VENV)/.installed*

@@ -12,7 +12,8 @@ from conftest import ROOT
 
 FAKE_PYTHON = r'''#!/bin/sh
 case "$1" in
-  -c) echo {version} ;;
+  -c) if [ "$2" = "import pip" ] && [ -e "$0.nopip" ]; then exit 1; fi
+      echo {version} ;;
   -m) case "$2" in
         venv) if [ -n "$FAKE_VENV_FAIL" ]; then
                 mkdir -p "$3"; echo "ensurepip is not available" >&2; exit 1
@@ -181,6 +182,19 @@ def test_changed_requirements_reinstall_into_same_venv(project):
     assert code == 0, err
     assert 'creating' not in out and 'rebuilding' not in out
     assert len(project.pip_calls()) == 4
+
+
+def test_venv_without_pip_rebuilt(project):
+    project.python('python3.11', '3.11.7')
+    assert project.make('test')[0] == 0
+    # As a `python -m venv` killed before it installed pip leaves it.
+    (project.dir / '.venv' / 'bin' / 'python.nopip').write_text('')
+    (project.dir / '.venv' / '.installed-python3.11.7').unlink()
+    code, out, err = project.make('test')
+    assert code == 0, err
+    assert 'rebuilding .venv: it has no pip' in out
+    assert 'creating .venv with python3.11' in out
+    assert project.stamps() == ['.installed-python3.11.7']
 
 
 def test_failed_venv_creation_leaves_no_venv(project):
