@@ -1,29 +1,83 @@
-# `make predict` and `make test` each build .venv first when it is missing
-# or older than the requirements.
-PYTHON ?= python3
+# `make predict` and `make test` each build .venv first when it is missing,
+# older than the requirements, or made by another interpreter than the one
+# chosen here.
+#
+# The interpreter: PYTHON if given (PYTHON=python3.12 make test), else .venv's
+# own when it is a supported one, else the first supported one of CANDIDATES.
+# Chainer 7.8.1 with numpy 1.26 runs on Python 3.10 to 3.12 (numpy 1.26 has
+# no wheels for 3.13); any other is refused before anything is created.
+SUPPORTED := 3.10 3.11 3.12
+CANDIDATES := python3.11 python3.12 python3.10 python3 python
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 
 .PHONY: predict test bench proto clean
 
-predict: $(STAMP)
+# Prints "3.11.7"; written so that Python 2 runs it too, to be refused.
+VERSION_PY := import sys; print("%d.%d.%d" % sys.version_info[:3])
+# $(call version_of,INTERPRETER): its version, or nothing when it does not run
+# (as with pyenv's shim for a version that is installed but not selected).
+version_of = $(shell $(1) -c '$(VERSION_PY)' 2>/dev/null)
+is_supported = $(filter $(SUPPORTED),$(basename $(call version_of,$(1))))
+
+# Only the targets that use the interpreter look for one, so that `make
+# clean` works whatever PYTHON says.
+ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),predict)),)
+ifeq ($(origin PYTHON),undefined)
+# .venv's interpreter is one only while it has pip: without, .venv is rebuilt.
+PYTHON := $(firstword $(foreach p,$(if $(shell $(PY) -c 'import pip' 2>/dev/null && echo y),$(PY)) $(CANDIDATES),$(if $(call is_supported,$(p)),$(p))))
+ifeq ($(PYTHON),)
+$(error error: no supported Python found (tried $(CANDIDATES)): install Python 3.10, 3.11 or 3.12 and name it, e.g. PYTHON=python3.11 make test)
+endif
+endif
+PYTHON_VERSION := $(call version_of,$(PYTHON))
+ifeq ($(PYTHON_VERSION),)
+$(error error: PYTHON=$(PYTHON) does not run ($(or $(shell $(PYTHON) -c '' 2>&1 >/dev/null | head -n 1),no output)); name an installed Python 3.10, 3.11 or 3.12, e.g. PYTHON=python3.11 make test)
+endif
+ifeq ($(filter $(SUPPORTED),$(basename $(PYTHON_VERSION))),)
+$(error error: PYTHON=$(PYTHON) is Python $(PYTHON_VERSION), which this project does not support; use Python 3.10, 3.11 or 3.12, e.g. PYTHON=python3.11 make test)
+endif
+endif
+
+# The stamp's name holds the interpreter's version, so that choosing another
+# one makes it out of date.
+STAMP := $(VENV)/.installed-python$(PYTHON_VERSION)
+
+predict test bench: $(STAMP)
+
+predict:
 	$(PY) googlenet_predict.py
 
-test: $(STAMP)
+test:
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench:
 	$(PY) bench/bench_convert.py
 	$(PY) bench/bench_forward.py
 	$(PY) bench/bench_train_cache.py
 
-# Chainer 7.8.1's sdist needs pkg_resources to build: install an old
-# setuptools first, then build without isolation so the build sees it.
-$(STAMP): requirements.txt requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q 'setuptools<70' wheel
-	$(PY) -m pip install -q --no-build-isolation -r requirements-dev.txt
+# A .venv made by another interpreter, or without pip, is rebuilt; the stamp is written only
+# once everything is installed, so a failed or interrupted install is redone
+# by the next make. Chainer is built without build isolation so that its
+# build sees requirements-build.txt's old setuptools (see there).
+$(STAMP): requirements.txt requirements-dev.txt requirements-build.txt
+	@if [ -e $(VENV) ] && [ "$$($(PY) -c '$(VERSION_PY)' 2>/dev/null)" != "$(PYTHON_VERSION)" ]; then \
+	  echo "rebuilding $(VENV): it was not made by Python $(PYTHON_VERSION) ($(PYTHON))"; \
+	  rm -rf $(VENV); \
+	elif [ -e $(VENV) ] && ! $(PY) -c 'import pip' >/dev/null 2>&1; then \
+	  echo "rebuilding $(VENV): it has no pip (its creation was interrupted?)"; \
+	  rm -rf $(VENV); \
+	fi
+	rm -f $(VENV)/.installed*
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON) (Python $(PYTHON_VERSION))"; \
+	  $(PYTHON) -m venv $(VENV); } || { \
+	  rm -rf $(VENV); \
+	  echo "error: $(PYTHON) -m venv $(VENV) failed (above); on Debian and Ubuntu, install python$(basename $(PYTHON_VERSION))-venv" >&2; \
+	  exit 1; }
+	@$(PY) -m pip install -q -r requirements-build.txt && \
+	 $(PY) -m pip install -q --no-build-isolation -r requirements-dev.txt || { \
+	  echo "error: installing the requirements into $(VENV) failed (above); run make again once the cause is fixed" >&2; \
+	  exit 1; }
 	touch $@
 
 # Regenerates caffe_pb2.py from caffe.proto with a current protoc (from
