@@ -138,9 +138,11 @@ class FastOps:
 
 # The heads read the 5/3 average pools of these stages' outputs, and pool5.
 AUX_TAPS = ('inc4a', 'inc4d')
-# The fast path runs big batches in chunks: its working set then stays in
-# the caches, and throughput does not fall as the batch grows.
-FAST_CHUNK = 2
+# The fast path runs a batch in chunks of images, sized per stage: two
+# images through the 112x112 to 28x28 stages keep their working set near the
+# caches, while the 14x14 and 7x7 stages take 8 and 16 at once so that their
+# GEMMs have hundreds of rows. Peak memory stays bounded as the batch grows.
+FAST_CHUNKS = (('conv1', 2), ('inc4a', 8), ('inc5a', 16))
 
 
 class GoogLeNet(chainer.Chain):
@@ -151,10 +153,12 @@ class GoogLeNet(chainer.Chain):
     ``model.predict(x)`` returns the loss3 branch's class probabilities.
     The stages up to and including ``freeze_until`` run under
     ``no_backprop_mode``, so the graph is cut there; ``freeze_trunk`` keeps
-    their parameters out of the optimizer's updates.
+    their parameters out of the optimizer's updates. ``initialize=False``
+    leaves the weights NaN for a load to overwrite (load_model).
     """
 
-    def __init__(self, n_classes=None, freeze_until=DEFAULT_FREEZE_UNTIL):
+    def __init__(self, n_classes=None, freeze_until=DEFAULT_FREEZE_UNTIL,
+                 initialize=True):
         super().__init__()
         self.n_classes = N_CLASSES if n_classes is None else int(n_classes)
         if self.n_classes < 1:
@@ -165,7 +169,11 @@ class GoogLeNet(chainer.Chain):
         self.freeze_until = freeze_until
         self._fast_kernels = {}
         # Caffe's "xavier" filler is LeCun's uniform in Chainer's terms.
-        w = initializers.LeCunUniform(scale=1.0)
+        # initialize=False: a file is loaded next and overwrites every weight,
+        # so the 7 M random draws (0.1 s) are skipped; NaN, not garbage,
+        # stands in until then.
+        w = (initializers.LeCunUniform(scale=1.0) if initialize
+             else initializers.NaN())
         with self.init_scope():
             self.conv1 = L.Convolution2D(3, 64, 7, stride=2, pad=3,
                                          initialW=w)
@@ -237,17 +245,18 @@ class GoogLeNet(chainer.Chain):
         ops = FastOps(self._fast_kernels)
         outputs, taps = [], {}
         x = getattr(x, 'array', x)
-        for begin in range(0, len(x), FAST_CHUNK):
-            h = fast_ops.to_nhwc(x[begin:begin + FAST_CHUNK])
-            for i, name in enumerate(TRUNK[:stop]):
-                ops.reuse_kernels = i < frozen
-                h = self._stage(name, h, ops)
-                if aux and name in AUX_TAPS:
-                    taps.setdefault(name, []).append(
-                        fast_ops.average_pool(h, 5, 3))
-                if name == 'inc5b':
-                    taps.setdefault(name, []).append(
-                        fast_ops.average_pool(h, 7, 1))
+        starts = [TRUNK.index(name) for name, _ in FAST_CHUNKS] + [stop]
+        largest = FAST_CHUNKS[-1][1]
+        for begin in range(0, len(x), largest):
+            h = fast_ops.to_nhwc(x[begin:begin + largest])
+            for (_, chunk), first, last in zip(FAST_CHUNKS, starts,
+                                               starts[1:]):
+                if first >= stop:
+                    break
+                parts = [self._fast_stages(h[i:i + chunk], ops, first,
+                                           min(last, stop), frozen, aux, taps)
+                         for i in range(0, len(h), chunk)]
+                h = numpy.concatenate(parts) if len(parts) > 1 else parts[0]
             outputs.append(h)
 
         def joined(parts):
@@ -255,6 +264,18 @@ class GoogLeNet(chainer.Chain):
                 numpy.concatenate(parts) if len(parts) > 1 else parts[0]))
         pooled = {name: joined(parts) for name, parts in taps.items()}
         return (joined(outputs) if stop < len(TRUNK) else None), pooled
+
+    def _fast_stages(self, h, ops, first, last, frozen, aux, taps):
+        """Stages [first, last) on NHWC h; appends the taps' pools."""
+        for i in range(first, last):
+            name = TRUNK[i]
+            ops.reuse_kernels = i < frozen
+            h = self._stage(name, h, ops)
+            if aux and name in AUX_TAPS:
+                taps.setdefault(name, []).append(fast_ops.average_pool(h, 5, 3))
+            if name == 'inc5b':
+                taps.setdefault(name, []).append(fast_ops.average_pool(h, 7, 1))
+        return h
 
     def serialize(self, serializer):
         # Loading overwrites the weights in place: drop their GEMM layouts.
@@ -329,7 +350,8 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
             n_classes = npz['loss3_fc/W'].shape[0]
             names = (list(npz['class_names']) if 'class_names' in npz.files
                      else None)
-            model = GoogLeNet(n_classes, freeze_until=freeze_until)
+            model = GoogLeNet(n_classes, freeze_until=freeze_until,
+                              initialize=False)
             chainer.serializers.NpzDeserializer(npz).load(model)
     except UserError:
         raise
