@@ -1,16 +1,18 @@
 """What the scripts share: errors, atomic writes, downloads, images, labels."""
 import argparse
+import concurrent.futures
 import contextlib
 import hashlib
 import io
 import os
+import queue
 import sys
 import tempfile
+import threading
 import urllib.parse
 import warnings
 
 import numpy
-import requests
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 CONNECT_TIMEOUT = 10
@@ -99,6 +101,8 @@ def check_scheme(url):
 def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)):
     """Starts a streamed GET and turns transport failures into UserErrors."""
     check_scheme(url)
+    # Imported here: requests takes a third of a local run's start-up.
+    import requests
     try:
         response = requests.get(url, headers=headers, stream=True,
                                 timeout=timeout)
@@ -131,6 +135,7 @@ def _connection_reason(exc):
 
 def iter_body(response):
     """The response body in chunks; a stalled or cut connection is a UserError."""
+    import requests
     try:
         yield from response.iter_content(CHUNK)
     except requests.exceptions.ChunkedEncodingError:
@@ -320,3 +325,50 @@ def read_labels(path):
     except OSError as e:
         raise UserError('cannot read label file {}: {}'.format(
             path, e.strerror or e))
+
+
+def prefetch(function, items, ahead=2):
+    """Yields (item, future of function(item)) for each item, in order.
+
+    One daemon thread works through the items ahead of the caller, at most
+    ``ahead`` results in hand, so that decoding and resizing (Pillow and
+    numpy release the GIL) overlap with what the caller does meanwhile (the
+    forward pass). ``future.result()`` returns the result or raises what
+    function raised. Closing the generator early (an error, Ctrl-C) stops
+    the thread after its current item; being a daemon it never holds up the
+    process's exit.
+    """
+    done = object()
+    ready = queue.Queue(maxsize=max(1, ahead))
+    stop = threading.Event()
+
+    def put(entry):
+        # A timeout, not a blocking put: a closed generator takes no more.
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return
+            except queue.Full:
+                pass
+
+    def work():
+        for item in items:
+            if stop.is_set():
+                return
+            future = concurrent.futures.Future()
+            try:
+                future.set_result(function(item))
+            except BaseException as e:  # the caller decides what it means
+                future.set_exception(e)
+            put((item, future))
+        put(done)
+
+    threading.Thread(target=work, name='prefetch', daemon=True).start()
+    try:
+        while True:
+            entry = ready.get()
+            if entry is done:
+                return
+            yield entry
+    finally:
+        stop.set()

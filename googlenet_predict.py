@@ -19,7 +19,7 @@ from chainer_compat import chainer
 import convert_caffe_model
 import tuned_googlenet
 from googlenet_io import (UserError, fetch_bytes, list_images, open_image,
-                          positive_int, preprocess, read_labels,
+                          positive_int, prefetch, preprocess, read_labels,
                           report_errors, ten_crops)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -151,14 +151,20 @@ def classify(args):
             batch.clear()
             names.clear()
 
-    for name, source in expand_inputs(args.urls, paths):
+    def prepared(item):
+        return predictor.inputs_of(
+            load_input(item[1], args.max_bytes, args.timeout))
+
+    # The next batch is decoded while this one runs through the network.
+    for (name, _), inputs in prefetch(
+            prepared, expand_inputs(args.urls, paths), args.batchsize + 1):
         try:
-            image = load_input(source, args.max_bytes, args.timeout)
+            inputs = inputs.result()
         except UserError as e:
             print('error: {}: {}'.format(name, e), file=sys.stderr)
             failed += 1
             continue
-        batch.append(predictor.inputs_of(image))
+        batch.append(inputs)
         names.append(name)
         if len(batch) == args.batchsize:
             flush()
