@@ -121,6 +121,8 @@ def conv_relu(link, x, out=None, kernels=None):
 # A^T [(G g G^T) * (B^T d B)] A for the 4x4 input tile d around it, 16
 # multiplications per channel instead of 36. B^T and A^T hold only 0 and +-1,
 # so the input and output transforms are additions.
+# Floats of GEMM products per block of tiles (4 MB).
+WINOGRAD_BLOCK_FLOATS = 1 << 20
 WINOGRAD_G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 
 
@@ -164,9 +166,28 @@ def winograd_conv_relu(link, x, out=None, kernels=None):
     kernel = _kernel(link, W, lambda: winograd_kernel(W), kernels)
     padded = numpy.zeros((n, 2 * th + 2, 2 * tw + 2, c), x.dtype)
     padded[:, 1:h + 1, 1:w + 1] = x
-    rows = numpy.empty((4, n, th, 2 * tw + 2, c), x.dtype)
+    if out is None:
+        out = numpy.empty((n * h * w, o), x.dtype)
+    image = out.reshape(n, h, w, o)
+    # Rows of tiles in blocks whose 16 GEMM products stay in the cache
+    # between the GEMMs and the output transform.
+    step = max(1, WINOGRAD_BLOCK_FLOATS // (16 * o * n * tw))
+    rows = numpy.empty((4, n, min(step, th), 2 * tw + 2, c), x.dtype)
+    v = numpy.empty((4, 4, n, min(step, th), tw, c), x.dtype)
+    for first in range(0, th, step):
+        block = min(step, th - first)
+        _winograd_block(padded[:, 2 * first:2 * (first + block) + 2],
+                        rows[:, :, :block], v[:, :, :, :block], kernel, b,
+                        image[:, 2 * first:2 * (first + block)])
+    return image
+
+
+def _winograd_block(padded, rows, v, kernel, b, image):
+    """Tiles of one block of rows: input transform, GEMMs, output
+    transform, ReLU, into image (the block's output rows)."""
+    c, o = kernel.shape[1:]
+    n, tiles_y, tw = v.shape[2:5]
     _pairs(padded, 1, rows)
-    v = numpy.empty((4, 4, n, th, tw, c), x.dtype)
     for i in range(4):
         _pairs(rows[i], 2, v[i])
     m = numpy.matmul(v.reshape(16, -1, c), kernel).reshape(4, 4, -1, o)
@@ -174,19 +195,16 @@ def winograd_conv_relu(link, x, out=None, kernels=None):
     # position (1, 1) reaches all four outputs once.
     m[1, 1] += b
     # A^T along the rows of each tile, then along its columns.
-    s = numpy.empty((2, 4) + m.shape[2:], x.dtype)
+    s = numpy.empty((2, 4) + m.shape[2:], m.dtype)
     numpy.add(m[0], m[1], out=s[0])
     s[0] += m[2]
     numpy.subtract(m[1], m[2], out=s[1])
     s[1] -= m[3]
-    if out is None:
-        out = numpy.empty((n * h * w, o), x.dtype)
-    image = out.reshape(n, h, w, o)
     for dy in range(2):
         for dx in range(2):
             target = image[:, dy::2, dx::2]
             ty, tx = target.shape[1:3]
-            t = s[dy].reshape(4, n, th, tw, o)[:, :, :ty, :tx]
+            t = s[dy].reshape(4, n, tiles_y, tw, o)[:, :, :ty, :tx]
             if dx == 0:
                 numpy.add(t[0], t[1], out=target)
                 target += t[2]
@@ -194,7 +212,6 @@ def winograd_conv_relu(link, x, out=None, kernels=None):
                 numpy.subtract(t[1], t[2], out=target)
                 target -= t[3]
             numpy.maximum(target, 0, out=target)
-    return image
 
 
 def pooled_size(size, k, s, pad):

@@ -61,7 +61,11 @@ def test_chunk_sizes_do_not_change_the_result(model, rng, monkeypatch):
 
 @pytest.mark.parametrize('n, h, w, c, o', [
     (2, 7, 7, 16, 24), (1, 5, 6, 3, 4), (2, 14, 14, 40, 8), (1, 1, 2, 2, 3)])
-def test_winograd_matches_the_direct_convolution(rng, n, h, w, c, o):
+@pytest.mark.parametrize('block', ['default', 'one row of tiles'])
+def test_winograd_matches_the_direct_convolution(rng, monkeypatch, n, h, w,
+                                                 c, o, block):
+    if block != 'default':
+        monkeypatch.setattr(fast_ops, 'WINOGRAD_BLOCK_FLOATS', 1)
     link = chainer.links.Convolution2D(c, o, 3, pad=1)
     link.b.array[:] = rng.randn(o)
     x = rng.randn(n, h, w, c).astype(numpy.float32)
