@@ -17,6 +17,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_convert.py
 	$(PY) bench/bench_forward.py
 	$(PY) bench/bench_train_cache.py
+	$(PY) bench/bench_versus.py
 
 # Chainer 7.8.1's sdist needs pkg_resources to build: install an old
 # setuptools first, then build without isolation so the build sees it.
