@@ -1,5 +1,6 @@
 """The fast inference paths against Chainer's standard functions."""
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -7,12 +8,14 @@ import time
 
 import numpy
 import pytest
+from PIL import Image
 
 from chainer_compat import chainer
 import chainer.functions as F
 
 import fast_ops
 import tuned_googlenet
+from http_fixtures import stall
 from googlenet_io import UserError, open_image, prefetch, preprocess
 from numeric import (FAST_PROB_RTOL, PATH_TERMS, PROB_ATOL, PROB_RTOL,
                      WINOGRAD_F2_GROWTH, assert_close,
@@ -227,3 +230,25 @@ def wait_for(condition, timeout=10.0):
             return True
         time.sleep(0.01)
     return condition()
+
+
+def test_ctrl_c_while_an_image_is_prepared_ahead(tmp_path, server,
+                                                 model_1000):
+    """The prefetching thread, stuck in a download, neither hides the
+    interrupt nor holds up the exit."""
+    image = tmp_path / 'first.png'
+    Image.new('RGB', (40, 50), (200, 30, 30)).save(image)
+    server.routes['/stuck.png'] = stall(60)
+    process = subprocess.Popen(
+        [sys.executable, 'googlenet_predict.py', '--model', model_1000,
+         '-b', '1', '--top', '1', str(image), '-u', server.url('/stuck.png')],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == str(image)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == 'interrupted'
+    assert 'Traceback' not in err
