@@ -105,6 +105,8 @@ def conv_relu(link, x, out=None, kernels=None):
         y = numpy.matmul(x.reshape(-1, c), W.reshape(o, c).T, out=out)
         _bias_relu(y, b)
         return y.reshape(n, h, w, o)
+    if kh == kw == 3 and stride == 1 and pad == 1:
+        return winograd_conv_relu(link, x, out, kernels)
     cols, shape = _columns(x, kh, kw, stride, pad)
     # (O, C, kh, kw) -> (kh*kw*C, O) in _columns' order, then the bias.
     kernel = _kernel(link, W, lambda: numpy.concatenate([
@@ -112,6 +114,104 @@ def conv_relu(link, x, out=None, kernels=None):
     y = numpy.matmul(cols, kernel, out=out)
     numpy.maximum(y, 0, out=y)
     return y.reshape(shape + (o,))
+
+
+# Winograd F(2x2, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional
+# Neural Networks", CVPR 2016): a 2x2 output tile of a 3x3 convolution is
+# A^T [(G g G^T) * (B^T d B)] A for the 4x4 input tile d around it, 16
+# multiplications per channel instead of 36. B^T and A^T hold only 0 and +-1,
+# so the input and output transforms are additions.
+# Floats of GEMM products per block of tiles (4 MB).
+WINOGRAD_BLOCK_FLOATS = 1 << 20
+WINOGRAD_G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+
+
+def winograd_kernel(W):
+    """(O, C, 3, 3) filters -> (16, C, O): G g G^T at each of the 16 tile
+    positions, as the right-hand sides of 16 GEMMs. Transformed in float64
+    and rounded once."""
+    o, c = W.shape[:2]
+    g = WINOGRAD_G
+    u = numpy.einsum('ik,ockl,jl->ijco', g, W.astype(numpy.float64), g)
+    return numpy.ascontiguousarray(u.reshape(16, c, o), dtype=W.dtype)
+
+
+def _pairs(a, axis, out):
+    """B^T along one axis of 4-tap windows at stride 2: out[0..3] =
+    (d0 - d2, d1 + d2, d2 - d1, d1 - d3) for d_i = a[i::2] (tiles)."""
+    tiles = out.shape[axis + 1]
+
+    def d(i):
+        index = [slice(None)] * a.ndim
+        index[axis] = slice(i, i + 2 * tiles, 2)
+        return a[tuple(index)]
+    numpy.subtract(d(0), d(2), out=out[0])
+    numpy.add(d(1), d(2), out=out[1])
+    numpy.subtract(d(2), d(1), out=out[2])
+    numpy.subtract(d(1), d(3), out=out[3])
+
+
+def winograd_conv_relu(link, x, out=None, kernels=None):
+    """ReLU of a 3x3, stride 1, pad 1 convolution of NHWC x by Winograd
+    F(2x2, 3x3): 16 GEMMs of (N*ceil(H/2)*ceil(W/2), C) by (C, O).
+
+    Same shapes and ``out`` as conv_relu. Its rounding: each transformed
+    value sums up to 4 inputs (or 9 weights/4), so the error bound grows by
+    (8/3)**2 over the direct sum (tests/numeric.py, WINOGRAD_F2_GROWTH).
+    """
+    W, b = link.W.array, link.b.array
+    o, c = W.shape[:2]
+    n, h, w, _ = x.shape
+    th, tw = (h + 1) // 2, (w + 1) // 2
+    kernel = _kernel(link, W, lambda: winograd_kernel(W), kernels)
+    padded = numpy.zeros((n, 2 * th + 2, 2 * tw + 2, c), x.dtype)
+    padded[:, 1:h + 1, 1:w + 1] = x
+    if out is None:
+        out = numpy.empty((n * h * w, o), x.dtype)
+    image = out.reshape(n, h, w, o)
+    # Rows of tiles in blocks whose 16 GEMM products stay in the cache
+    # between the GEMMs and the output transform.
+    step = max(1, WINOGRAD_BLOCK_FLOATS // (16 * o * n * tw))
+    rows = numpy.empty((4, n, min(step, th), 2 * tw + 2, c), x.dtype)
+    v = numpy.empty((4, 4, n, min(step, th), tw, c), x.dtype)
+    for first in range(0, th, step):
+        block = min(step, th - first)
+        _winograd_block(padded[:, 2 * first:2 * (first + block) + 2],
+                        rows[:, :, :block], v[:, :, :, :block], kernel, b,
+                        image[:, 2 * first:2 * (first + block)])
+    return image
+
+
+def _winograd_block(padded, rows, v, kernel, b, image):
+    """Tiles of one block of rows: input transform, GEMMs, output
+    transform, ReLU, into image (the block's output rows)."""
+    c, o = kernel.shape[1:]
+    n, tiles_y, tw = v.shape[2:5]
+    _pairs(padded, 1, rows)
+    for i in range(4):
+        _pairs(rows[i], 2, v[i])
+    m = numpy.matmul(v.reshape(16, -1, c), kernel).reshape(4, 4, -1, o)
+    # A^T has +1 at row i, column 1 for both rows i: the bias added at tile
+    # position (1, 1) reaches all four outputs once.
+    m[1, 1] += b
+    # A^T along the rows of each tile, then along its columns.
+    s = numpy.empty((2, 4) + m.shape[2:], m.dtype)
+    numpy.add(m[0], m[1], out=s[0])
+    s[0] += m[2]
+    numpy.subtract(m[1], m[2], out=s[1])
+    s[1] -= m[3]
+    for dy in range(2):
+        for dx in range(2):
+            target = image[:, dy::2, dx::2]
+            ty, tx = target.shape[1:3]
+            t = s[dy].reshape(4, n, tiles_y, tw, o)[:, :, :ty, :tx]
+            if dx == 0:
+                numpy.add(t[0], t[1], out=target)
+                target += t[2]
+            else:
+                numpy.subtract(t[1], t[2], out=target)
+                target -= t[3]
+            numpy.maximum(target, 0, out=target)
 
 
 def pooled_size(size, k, s, pad):

@@ -1,21 +1,22 @@
 """What the scripts share: errors, atomic writes, downloads, images, labels."""
 import argparse
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
 import io
 import os
+import queue
 import re
 import stat
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import warnings
 
 import numpy
-import requests
-import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
@@ -258,6 +259,8 @@ def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)):
     """
     check_scheme(url)
     host = urllib.parse.urlsplit(url).netloc
+    # Imported here: requests takes a third of a local run's start-up.
+    import requests
     try:
         response = requests.get(url, headers=headers, stream=True,
                                 timeout=timeout)
@@ -307,6 +310,7 @@ def iter_body(response, stall_timeout=READ_TIMEOUT, deadline=None):
     byte now and then makes no progress either), or when the monotonic
     clock passes ``deadline``.
     """
+    import urllib3
     raw = response.raw
     mark_time, mark_bytes, received = time.monotonic(), 0, 0
     try:
@@ -688,3 +692,50 @@ def read_labels(path):
     """One label per non-empty line (Caffe's synset_words.txt format)."""
     return [line.strip() for line in read_text_lines(path, 'label file')
             if line.strip()]
+
+
+def prefetch(function, items, ahead=2):
+    """Yields (item, future of function(item)) for each item, in order.
+
+    One daemon thread works through the items ahead of the caller, at most
+    ``ahead`` results in hand, so that decoding and resizing (Pillow and
+    numpy release the GIL) overlap with what the caller does meanwhile (the
+    forward pass). ``future.result()`` returns the result or raises what
+    function raised. Closing the generator early (an error, Ctrl-C) stops
+    the thread after its current item; being a daemon it never holds up the
+    process's exit.
+    """
+    done = object()
+    ready = queue.Queue(maxsize=max(1, ahead))
+    stop = threading.Event()
+
+    def put(entry):
+        # A timeout, not a blocking put: a closed generator takes no more.
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return
+            except queue.Full:
+                pass
+
+    def work():
+        for item in items:
+            if stop.is_set():
+                return
+            future = concurrent.futures.Future()
+            try:
+                future.set_result(function(item))
+            except BaseException as e:  # the caller decides what it means
+                future.set_exception(e)
+            put((item, future))
+        put(done)
+
+    threading.Thread(target=work, name='prefetch', daemon=True).start()
+    try:
+        while True:
+            entry = ready.get()
+            if entry is done:
+                return
+            yield entry
+    finally:
+        stop.set()

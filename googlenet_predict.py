@@ -24,8 +24,8 @@ import tuned_googlenet
 from googlenet_data import SYNSET_WORDS, model_class_names  # noqa: F401
 from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
                           fetch_bytes, list_images, make_once, open_image,
-                          positive_int, preprocess,
-                          report_errors, shown, ten_crops)
+                          positive_int, prefetch, preprocess, report_errors,
+                          shown, ten_crops)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL_NAME = 'googlenet.model'
@@ -252,15 +252,21 @@ def classify(args):
         batch.clear()
         names.clear()
 
-    for name, source in expand_inputs(args.urls, paths):
+    def prepared(item):
+        return predictor.inputs_of(
+            load_input(item[1], args.max_bytes, args.timeout,
+                       args.max_pixels))
+
+    # The next batch is decoded while this one runs through the network.
+    for (name, _), inputs in prefetch(
+            prepared, expand_inputs(args.urls, paths), args.batchsize + 1):
         try:
-            image = load_input(source, args.max_bytes, args.timeout,
-                               args.max_pixels)
+            inputs = inputs.result()
         except UserError as e:
             flush()  # the inputs before it first: output in input order
             output.error(name, e)
             continue
-        batch.append(predictor.inputs_of(image))
+        batch.append(inputs)
         names.append(name)
         if len(batch) == args.batchsize:
             flush()

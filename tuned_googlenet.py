@@ -138,9 +138,12 @@ class FastOps:
 
 # The heads read the 5/3 average pools of these stages' outputs, and pool5.
 AUX_TAPS = ('inc4a', 'inc4d')
-# The fast path runs big batches in chunks: its working set then stays in
-# the caches, and throughput does not fall as the batch grows.
-FAST_CHUNK = 2
+# The fast path runs a batch in chunks of images, sized per stage: two
+# images through the 112x112 to 28x28 stages keep their working set near the
+# caches, four from the 14x14 stages on give the late GEMMs 196 to 784 rows.
+# Larger late chunks hold more of the 28x28 activations at once: peak RSS
+# at batch 32 was 257 MB with these, 271 MB with 8 at 7x7 (2026-11-29).
+FAST_CHUNKS = (('conv1', 2), ('inc4a', 4))
 
 
 class GoogLeNet(chainer.Chain):
@@ -154,9 +157,12 @@ class GoogLeNet(chainer.Chain):
     their parameters out of the optimizer's updates. ``class_weight``
     (None, or an array of n_classes on the model's device) weights each
     class's examples in the three losses, as softmax_cross_entropy does.
+    ``initialize=False`` leaves the weights NaN for a load to overwrite
+    (load_model).
     """
 
-    def __init__(self, n_classes=None, freeze_until=DEFAULT_FREEZE_UNTIL):
+    def __init__(self, n_classes=None, freeze_until=DEFAULT_FREEZE_UNTIL,
+                 initialize=True):
         super().__init__()
         self.n_classes = N_CLASSES if n_classes is None else int(n_classes)
         if self.n_classes < 1:
@@ -168,7 +174,11 @@ class GoogLeNet(chainer.Chain):
         self._fast_kernels = {}
         self.class_weight = None
         # Caffe's "xavier" filler is LeCun's uniform in Chainer's terms.
-        w = initializers.LeCunUniform(scale=1.0)
+        # initialize=False: a file is loaded next and overwrites every weight,
+        # so the 7 M random draws (0.1 s) are skipped; NaN, not garbage,
+        # stands in until then.
+        w = (initializers.LeCunUniform(scale=1.0) if initialize
+             else initializers.NaN())
         with self.init_scope():
             self.conv1 = L.Convolution2D(3, 64, 7, stride=2, pad=3,
                                          initialW=w)
@@ -240,24 +250,50 @@ class GoogLeNet(chainer.Chain):
         ops = FastOps(self._fast_kernels)
         outputs, taps = [], {}
         x = getattr(x, 'array', x)
-        for begin in range(0, len(x), FAST_CHUNK):
-            h = fast_ops.to_nhwc(x[begin:begin + FAST_CHUNK])
-            for i, name in enumerate(TRUNK[:stop]):
-                ops.reuse_kernels = i < frozen
-                h = self._stage(name, h, ops)
-                if aux and name in AUX_TAPS:
-                    taps.setdefault(name, []).append(
-                        fast_ops.average_pool(h, 5, 3))
-                if name == 'inc5b':
-                    taps.setdefault(name, []).append(
-                        fast_ops.average_pool(h, 7, 1))
-            outputs.append(h)
+        starts = [TRUNK.index(name) for name, _ in FAST_CHUNKS] + [stop]
+        largest = max(chunk for _, chunk in FAST_CHUNKS)
+        for begin in range(0, len(x), largest):
+            h = fast_ops.to_nhwc(x[begin:begin + largest])
+            for (_, chunk), first, last in zip(FAST_CHUNKS, starts,
+                                               starts[1:]):
+                if first >= stop:
+                    break
+                h = self._fast_chunks(h, chunk, ops, first, min(last, stop),
+                                      frozen, aux, taps)
+            if stop < len(TRUNK):
+                outputs.append(h)
 
         def joined(parts):
             return chainer.Variable(fast_ops.to_nchw(
                 numpy.concatenate(parts) if len(parts) > 1 else parts[0]))
         pooled = {name: joined(parts) for name, parts in taps.items()}
         return (joined(outputs) if stop < len(TRUNK) else None), pooled
+
+    def _fast_chunks(self, h, chunk, ops, first, last, frozen, aux, taps):
+        """Stages [first, last) on NHWC h, ``chunk`` images at a time, each
+        chunk's output copied into one array as soon as it is made."""
+        out = None
+        for i in range(0, len(h), chunk):
+            part = self._fast_stages(h[i:i + chunk], ops, first, last, frozen,
+                                     aux, taps)
+            if len(part) == len(h):
+                return part
+            if out is None:
+                out = numpy.empty((len(h),) + part.shape[1:], part.dtype)
+            out[i:i + len(part)] = part
+        return out
+
+    def _fast_stages(self, h, ops, first, last, frozen, aux, taps):
+        """Stages [first, last) on NHWC h; appends the taps' pools."""
+        for i in range(first, last):
+            name = TRUNK[i]
+            ops.reuse_kernels = i < frozen
+            h = self._stage(name, h, ops)
+            if aux and name in AUX_TAPS:
+                taps.setdefault(name, []).append(fast_ops.average_pool(h, 5, 3))
+            if name == 'inc5b':
+                taps.setdefault(name, []).append(fast_ops.average_pool(h, 7, 1))
+        return h
 
     def serialize(self, serializer):
         # Loading overwrites the weights in place: drop their GEMM layouts.
@@ -360,7 +396,8 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
             n_classes = npz['loss3_fc/W'].shape[0]
             names = (list(npz['class_names']) if 'class_names' in npz.files
                      else None)
-            model = GoogLeNet(n_classes, freeze_until=freeze_until)
+            model = GoogLeNet(n_classes, freeze_until=freeze_until,
+                              initialize=False)
             chainer.serializers.NpzDeserializer(npz).load(model)
     except UserError:
         raise

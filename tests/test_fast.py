@@ -1,7 +1,10 @@
 """The fast inference paths against Chainer's standard functions."""
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy
 import pytest
@@ -11,8 +14,12 @@ import chainer.functions as F
 
 import fast_ops
 import tuned_googlenet
-from numeric import (PATH_TERMS, PROB_ATOL, PROB_RTOL, assert_close,
+from googlenet_io import UserError, open_image, prefetch, preprocess
+from numeric import (FAST_PROB_RTOL, PATH_TERMS, PROB_ATOL, PROB_RTOL,
+                     WINOGRAD_F2_GROWTH, assert_close,
                      assert_probabilities_close)
+
+ROOT = os.path.dirname(os.path.abspath(fast_ops.__file__))
 
 
 @pytest.fixture(scope='module')
@@ -33,7 +40,61 @@ def test_probabilities_match_the_standard_path(model, rng, n, h, w):
         standard = model.predict(x)
     assert fast.shape == (n, 1000)
     assert fast.max() > 0.01
-    assert_probabilities_close(fast, standard)
+    assert_probabilities_close(fast, standard, rtol=FAST_PROB_RTOL)
+
+
+def test_probabilities_of_the_photo_match(model):
+    x = preprocess(open_image(os.path.join(ROOT, 'sample_images',
+                                           'cat.png')))[None]
+    fast = model.predict(x)
+    with fast_ops.enabled(False):
+        standard = model.predict(x)
+    assert_probabilities_close(fast, standard, rtol=FAST_PROB_RTOL)
+
+
+def test_chunk_sizes_do_not_change_the_result(model, rng, monkeypatch):
+    x = _images(rng, 5, 224, 224)
+    whole = model.predict(x)
+    monkeypatch.setattr(tuned_googlenet, 'FAST_CHUNKS',
+                        (('conv1', 1), ('inc4a', 2), ('inc5a', 3)))
+    assert_close(model.predict(x), whole)
+
+
+@pytest.mark.parametrize('n, h, w, c, o', [
+    (2, 7, 7, 16, 24), (1, 5, 6, 3, 4), (2, 14, 14, 40, 8), (1, 1, 2, 2, 3)])
+@pytest.mark.parametrize('block', ['default', 'one row of tiles'])
+def test_winograd_matches_the_direct_convolution(rng, monkeypatch, n, h, w,
+                                                 c, o, block):
+    if block != 'default':
+        monkeypatch.setattr(fast_ops, 'WINOGRAD_BLOCK_FLOATS', 1)
+    link = chainer.links.Convolution2D(c, o, 3, pad=1)
+    link.b.array[:] = rng.randn(o)
+    x = rng.randn(n, h, w, c).astype(numpy.float32)
+    expected = F.relu(link(_nchw(x))).array
+    got = fast_ops.winograd_conv_relu(link, x)
+    assert_close(_nchw(got), expected, terms=9 * c, growth=WINOGRAD_F2_GROWTH)
+    # Into a slice of a wider output, as an Inception module writes.
+    wide = numpy.full((n * h * w, o + 5), 7, numpy.float32)
+    fast_ops.winograd_conv_relu(link, x, out=wide[:, 2:2 + o])
+    assert numpy.array_equal(wide[:, 2:2 + o].reshape(got.shape), got)
+    assert (wide[:, :2] == 7).all() and (wide[:, 2 + o:] == 7).all()
+
+
+def test_loading_skips_the_initialisers(model_1000):
+    blank = tuned_googlenet.GoogLeNet(1000, initialize=False)
+    assert numpy.isnan(blank.inc3a.conv3.W.array).all()
+    model, _ = tuned_googlenet.load_model(model_1000)
+    with numpy.load(model_1000) as npz:
+        for name, param in model.namedparams():
+            assert numpy.array_equal(param.array, npz[name[1:]]), name
+
+
+def test_prediction_imports_no_download_or_plot_library():
+    code = ('import sys, googlenet_predict; print(sorted({"requests", '
+            '"matplotlib"} & set(sys.modules)))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, cwd=ROOT, check=True).stdout
+    assert out.strip() == '[]'
 
 
 def test_features_match_and_the_cut_still_trains(model_1000, rng):
@@ -124,3 +185,70 @@ def test_the_switch(model, rng):
         env=env, capture_output=True, text=True, cwd=os.path.dirname(
             fast_ops.__file__)).stdout
     assert out.strip() == 'False'
+
+
+def test_prefetch_overlaps_keeps_order_and_errors_in_place():
+    started = {}
+
+    def work(item):
+        started[item] = threading.Event()
+        started[item].set()
+        if item == 2:
+            raise UserError('bad {}'.format(item))
+        return item * 10
+
+    got = []
+    for item, future in prefetch(work, range(5), ahead=2):
+        if item == 0:
+            # The next item is prepared while the caller still holds this.
+            assert wait_for(lambda: 1 in started)
+        try:
+            got.append(future.result())
+        except UserError as e:
+            got.append(str(e))
+    assert got == [0, 10, 'bad 2', 30, 40]
+
+
+def test_prefetch_stays_ahead_by_at_most_its_bound_and_stops_when_closed():
+    calls = []
+    items = prefetch(lambda i: calls.append(i) or i, range(1000), ahead=3)
+    assert next(items)[0] == 0
+    assert wait_for(lambda: len(calls) >= 4)
+    # Three waiting in the queue, one held by the blocked thread.
+    assert not wait_for(lambda: len(calls) > 5, timeout=0.5)
+    items.close()
+    count = len(calls)
+    assert not wait_for(lambda: len(calls) > count + 1, timeout=0.5)
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def test_ctrl_c_while_an_image_is_prepared_ahead(model_1000, server):
+    """The prefetching thread, stuck in a download, neither hides the
+    interrupt nor holds up the exit."""
+    reached, released = threading.Event(), threading.Event()
+
+    def stuck(handler):
+        reached.set()
+        released.wait(600)  # until the test ends
+    server.routes['/stuck.png'] = stuck
+    process = subprocess.Popen(
+        [sys.executable, 'googlenet_predict.py', '--model', model_1000,
+         '--timeout', '600', '-u', server.url('/stuck.png')],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert reached.wait(300)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        released.set()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines() == ['interrupted']
