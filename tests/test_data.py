@@ -533,7 +533,7 @@ def test_progress_bars_only_on_a_terminal_and_never_with_no_progress(
     monkeypatch.setattr(sys, 'stderr', Terminal())
     train_googlenet.cached_features(
         model, pairs[:2], 1, str(tmp_path / 'f.npz'), 2,
-        train_googlenet.chainer.get_device('@numpy'), 0)
+        train_googlenet.chainer.get_device('@numpy'), 0, 60)
     text = sys.stderr.getvalue()
     assert 'trunk features: 100%' in text and '2/2 [' in text
     assert '<' in text  # elapsed<left
