@@ -19,7 +19,7 @@ import numpy
 
 from chainer_compat import chainer
 
-import convert_caffe_model
+import googlenet_caffe
 import tuned_googlenet
 from googlenet_data import SYNSET_WORDS, model_class_names  # noqa: F401
 from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
@@ -37,8 +37,8 @@ MAX_DOWNLOAD_BYTES = 50 * 1000 * 1000
 
 def default_model():
     """The first run's 1000-class model, beside the caffemodel in Chainer's
-    model folder (see convert_caffe_model.default_caffemodel)."""
-    return os.path.join(convert_caffe_model.model_directory(), MODEL_NAME)
+    model folder (see googlenet_caffe.default_caffemodel)."""
+    return os.path.join(googlenet_caffe.model_directory(), MODEL_NAME)
 
 
 def ensure_model(path, caffemodel):
@@ -52,8 +52,8 @@ def ensure_model(path, caffemodel):
     def make():
         print('no model at {}: converting {}'.format(path, caffemodel),
               file=sys.stderr)
-        convert_caffe_model.ensure_caffemodel(caffemodel)
-        convert_caffe_model.convert(caffemodel, path, n_classes=1000,
+        googlenet_caffe.ensure_caffemodel(caffemodel)
+        googlenet_caffe.convert(caffemodel, path, n_classes=1000,
                                     required_heads=PREDICTION_HEADS,
                                     log=lambda line: None)
     make_once(path, make)
@@ -219,7 +219,7 @@ def classify(args):
     if model_path is None:
         model_path = default_model()
         ensure_model(model_path, args.caffemodel
-                     or convert_caffe_model.default_caffemodel())
+                     or googlenet_caffe.default_caffemodel())
     model, stored_names = tuned_googlenet.load_model(model_path)
     labels = model_class_names(model.n_classes, args.labels, stored_names)
     device = tuned_googlenet.get_device(
@@ -293,7 +293,7 @@ def build_parser():
                         help='where the caffemodel is, or is downloaded to, '
                         'for the default model (default: {} in Chainer\'s '
                         'model folder)'.format(
-                            convert_caffe_model.CAFFEMODEL_NAME))
+                            googlenet_caffe.CAFFEMODEL_NAME))
     parser.add_argument('--labels', help='class names, one per line')
     parser.add_argument('--top', type=positive_int, default=10,
                         help='how many classes to print (default: 10)')

@@ -23,7 +23,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 import caffe_fixtures  # noqa: E402
-import convert_caffe_model  # noqa: E402
+import googlenet_caffe  # noqa: E402
 import googlenet_data  # noqa: E402
 import tuned_googlenet  # noqa: E402
 from googlenet_io import open_image, preprocess  # noqa: E402
@@ -55,7 +55,7 @@ def evaluation(model, pairs):
 def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     model = tuned_googlenet.GoogLeNet(1000)
-    convert_caffe_model.transfer(
+    googlenet_caffe.transfer(
         {k: list(v) for k, v in caffe_fixtures.random_weights(0).items()},
         model, log=lambda line: None)
     best = {'evaluation': 0.0, 'predict loop': 0.0}

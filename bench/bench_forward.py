@@ -25,7 +25,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 from chainer_compat import chainer  # noqa: E402
 
 import caffe_fixtures  # noqa: E402
-import convert_caffe_model  # noqa: E402
+import googlenet_caffe  # noqa: E402
 import tuned_googlenet  # noqa: E402
 
 BATCHES = (1, 8, 32)
@@ -35,7 +35,7 @@ TARGET = 3.0
 def networks():
     weights = caffe_fixtures.random_weights(0)
     ours = tuned_googlenet.GoogLeNet(1000)
-    convert_caffe_model.transfer({k: list(v) for k, v in weights.items()},
+    googlenet_caffe.transfer({k: list(v) for k, v in weights.items()},
                                  ours, log=lambda line: None)
     return ours, caffe_fixtures.chainer_port(weights)
 

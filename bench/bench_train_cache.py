@@ -28,7 +28,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 import caffe_fixtures  # noqa: E402
-import convert_caffe_model  # noqa: E402
+import googlenet_caffe  # noqa: E402
 import fast_ops  # noqa: E402
 import train_googlenet  # noqa: E402
 
@@ -70,7 +70,7 @@ def main():
         caffe_fixtures.write_caffemodel(caffemodel,
                                         caffe_fixtures.random_weights(0))
         model = os.path.join(tmp, 'tuned_googlenet.model')
-        convert_caffe_model.convert(caffemodel, model, n_classes=4,
+        googlenet_caffe.convert(caffemodel, model, n_classes=4,
                                     log=lambda line: None)
         data = os.path.join(tmp, 'data')
         make_images(data, per_class)

@@ -35,7 +35,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 import caffe_fixtures  # noqa: E402
-import convert_caffe_model  # noqa: E402
+import googlenet_caffe  # noqa: E402
 import tuned_googlenet  # noqa: E402
 from googlenet_io import CENTER, CROP, MEAN_BGR, RESIZE  # noqa: E402
 
@@ -145,7 +145,7 @@ def sides(tmp):
                                     'v2')
     with open(paths['deploy.prototxt'], 'w') as f:
         f.write(deploy_prototxt(weights))
-    convert_caffe_model.convert(paths['googlenet.caffemodel'],
+    googlenet_caffe.convert(paths['googlenet.caffemodel'],
                                 paths['googlenet.model'],
                                 log=lambda line: None)
     model, _ = tuned_googlenet.load_model(paths['googlenet.model'])

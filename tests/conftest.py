@@ -10,7 +10,7 @@ sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 from chainer_compat import chainer  # noqa: E402
 
 import caffe_fixtures  # noqa: E402
-import convert_caffe_model  # noqa: E402
+import googlenet_caffe  # noqa: E402
 from http_fixtures import LocalServer  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def caffemodels(tmp_path_factory, weights):
 def model_1000(tmp_path_factory, caffemodels):
     """A complete 1000-class model converted from the V1 file."""
     path = str(tmp_path_factory.mktemp('models') / 'googlenet.model')
-    convert_caffe_model.convert(caffemodels['v1'], path, log=lambda s: None)
+    googlenet_caffe.convert(caffemodels['v1'], path, log=lambda s: None)
     return path
 
 
@@ -46,7 +46,7 @@ def model_3(tmp_path_factory, caffemodels):
     test asked for them first."""
     path = str(tmp_path_factory.mktemp('m3') / 'tuned_googlenet.model')
     numpy.random.seed(0)
-    convert_caffe_model.convert(caffemodels['v1'], path, n_classes=3,
+    googlenet_caffe.convert(caffemodels['v1'], path, n_classes=3,
                                 log=lambda line: None)
     return path
 

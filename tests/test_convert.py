@@ -8,6 +8,7 @@ from chainer_compat import chainer
 
 import caffe_fixtures
 import convert_caffe_model
+import googlenet_caffe
 import tuned_googlenet
 from http_fixtures import closed_port, cut_off_after
 from numeric import assert_probabilities_close, rtol_for
@@ -34,7 +35,7 @@ def test_every_array_lands_bit_exactly(model_1000, weights):
 
 def test_v1_and_v2_give_identical_models(tmp_path, caffemodels, model_1000):
     out = str(tmp_path / 'v2.model')
-    convert_caffe_model.convert(caffemodels['v2'], out, **QUIET)
+    googlenet_caffe.convert(caffemodels['v2'], out, **QUIET)
     a = params(tuned_googlenet.load_model(model_1000)[0])
     b = params(tuned_googlenet.load_model(out)[0])
     assert a.keys() == b.keys()
@@ -58,7 +59,7 @@ def test_probabilities_match_chainers_port(model_1000, weights, rng):
 def test_frozen_trunk_stays_while_every_head_trains(caffemodels, tmp_path,
                                                      rng):
     out = str(tmp_path / 'five.model')
-    convert_caffe_model.convert(caffemodels['v1'], out, n_classes=5, **QUIET)
+    googlenet_caffe.convert(caffemodels['v1'], out, n_classes=5, **QUIET)
     model, _ = tuned_googlenet.load_model(out)
     optimizer = tuned_googlenet.make_optimizer(model)
     before = {k: v.copy() for k, v in params(model).items()}
@@ -125,7 +126,7 @@ def test_fresh_heads_reinitialises_matching_heads(caffemodels, weights,
                                      '--output', out, '--fresh-heads']) == 0
     assert capsys.readouterr().out.count('(--fresh-heads)') == 7
     model, _ = tuned_googlenet.load_model(out)
-    for caffe_name, link in convert_caffe_model.LAYER_MAP.items():
+    for caffe_name, link in googlenet_caffe.LAYER_MAP.items():
         w = functools_get(model, link).W.array
         same = numpy.array_equal(w, weights[caffe_name][0].reshape(w.shape))
         assert same == (link not in tuned_googlenet.HEADS), link
@@ -230,7 +231,7 @@ def test_failed_save_leaves_old_model_in_place(tmp_path, caffemodels,
         raise OSError('disk full')
     monkeypatch.setattr(numpy, 'savez', broken_savez)
     with pytest.raises(OSError):
-        convert_caffe_model.convert(caffemodels['v1'], str(out), **QUIET)
+        googlenet_caffe.convert(caffemodels['v1'], str(out), **QUIET)
     assert out.read_bytes() == b'old'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['keep.model']
 
@@ -264,7 +265,7 @@ def test_download_resumes_a_partial_file(tmp_path, caffemodels, server,
     (tmp_path / 'bvlc_googlenet.caffemodel.part').write_bytes(body[:1000000])
     monkeypatch.setenv('GOOGLENET_CAFFEMODEL_URL', server.url('/m.caffemodel'))
     monkeypatch.setenv('GOOGLENET_CAFFEMODEL_SHA1', _sha1(caffemodels['v1']))
-    convert_caffe_model.ensure_caffemodel(str(dest))
+    googlenet_caffe.ensure_caffemodel(str(dest))
     assert server.requests[-1][1]['Range'] == 'bytes=1000000-'
     assert dest.read_bytes() == body
     assert not (tmp_path / 'bvlc_googlenet.caffemodel.part').exists()
@@ -355,7 +356,7 @@ def test_a_model_file_with_non_finite_weights_is_refused_at_load(
     model.inc4c.conv3.b.array[5] = numpy.nan
     path = str(tmp_path / 'nan.model')
     tuned_googlenet.save_model(path, model)
-    with pytest.raises(convert_caffe_model.UserError,
+    with pytest.raises(googlenet_caffe.UserError,
                        match='holds NaN or infinite values in '
                        '/inc4c/conv3/b'):
         tuned_googlenet.load_model(path)

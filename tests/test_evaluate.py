@@ -5,7 +5,7 @@ import numpy
 import pytest
 from PIL import Image
 
-import convert_caffe_model
+import googlenet_caffe
 import evaluate_googlenet
 import googlenet_data
 import googlenet_io
@@ -32,7 +32,7 @@ def make_images(folder, colours, per_class, rng):
 @pytest.fixture(scope='module')
 def five_class_model(tmp_path_factory, caffemodels):
     path = str(tmp_path_factory.mktemp('five') / 'tuned_googlenet.model')
-    model = convert_caffe_model.convert(caffemodels['v1'], path, n_classes=5,
+    model = googlenet_caffe.convert(caffemodels['v1'], path, n_classes=5,
                                         log=lambda line: None)
     # Set here, not left to the converter's fresh initialisation: a
     # module-scoped fixture runs before the per-test seeding of numpy.

@@ -7,6 +7,7 @@ from google.protobuf import text_format
 
 import caffe_pb2
 import convert_caffe_model
+import googlenet_caffe
 import export_googlenet
 import tuned_googlenet
 from numeric import assert_probabilities_close
@@ -22,7 +23,7 @@ def five_class_model(tmp_path_factory, caffemodels):
     """A 5-class model whose heads differ from any caffemodel's, as after
     fine-tuning, saved with its class names."""
     path = str(tmp_path_factory.mktemp('five') / 'tuned_googlenet.model')
-    model = convert_caffe_model.convert(caffemodels['v1'], path, n_classes=5,
+    model = googlenet_caffe.convert(caffemodels['v1'], path, n_classes=5,
                                         log=lambda line: None)
     # Seeded here: a module-scoped fixture runs before the per-test seeding.
     rng = numpy.random.RandomState(5)
@@ -102,7 +103,7 @@ def test_caffemodel_converts_back_bit_identically(five_class_model, tmp_path,
 
 def chain_link(model, caffe_name):
     link = model
-    for part in convert_caffe_model.LAYER_MAP[caffe_name].split('/'):
+    for part in googlenet_caffe.LAYER_MAP[caffe_name].split('/'):
         link = getattr(link, part)
     return link
 
@@ -124,7 +125,7 @@ def test_deploy_prototxt_matches_the_chain(model_1000, tmp_path):
     weighted = [layer.name for layer in layers
                 if layer.type in ('Convolution', 'InnerProduct')]
     assert sorted(weighted) == sorted(
-        name for name in convert_caffe_model.LAYER_MAP
+        name for name in googlenet_caffe.LAYER_MAP
         if not name.startswith(('loss1', 'loss2')))
     stages = list(tuned_googlenet.INCEPTION)
     consumer_width = {stage: tuned_googlenet.INCEPTION[following][0]

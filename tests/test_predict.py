@@ -7,7 +7,7 @@ import numpy
 import pytest
 from PIL import Image
 
-import convert_caffe_model
+import googlenet_caffe
 import googlenet_io
 import googlenet_predict
 import tuned_googlenet
@@ -33,7 +33,7 @@ def run(capsys, *argv):
 def five_class_model(tmp_path, caffemodels):
     """A 5-class model carrying the class names a training run stores."""
     path = str(tmp_path / 'tuned.model')
-    model = convert_caffe_model.convert(caffemodels['v1'], path, n_classes=5,
+    model = googlenet_caffe.convert(caffemodels['v1'], path, n_classes=5,
                                         log=lambda line: None)
     tuned_googlenet.save_model(path, model,
                                ['ant', 'bee', 'cat', 'dog', 'eel'])

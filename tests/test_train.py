@@ -16,6 +16,7 @@ from PIL import Image
 from chainer_compat import chainer
 
 import convert_caffe_model
+import googlenet_caffe
 import googlenet_data
 import googlenet_predict
 import train_googlenet
@@ -97,7 +98,7 @@ def test_cached_training_learns_and_saves_the_best_model(
     model, names = tuned_googlenet.load_model(
         os.path.join(out, 'tuned_googlenet.model'))
     assert names == ['blue', 'green', 'red']
-    for caffe_name, link in convert_caffe_model.LAYER_MAP.items():
+    for caffe_name, link in googlenet_caffe.LAYER_MAP.items():
         if link.split('/')[0] in tuned_googlenet.TRUNK:
             target = model
             for part in link.split('/'):
