@@ -356,7 +356,7 @@ def _draw_confusion(plt, confusion, class_names, path, normalized, title):
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set_xlabel('predicted')
     ax.set_ylabel('true')
-    ax.set_title('{} ({} images{})'.format(
+    ax.set_title('{}\n({} images{})'.format(
         title, int(confusion.sum()),
         ', rows normalised' if normalized else ''))
     for (i, j), v in numpy.ndenumerate(values):

@@ -733,7 +733,12 @@ def prefetch(function, items, ahead=2):
     threading.Thread(target=work, name='prefetch', daemon=True).start()
     try:
         while True:
-            entry = ready.get()
+            # Polled: Ctrl-C's signal may reach the prefetching thread, and
+            # a main thread blocked in an untimed get would never see it.
+            try:
+                entry = ready.get(timeout=0.1)
+            except queue.Empty:
+                continue
             if entry is done:
                 return
             yield entry

@@ -61,7 +61,8 @@ def ensure_model(path, caffemodel):
 
 def expand_inputs(urls, paths):
     """(name, source) pairs in order; a folder stands for the image files
-    directly in it (list_images: hidden files are left out).
+    in it and its visible sub-folders, sorted by path (list_images: hidden
+    files and folders are left out), as training finds a class's images.
 
     A source is a URL or a file path; problems found here come back as
     (name, UserError) so they are reported in place, like the others.
@@ -70,7 +71,7 @@ def expand_inputs(urls, paths):
     for path in paths:
         if os.path.isdir(path):
             try:
-                images, _ = list_images(path)
+                images, _ = list_images(path, recursive=True)
             except UserError as e:
                 items.append((path, e))
                 continue

@@ -296,7 +296,9 @@ def snapshot_files(out):
 def latest_snapshot(out):
     found = snapshot_files(out)
     if not found:
-        raise UserError('no snapshot to resume in {}'.format(out))
+        raise UserError('no snapshot to resume in {}: the run stopped before '
+                        'its first snapshot; run the same command without '
+                        '--resume to start it'.format(out))
     return found[-1][1]
 
 
@@ -370,6 +372,21 @@ def resume(trainer, path):
         raise UserError('cannot resume from {}: {}'.format(path, one_line(e)))
     print('resumed from {} at iteration {}'.format(
         path, trainer.updater.iteration))
+
+
+class PlainText:
+    """A stream without the erase-to-end code (ESC [J) that PrintReport
+    writes before each row to clear ProgressBar's lines: with no bar there
+    is nothing to erase, and a log file gets plain text."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        self.stream.write(text.replace('\033[J', ''))
+
+    def flush(self):
+        self.stream.flush()
 
 
 class SaveBest(training.Extension):
@@ -471,10 +488,12 @@ def plot_log(log, keys, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     fig, ax = plt.subplots()
     for key, (x, y) in plot_curves(log, keys).items():
         ax.plot(x, y, marker='x', label=key)
     ax.set_xlabel('epoch')
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid()
     ax.legend()
     with atomic_write(path) as f:
@@ -533,11 +552,13 @@ def build_trainer(args, model, output, class_names, train_set, val_set,
     trainer.extend(extensions.observe_lr())
     trainer.extend(extensions.LogReport(trigger=epoch))
     trainer.extend(PlotLog())
+    progress_bar = not args.no_progress and sys.stdout.isatty()
     trainer.extend(extensions.PrintReport(
         ['epoch', 'iteration', 'lr', 'main/loss', 'main/loss1', 'main/loss2',
          'main/loss3', 'main/accuracy', 'validation/main/loss',
-         'validation/main/accuracy', 'elapsed_time'], out=sys.stdout))
-    if not args.no_progress and sys.stdout.isatty():  # no \r in logs
+         'validation/main/accuracy', 'elapsed_time'],
+        out=sys.stdout if progress_bar else PlainText(sys.stdout)))
+    if progress_bar:  # no \r in logs
         trainer.extend(extensions.ProgressBar(update_interval=1))
     if snapshot:
         resume(trainer, snapshot)

@@ -242,7 +242,11 @@ def test_ctrl_c_while_an_image_is_prepared_ahead(model_1000, server):
     process = subprocess.Popen(
         [sys.executable, 'googlenet_predict.py', '--model', model_1000,
          '--timeout', '600', '-u', server.url('/stuck.png')],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A job started in the background of a script inherits SIGINT
+        # ignored, and Python then keeps ignoring it: a user's Ctrl-C is
+        # what is tested, so the child gets the default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert reached.wait(300)
         process.send_signal(signal.SIGINT)

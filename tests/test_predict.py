@@ -69,6 +69,11 @@ def test_url_file_and_folder_in_json(capsys, tmp_path, server, model_1000):
     (folder / 'b.png').write_bytes(png_bytes((20, 20, 220)))
     (folder / 'a.jpg').write_bytes(png_bytes((20, 220, 20), fmt='JPEG'))
     (folder / 'notes.txt').write_text('not an image')
+    # Class folders (a training set) are looked into; dot-folders are not.
+    (folder / 'zebra').mkdir()
+    (folder / 'zebra' / 'z.png').write_bytes(png_bytes((9, 9, 9)))
+    (folder / '.ipynb_checkpoints').mkdir()
+    (folder / '.ipynb_checkpoints' / 'c.png').write_bytes(png_bytes())
     single = tmp_path / 'grey.png'
     single.write_bytes(png_bytes(128, mode='L'))
     code, out, err = run(capsys, '--model', model_1000, '--json', '--top',
@@ -78,7 +83,7 @@ def test_url_file_and_folder_in_json(capsys, tmp_path, server, model_1000):
     records = [json.loads(line) for line in out.splitlines()]
     assert [r['input'] for r in records] == [
         server.url('/red.png'), str(single), str(folder / 'a.jpg'),
-        str(folder / 'b.png')]
+        str(folder / 'b.png'), str(folder / 'zebra' / 'z.png')]
     for record in records:
         probs = [p['probability'] for p in record['predictions']]
         assert len(probs) == 3 and probs == sorted(probs, reverse=True)

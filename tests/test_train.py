@@ -63,6 +63,7 @@ def test_cached_training_learns_and_saves_the_best_model(
     printed = capsys.readouterr().out
     assert code == 0
     assert 'training set: 18 images' in printed
+    assert '\033' not in printed  # no terminal codes without a progress bar
     assert 'validation set: 6 images' in printed
     assert 'random 224 crop cannot apply' in printed
     log = read_log(out)
@@ -389,6 +390,9 @@ def test_one_run_per_out_and_resume_checks_the_run(
     assert cached_run(tmp_path / 'r2', '--seed', '5',
                        '--resume', snapshot) == 1
     assert '--seed (0 vs 5)' in _one_error_line(capsys)
+    # A folder without snapshots says how to start instead.
+    assert cached_run(tmp_path / 'r3', '--resume', 'latest') == 1
+    assert 'without --resume to start it' in _one_error_line(capsys)
     # The same configuration continues, for more epochs.
     assert cached_run(out, '--resume', 'latest',
                        '--epoch', '2') == 0
