@@ -21,7 +21,7 @@ import caffe_pb2
 import tuned_googlenet
 from googlenet_data import model_class_names
 from googlenet_io import (CROP, MEAN_BGR, UserError, atomic_write,
-                          report_errors, shown)
+                          check_output_path, report_errors, shown)
 
 # bvlc_googlenet's deploy.prototxt. Caffe's LRN divides alpha by local_size,
 # and so does ONNX's (onnx/docs/Operators.md, LRN): both take Caffe's value.
@@ -326,6 +326,12 @@ def export_onnx(model, path, class_names):
 def export(args):
     if not (args.onnx or args.caffe):
         raise UserError('nothing to do: give --onnx FILE and/or --caffe DIR')
+    if args.onnx:
+        check_output_path(args.onnx, [args.model], '--onnx')
+    if args.caffe and os.path.exists(args.caffe) and not os.path.isdir(
+            args.caffe):
+        raise UserError('--caffe {} is a file, not a folder'.format(
+            shown(args.caffe)))
     # load_model refuses a model with NaN or infinite weights.
     model, stored = tuned_googlenet.load_model(args.model)
     names = [shown(name) for name in

@@ -71,13 +71,14 @@ def read_caffemodel(path):
         raise UserError('caffemodel not found: {}'.format(path))
     except OSError as e:
         raise UserError('cannot read {}: {}'.format(path, e.strerror or e))
-    with os.fdopen(fd, 'rb') as f:
-        mode = os.fstat(fd).st_mode
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise UserError('{} is a folder, not a caffemodel'.format(path))
-        if not stat.S_ISREG(mode):
-            raise UserError('{} is not a regular file (a FIFO, device or '
-                            'socket), not a caffemodel'.format(path))
+        raise UserError('{} is not a regular file (a FIFO, device or '
+                        'socket), not a caffemodel'.format(path))
+    with os.fdopen(fd, 'rb') as f:
         try:
             data = f.read()
         except OSError as e:

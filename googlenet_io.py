@@ -5,6 +5,7 @@ import contextlib
 import fcntl
 import hashlib
 import io
+import math
 import os
 import queue
 import re
@@ -61,6 +62,34 @@ def positive_int(text):
     return value
 
 
+def positive_float(text):
+    """An argparse type: a finite number above zero."""
+    return _finite_in(text, lambda value: value > 0, 'a positive number')
+
+
+def non_negative_float(text):
+    """An argparse type: a finite number, zero or above."""
+    return _finite_in(text, lambda value: value >= 0,
+                      'a number, zero or above')
+
+
+def unit_fraction(text):
+    """An argparse type: a finite number in [0, 1) (a momentum)."""
+    return _finite_in(text, lambda value: 0 <= value < 1,
+                      'a number from 0 up to (not including) 1')
+
+
+def _finite_in(text, accept, expected):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not (math.isfinite(value) and accept(value)):
+        raise argparse.ArgumentTypeError('expected {}, got {!r}'.format(
+            expected, text))
+    return value
+
+
 def one_line(exc):
     """The first line of an exception's message, for one-line reports."""
     lines = str(exc).strip().splitlines()
@@ -80,8 +109,11 @@ def atomic_write(path, mode='wb'):
     (by the PID in its name) no longer runs on this machine.
 
     Raises UserError naming ``path`` when the folder cannot be written or the
-    disk fills up (any OSError with an errno); the old file stays in place.
+    disk fills up (any OSError with an errno), and when ``path`` is a folder,
+    a device, a FIFO or a socket, which a rename would replace (as root,
+    /dev/null itself); the old file stays in place.
     """
+    check_output_path(path)
     directory = os.path.dirname(os.path.abspath(path))
     prefix = '.' + os.path.basename(path) + '.'
     remove_stale_temporaries(directory, prefix)
@@ -523,6 +555,8 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
     integers, premultiplied La), by name. Every failure is a UserError.
     """
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    if isinstance(source, str):
+        _check_regular(source)
     previous = Image.MAX_IMAGE_PIXELS
     try:
         # Pillow checks the declared size when it opens a file, before
@@ -632,6 +666,17 @@ def is_hidden(name):
     return name.startswith('.') or name == '__MACOSX'
 
 
+def _check_regular(path):
+    """Refuses a FIFO, device or socket by its name: opening a FIFO would
+    wait for a writer forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # open() says what is wrong, in open_image's words
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UserError('not a regular file (a FIFO, device or socket)')
+
+
 def list_images(folder, recursive=False):
     """The image files in folder (and its visible sub-folders when
     recursive, following links once), sorted, and {reason: count} of the
@@ -662,6 +707,8 @@ def list_images(folder, recursive=False):
                 if recursive:
                     pending.append(entry.path)
                 continue
+            elif not entry.is_file():
+                reason = 'not a regular file'  # a FIFO would block a read
             elif os.path.splitext(entry.name)[1].lower() in suffixes:
                 images.append(entry.path)
                 continue

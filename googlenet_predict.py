@@ -23,9 +23,10 @@ import googlenet_caffe
 import tuned_googlenet
 from googlenet_data import SYNSET_WORDS, model_class_names  # noqa: F401
 from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
-                          fetch_bytes, list_images, make_once, open_image,
-                          positive_int, prefetch, preprocess, report_errors,
-                          shown, ten_crops)
+                          check_output_path, fetch_bytes, list_images,
+                          make_once, open_image, positive_float, positive_int,
+                          prefetch, preprocess, report_errors, shown,
+                          ten_crops)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL_NAME = 'googlenet.model'
@@ -213,9 +214,20 @@ class Output:
             f.write(text.getvalue().encode('utf-8'))
 
 
-def classify(args):
+def check_outputs(args):
+    """Refuses, before any work, a --csv or --features file that is one of
+    the inputs, the model, the other output, or not a regular file."""
+    inputs = list(args.paths) + ([args.model] if args.model else [])
+    if args.csv not in (None, '-'):
+        check_output_path(args.csv, inputs, '--csv')
+        inputs.append(args.csv)
     if args.features:
         check_features_path(args.features)
+        check_output_path(args.features, inputs, '--features')
+
+
+def classify(args):
+    check_outputs(args)
     model_path = args.model
     if model_path is None:
         model_path = default_model()
@@ -327,7 +339,7 @@ def build_parser():
     parser.add_argument('--max-bytes', type=int, default=MAX_DOWNLOAD_BYTES,
                         help='download size limit per image (default: '
                         '%(default)s)')
-    parser.add_argument('--timeout', type=float, default=30,
+    parser.add_argument('--timeout', type=positive_float, default=30,
                         help='seconds an image download may take in all '
                         '(default: %(default)s)')
     return parser

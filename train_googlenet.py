@@ -43,9 +43,11 @@ from googlenet_data import (check_labels, class_report,  # noqa: E402
                             plot_confusion, print_report, read_dataset,
                             stratified_split, write_report)
 from googlenet_io import (CENTER, CROP, DEFAULT_MAX_PIXELS,  # noqa: E402
-                          RESIZE, UserError, atomic_write, crop, file_sha1,
-                          one_line, open_image, positive_int, progress,
-                          read_labels, report_errors, resized_bgr)
+                          RESIZE, UserError, atomic_write, check_output_path,
+                          crop, file_sha1, non_negative_float, one_line,
+                          open_image, positive_float, positive_int, progress,
+                          read_labels, report_errors, resized_bgr,
+                          unit_fraction)
 
 SNAPSHOT = 'snapshot_iter_{.updater.iteration}'
 SNAPSHOT_PATTERN = re.compile(r'^snapshot_iter_(\d+)$')
@@ -675,6 +677,7 @@ def check_out(args):
     if os.path.isdir(output):
         raise UserError('--output {} is a folder; give a file name'.format(
             output))
+    check_output_path(output, [args.model], '--output')
     check_writable(os.path.dirname(os.path.abspath(output)), '--output')
     if not args.resume:
         taken = [name for name in os.listdir(out)
@@ -919,18 +922,6 @@ def snapshot_interval(text):
     return int(match.group(1)), unit.rstrip('s')
 
 
-def positive_float(text):
-    """An argparse type: a finite number above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not (numpy.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            'expected a positive number, got {!r}'.format(text))
-    return value
-
-
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--train', required=True,
@@ -990,9 +981,10 @@ def build_parser():
     parser.add_argument('--power', type=positive_float, default=0.5,
                         help='exponent of --lr-policy poly (default: '
                         '%(default)s)')
-    parser.add_argument('--momentum', type=float, default=0.9,
+    parser.add_argument('--momentum', type=unit_fraction, default=0.9,
                         help='MomentumSGD\'s momentum (default: %(default)s)')
-    parser.add_argument('--weight-decay', type=float, default=2e-4,
+    parser.add_argument('--weight-decay', type=non_negative_float,
+                        default=2e-4,
                         help='L2 weight decay (default: %(default)s)')
     parser.add_argument('--class-weight', choices=('none', 'balanced'),
                         default='none', help='balanced: weight the loss by '

@@ -481,3 +481,9 @@ def test_a_file_with_both_layer_and_layers_is_refused(tmp_path, capsys):
     err = _bad(tmp_path, capsys, path)
     assert err == ('error: {} holds both layer and layers (the current and '
                    'the V1 format), as Caffe refuses too'.format(path))
+
+
+def test_a_folder_as_caffemodel_is_one_line(tmp_path, capsys):
+    folder = tmp_path / 'models'
+    folder.mkdir()
+    assert 'is a folder, not a caffemodel' in _bad(tmp_path, capsys, folder)

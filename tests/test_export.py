@@ -198,3 +198,18 @@ def test_errors_are_one_line(tmp_path, capsys, model_1000):
         'error: model file {} holds NaN or infinite values in /loss3_fc/W; '
         'convert or train it again\n'.format(broken))
     assert not os.path.exists(str(tmp_path / 'x.onnx'))
+
+
+def test_outputs_that_would_replace_the_model_or_a_device_are_refused(
+        model_1000, tmp_path, capsys):
+    before = open(model_1000, 'rb').read()
+    for argv, message in [
+            (['--onnx', model_1000], 'is the input'),
+            (['--onnx', '/dev/null'], 'is not a regular file'),
+            (['--caffe', model_1000], 'is a file, not a folder')]:
+        assert export_googlenet.main(['--model', model_1000] + argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith('error: ') and message in err, err
+        assert err.count('\n') == 1
+    assert open(model_1000, 'rb').read() == before
+    assert not os.path.isfile('/dev/null')

@@ -378,3 +378,51 @@ def test_each_bad_input_is_reported_and_the_rest_classified(
     assert "unsupported URL scheme 'ftp'" in reasons['ftp://127.0.0.1/x.png']
     assert reasons[argv[-1]].startswith('cannot reach 127.0.0.1')
     assert len(reasons) == 12
+
+
+# --- outputs never replace what they must not; no input blocks -------------
+
+def test_outputs_that_are_inputs_or_devices_are_refused_first(
+        capsys, tmp_path, model_1000):
+    photo = tmp_path / 'in.png'
+    photo.write_bytes(png_bytes())
+    before = photo.read_bytes()
+    for argv, message in [
+            (['--csv', '/dev/null'], "--csv /dev/null is not a regular "
+             "file"),
+            (['--csv', str(photo)], '--csv {} is the input'.format(photo)),
+            (['--features', str(tmp_path / 'f.npz'), '--csv',
+              str(tmp_path / 'f.npz')], '--features {} is the input'.format(
+                  tmp_path / 'f.npz')),
+            (['--features', model_1000.replace('.model', '.npz'), '--model',
+              model_1000.replace('.model', '.npz')], 'is the input')]:
+        argv = ['--model', model_1000] + argv if '--model' not in argv \
+            else argv
+        code, out, err = run(capsys, *argv, str(photo))
+        assert (code, out) == (1, '') and err.count('\n') == 1, err
+        assert err.startswith('error: ') and message in err, err
+    assert photo.read_bytes() == before
+    assert os.path.exists('/dev/null') and not os.path.isfile('/dev/null')
+
+
+def test_a_fifo_is_refused_or_passed_over_never_waited_for(
+        capsys, tmp_path, model_1000):
+    folder = tmp_path / 'odd'
+    folder.mkdir()
+    os.mkfifo(str(folder / 'fifo.jpg'))
+    (folder / 'a.png').write_bytes(png_bytes())
+    code, out, err = run(capsys, '--model', model_1000, '--json',
+                         str(folder), str(folder / 'fifo.jpg'))
+    assert code == 1
+    assert [json.loads(line)['input'] for line in out.splitlines()] == [
+        str(folder / 'a.png'), str(folder / 'fifo.jpg')]
+    assert err == 'error: {}: not a regular file (a FIFO, device or ' \
+        'socket)\n'.format(folder / 'fifo.jpg')
+
+
+@pytest.mark.parametrize('value', ['-1', '0', 'nan'])
+def test_timeout_must_be_positive(capsys, value):
+    with pytest.raises(SystemExit) as exit:
+        googlenet_predict.main(['--timeout', value, '-u', 'http://x/y.jpg'])
+    assert exit.value.code == 2
+    assert 'expected a positive number' in capsys.readouterr().err

@@ -725,3 +725,23 @@ def test_ctrl_c_at_any_moment(moment, model_3, tmp_path):
             assert 'run_config' in snapshot.files
     if 'log' in names:
         read_log(str(out))
+
+
+def test_output_that_is_the_starting_model_is_refused(capsys, tmp_path,
+                                                      dataset, model_3):
+    before = open(model_3, 'rb').read()
+    err = _refused(capsys, tmp_path, '--train', dataset, '--model', model_3,
+                   '--output', model_3)
+    assert '--output {} is the input'.format(model_3) in err
+    assert open(model_3, 'rb').read() == before
+
+
+@pytest.mark.parametrize('option, value', [
+    ('--momentum', 'nan'), ('--momentum', '1'), ('--momentum', '-0.1'),
+    ('--weight-decay', '-1'), ('--weight-decay', 'inf')])
+def test_optimizer_settings_are_checked(capsys, option, value):
+    with pytest.raises(SystemExit) as exit:
+        train_googlenet.build_parser().parse_args(['--train', 'x', option,
+                                                   value])
+    assert exit.value.code == 2
+    assert 'argument {}: expected'.format(option) in capsys.readouterr().err
