@@ -677,8 +677,8 @@ def check_out(args):
     if os.path.isdir(output):
         raise UserError('--output {} is a folder; give a file name'.format(
             output))
-    check_output_path(output, [args.model], '--output')
     check_writable(os.path.dirname(os.path.abspath(output)), '--output')
+    check_output_path(output, [args.model], '--output')
     if not args.resume:
         taken = [name for name in os.listdir(out)
                  if SNAPSHOT_PATTERN.match(name) or name == 'log'
