@@ -55,6 +55,9 @@ def write_outputs(folder, report, class_names):
 
 
 def evaluate(args):
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError('--out {} is a file, not a folder'.format(
+            shown(args.out)))
     model, stored = tuned_googlenet.load_model(args.model)
     class_names = model_class_names(model.n_classes, args.labels, stored)
     pairs = labelled_inputs(args.data, args.root, class_names)

@@ -183,6 +183,12 @@ def test_bad_inputs_are_one_line_errors(five_class_model, tmp_path, capsys,
     assert code == 1 and 'label 7 is out of range' in err
     assert err.count('\n') == 1
 
+    # --out naming a file is refused before any scoring.
+    code, _, err = run(capsys, '--model', five_class_model, '--data', data,
+                       '--out', str(listing))
+    assert (code, err) == (1, 'error: --out {} is a file, not a folder\n'
+                           .format(listing))
+
     # A folder of images without class folders.
     code, _, err = run(capsys, '--model', five_class_model, '--data',
                        os.path.join(data, 'cat'))
