@@ -693,8 +693,17 @@ def test_a_killed_loader_worker_stops_the_iterator_in_bounded_time():
         iterator.finalize()  # returns: Chainer's own would wait forever
 
 
-@pytest.mark.parametrize('moment', ['imports', 'worker start-up',
-                                    'training'])
+# Known open defect (issue 10, item 4): a loader process that dies holding
+# the pool's task-queue lock (here, interrupted while the pool starts) makes
+# Python's Pool.terminate wait forever; in about one run in ten the parent
+# then never exits. Kept running, not strict, until the pool is abandoned
+# instead of terminated.
+WORKER_START_UP = pytest.param('worker start-up', marks=pytest.mark.xfail(
+    reason='issue 10: a worker killed holding the pool lock hangs '
+    'Pool.terminate', strict=False))
+
+
+@pytest.mark.parametrize('moment', ['imports', WORKER_START_UP, 'training'])
 def test_ctrl_c_at_any_moment(moment, model_3, tmp_path):
     data = make_dataset(tmp_path / 'd', 4)
     out = tmp_path / 'r'
