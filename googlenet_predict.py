@@ -21,7 +21,7 @@ from chainer_compat import chainer
 
 import googlenet_caffe
 import tuned_googlenet
-from googlenet_data import SYNSET_WORDS, model_class_names  # noqa: F401
+from googlenet_data import model_class_names
 from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
                           check_output_path, fetch_bytes, list_images,
                           make_once, open_image, positive_float, positive_int,

@@ -14,7 +14,7 @@ import chainer.links as L
 from chainer import initializers
 
 import fast_ops
-from googlenet_io import UserError, atomic_write
+from googlenet_io import UserError, atomic_write, one_line
 
 # Number of classes of the replaced heads (loss1_fc2, loss2_fc2, loss3_fc).
 # 1000 is ImageNet's, for which the converter copies every pretrained head.
@@ -356,7 +356,7 @@ def get_device(spec):
         device = chainer.get_device(spec)
     except Exception as e:
         raise UserError('not a Chainer device: {!r} ({}; e.g. @numpy or '
-                        '@cupy:0)'.format(spec, _one_line(e)))
+                        '@cupy:0)'.format(spec, one_line(e)))
     device.use()
     return device
 
@@ -403,15 +403,10 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
         raise
     except Exception as e:
         raise UserError('cannot read model file {}: not a model written by '
-                        'this project ({})'.format(path, _one_line(e)))
+                        'this project ({})'.format(path, one_line(e)))
     for name, param in sorted(model.namedparams()):
         if not numpy.isfinite(param.array).all():
             raise UserError('model file {} holds NaN or infinite values in '
                             '{}; convert or train it again'.format(
                                 path, name))
     return model, names
-
-
-def _one_line(e):
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

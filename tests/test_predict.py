@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 import googlenet_caffe
+import googlenet_data
 import googlenet_io
 import googlenet_predict
 import tuned_googlenet
@@ -49,12 +50,12 @@ def test_default_classifies_the_sample_photo_as_a_table(capsys, model_1000):
     assert all(LINE.match(line) for line in lines[1:]), lines
     percents = [float(line.split()[1][:-1]) for line in lines[1:]]
     assert percents == sorted(percents, reverse=True)
-    labels = googlenet_io.read_labels(googlenet_predict.SYNSET_WORDS)
+    labels = googlenet_io.read_labels(googlenet_data.SYNSET_WORDS)
     assert lines[1].split('% ', 1)[1] in labels
 
 
 def test_synset_words_is_caffes_list():
-    labels = googlenet_io.read_labels(googlenet_predict.SYNSET_WORDS)
+    labels = googlenet_io.read_labels(googlenet_data.SYNSET_WORDS)
     assert len(labels) == 1000
     assert labels[0] == 'n01440764 tench, Tinca tinca'
     assert labels[281] == 'n02123045 tabby, tabby cat'
