@@ -9,6 +9,8 @@ import math
 import os
 import queue
 import re
+import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -139,7 +141,8 @@ def atomic_write(path, mode='wb'):
 
 
 def remove_stale_temporaries(directory, prefix):
-    """Removes ``PREFIX<pid>.*.tmp`` files in directory whose writer is gone.
+    """Removes ``PREFIX<pid>.*.tmp`` files and folders in directory whose
+    writer is gone.
 
     A PID that still runs is left alone (it may be a concurrent writer; a
     reused PID only delays the clean-up to a later write).
@@ -152,8 +155,45 @@ def remove_stale_temporaries(directory, prefix):
     for name in names:
         match = pattern.match(name)
         if match and not _process_runs(int(match.group(1))):
+            path = os.path.join(directory, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(directory, name))
+                os.unlink(path)
+
+
+def save_npz(file, arrays):
+    """numpy.savez(file, **arrays) with Ctrl-C held back until it is done:
+    interrupted, numpy's ZipFile outlives the file it wrote to and prints a
+    traceback when it is collected. For files of seconds, not minutes."""
+    with sigint_deferred():
+        numpy.savez(file, **arrays)
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """Holds a Ctrl-C back until the block ends, then delivers it to the
+    handler that was in place: for blocks that must not be left half done,
+    such as starting or stopping worker processes (a process started but
+    not yet recorded would outlive this one). Only the main thread can
+    change handlers; elsewhere, and where Python has no handler, the
+    block runs as it is.
+    """
+    # None: the handler is not Python's (at interpreter exit, collectors
+    # run after the signal module has let go of its handlers).
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT,
+                             lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _process_runs(pid):

@@ -25,8 +25,8 @@ from googlenet_data import model_class_names
 from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
                           check_output_path, fetch_bytes, list_images,
                           make_once, open_image, positive_float, positive_int,
-                          prefetch, preprocess, report_errors, shown,
-                          ten_crops)
+                          prefetch, preprocess, report_errors, save_npz,
+                          shown, ten_crops)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL_NAME = 'googlenet.model'
@@ -140,8 +140,8 @@ def save_features(path, names, vectors):
     vectors = numpy.concatenate(vectors).astype(numpy.float32)
     if path.lower().endswith('.npz'):
         with atomic_write(path) as f:
-            numpy.savez(f, features=vectors,
-                        inputs=numpy.array(names, dtype=str))
+            save_npz(f, {'features': vectors,
+                         'inputs': numpy.array(names, dtype=str)})
         return
     with atomic_write(path) as f:
         numpy.save(f, vectors)

@@ -23,13 +23,17 @@ if __name__ == '__main__':
     signal.signal(signal.SIGINT, _interrupted_early)
 
 import argparse  # noqa: E402
+import concurrent.futures.process  # noqa: E402
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import multiprocessing  # noqa: E402
+import pickle  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
-import warnings  # noqa: E402
+import time  # noqa: E402
 
 import numpy  # noqa: E402
 
@@ -46,8 +50,9 @@ from googlenet_io import (CENTER, CROP, DEFAULT_MAX_PIXELS,  # noqa: E402
                           RESIZE, UserError, atomic_write, check_output_path,
                           crop, file_sha1, non_negative_float, one_line,
                           open_image, positive_float, positive_int, progress,
-                          read_labels, report_errors, resized_bgr,
-                          unit_fraction)
+                          read_labels, remove_stale_temporaries,
+                          report_errors, resized_bgr, save_npz,
+                          sigint_deferred, unit_fraction)
 
 SNAPSHOT = 'snapshot_iter_{.updater.iteration}'
 SNAPSHOT_PATTERN = re.compile(r'^snapshot_iter_(\d+)$')
@@ -243,46 +248,207 @@ def cached_features(model, pairs, views, path, batchsize, device,
 
 def make_iterator(dataset, batchsize, loaderjob, loader_timeout, order=None,
                   repeat=True):
-    """An iterator in order (a SeededOrder) or in dataset order (None).
-
-    With loader workers, a batch that takes longer than loader_timeout
-    seconds raises MultiprocessIterator.TimeoutWarning as an error (see
-    loader_errors_are_fatal): a worker that was killed or died holding a
-    batch would otherwise be waited for forever.
-    """
+    """An iterator in order (a SeededOrder) or in dataset order (None),
+    reading examples in loaderjob worker processes (LoaderIterator) or, with
+    0, in this one."""
     shuffle = None if order is not None else False
     if loaderjob > 0:
-        return LoaderIterator(
-            dataset, batchsize, repeat=repeat, shuffle=shuffle,
-            order_sampler=order, n_processes=loaderjob,
-            dataset_timeout=loader_timeout)
+        return LoaderIterator(dataset, batchsize, loaderjob, loader_timeout,
+                              repeat=repeat, shuffle=shuffle,
+                              order_sampler=order)
     return chainer.iterators.SerialIterator(
         dataset, batchsize, repeat=repeat, shuffle=shuffle,
         order_sampler=order)
 
 
-class LoaderIterator(chainer.iterators.MultiprocessIterator):
-    """MultiprocessIterator that ends its pool when a batch times out.
+_worker = {}
+SPOOL_PREFIX = 'googlenet-loader.'
 
-    A worker killed while it holds a batch (the out-of-memory killer) loses
-    that task; Chainer 7.8.1's prefetch thread then closes and joins a pool
-    whose task never completes, and finalize waits for that thread forever.
-    Terminating the pool first lets finalize, and so the run, end.
+def _start_worker(dataset, spool):
+    # Ctrl-C reaches the whole process group; the main process reports it
+    # and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker.update(dataset=dataset, spool=spool)
+
+
+def _load_example(index):
+    """Pickles example index into a new file of the spool folder; its path.
+
+    A file, not the result itself, crosses the executor's pipe: a path is
+    one write, which a pipe makes at once, where a worker killed halfway
+    through sending a 600 KB example leaves half a message and the
+    executor's reading thread waiting for the rest forever.
+    """
+    example = _worker['dataset'][index]
+    fd, path = tempfile.mkstemp(dir=_worker['spool'])
+    with open(fd, 'wb') as f:
+        pickle.dump(example, f, pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def _receive(path):
+    with open(path, 'rb') as f:
+        example = pickle.load(f)
+    os.unlink(path)
+    return example
+
+
+def _discard(future):
+    if not future.cancelled() and future.exception() is None:
+        with contextlib.suppress(OSError):
+            os.unlink(future.result())
+
+
+def make_spool():
+    """A folder for examples in passage (in memory, /dev/shm, where there
+    is one); those of loaders whose process is gone are removed first."""
+    shm = '/dev/shm'
+    parent = shm if os.access(shm, os.W_OK) else tempfile.gettempdir()
+    remove_stale_temporaries(parent, SPOOL_PREFIX)
+    return tempfile.mkdtemp(suffix='.tmp', dir=parent, prefix='{}{}.'.format(
+        SPOOL_PREFIX, os.getpid()))
+
+
+class LoaderIterator(chainer.iterators.SerialIterator):
+    """SerialIterator whose examples are read by worker processes, one batch
+    ahead.
+
+    The workers are a concurrent.futures.ProcessPoolExecutor, which notices
+    a worker that dies (the out-of-memory killer's SIGKILL, a crash) and
+    fails its futures with BrokenProcessPool, where multiprocessing.Pool,
+    and so Chainer's MultiprocessIterator, waits forever on the task-queue
+    lock the dead worker held. A worker's death costs a warning and a fresh
+    set of workers that reload the batch; a second death on the same batch,
+    or a batch not read within timeout seconds, raises a one-line UserError.
+    The batches, and the state kept in snapshots, are SerialIterator's: the
+    batch read ahead is drawn from a copy of the state and dropped on reset
+    or resume.
     """
 
+    def __init__(self, dataset, batch_size, n_processes, timeout, **kwargs):
+        self.n_processes = n_processes
+        self.timeout = timeout
+        self._executor = None
+        self._spool = None
+        self._ahead = None  # (state after the batch, indices, futures)
+        super().__init__(dataset, batch_size, **kwargs)
+
     def __next__(self):
-        try:
-            return super().__next__()
-        except self.TimeoutWarning:
-            loop = self._prefetch_loop
-            if loop is not None and loop._pool is not None:
-                loop._pool.terminate()
-            raise
+        if self._ahead is None:
+            self._ahead = self._submit(self._state)
+        state, indices, futures = self._ahead
+        if indices is None:
+            raise StopIteration
+        batch = self._collect(indices, futures)
+        self._previous_epoch_detail = self.epoch_detail
+        self._state = state
+        self._ahead = self._submit(state)
+        return batch
 
+    next = __next__
 
-def loader_errors_are_fatal():
-    """Makes Chainer's loader time-out warning an exception in this process."""
-    warnings.simplefilter('error', LoaderIterator.TimeoutWarning)
+    def _submit(self, state):
+        state, indices = chainer.iterators._statemachine \
+            .iterator_statemachine(state, self.batch_size, self.repeat,
+                                   self.order_sampler, len(self.dataset))
+        futures = None if indices is None else self._start(indices)
+        return state, indices, futures
+
+    def _start(self, indices):
+        """Futures of the examples' files; [] when the workers died."""
+        # The workers start at the first submit.
+        with sigint_deferred():
+            if self._executor is None:
+                self._spool = self._spool or make_spool()
+                self._executor = concurrent.futures.ProcessPoolExecutor(
+                    self.n_processes, multiprocessing.get_context('fork'),
+                    _start_worker, (self.dataset, self._spool))
+            try:
+                return [self._executor.submit(_load_example, int(i))
+                        for i in indices]
+            except concurrent.futures.process.BrokenProcessPool:
+                return []
+
+    def _collect(self, indices, futures):
+        deaths = 0
+        while True:
+            deadline = time.monotonic() + self.timeout
+            try:
+                if not futures:
+                    raise concurrent.futures.process.BrokenProcessPool
+                return [_receive(future.result(max(
+                    0, deadline - time.monotonic()))) for future in futures]
+            except concurrent.futures.process.BrokenProcessPool:
+                cause = self._stop(broken=True)
+                deaths += 1
+                if deaths == 2:
+                    raise UserError(
+                        'a loader process died twice reading the same batch '
+                        '({}): continue with --resume latest, with fewer '
+                        '--loaderjob or --loaderjob 0'.format(cause))
+                print('warning: a loader process died ({}); reading the '
+                      'batch again with new ones'.format(cause),
+                      file=sys.stderr, flush=True)
+                futures = self._start(indices)
+            except concurrent.futures.TimeoutError:
+                self._stop()
+                raise UserError(
+                    'the loader processes gave no batch in {} s '
+                    '(--loader-timeout; one may be stuck on an image on a '
+                    'slow disk): continue with --resume latest, with a '
+                    'larger --loader-timeout or --loaderjob 0'.format(
+                        self.timeout))
+
+    def _stop(self, broken=False):
+        """Ends the workers (a broken pool ends its own; the others are
+        killed, as one may be stuck) and says how one of them died."""
+        with sigint_deferred():
+            return self._end_workers(broken)
+
+    def _end_workers(self, broken):
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return 'not started'
+        # No public way before Python 3.14's kill_workers(); shutdown()
+        # alone would wait for a stuck worker.
+        processes = list((executor._processes or {}).values())
+        for process in () if broken else processes:
+            process.kill()
+        executor.shutdown(wait=True, cancel_futures=True)
+        for process in processes:
+            process.join()
+        # A broken pool sends its surviving workers SIGTERM.
+        codes = [p.exitcode for p in processes
+                 if p.exitcode not in (0, -signal.SIGTERM)]
+        if not codes:
+            return 'it vanished'
+        if codes[0] == -signal.SIGKILL:
+            return 'killed by SIGKILL, as the out-of-memory killer does'
+        if codes[0] < 0:
+            return 'killed by {}'.format(signal.Signals(-codes[0]).name)
+        return 'exit status {}'.format(codes[0])
+
+    def _drop_ahead(self):
+        ahead, self._ahead = getattr(self, '_ahead', None), None
+        for future in (ahead[2] or []) if ahead else []:
+            future.cancel()
+            future.add_done_callback(_discard)
+
+    def reset(self):
+        self._drop_ahead()
+        super().reset()
+
+    def serialize(self, serializer):
+        super().serialize(serializer)
+        if isinstance(serializer, chainer.serializer.Deserializer):
+            self._drop_ahead()
+
+    def finalize(self):
+        self._drop_ahead()
+        self._stop()
+        if self._spool:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
 
 
 def snapshot_files(out):
@@ -324,7 +490,7 @@ def snapshot_writer(model, config):
 
 def write_npz(path, arrays):
     with open(path, 'wb') as f:
-        numpy.savez(f, **arrays)
+        save_npz(f, arrays)
 
 
 def config_difference(stored, current):
@@ -843,20 +1009,13 @@ class Session:
 
 
 def train(args):
-    """A run as the command line gives it; failures of the loader workers
-    and of the disk become one-line UserErrors."""
-    loader_errors_are_fatal()
+    """A run as the command line gives it; failures of the disk become
+    one-line UserErrors."""
     try:
         # A diverging loss is reported by stop_on_non_finite_loss in one
         # line, not by numpy's overflow warnings on the way there.
         with numpy.errstate(over='ignore', invalid='ignore'):
             Session(args).run()
-    except chainer.iterators.MultiprocessIterator.TimeoutWarning:
-        raise UserError('the image loader workers gave no batch in {} s (one '
-                        'was killed, e.g. by the out-of-memory killer, or '
-                        'failed): continue with --resume latest, with fewer '
-                        '--loaderjob or --loaderjob 0'.format(
-                            args.loader_timeout))
     except OSError as e:
         raise UserError('cannot write {}: {}; once that is fixed, continue '
                         'with --resume latest'.format(

@@ -14,7 +14,7 @@ import chainer.links as L
 from chainer import initializers
 
 import fast_ops
-from googlenet_io import UserError, atomic_write, one_line
+from googlenet_io import UserError, atomic_write, one_line, save_npz
 
 # Number of classes of the replaced heads (loss1_fc2, loss2_fc2, loss3_fc).
 # 1000 is ImageNet's, for which the converter copies every pretrained head.
@@ -379,7 +379,7 @@ def save_model(path, model, class_names=None):
     if class_names is not None:
         arrays['class_names'] = numpy.array(list(class_names), dtype=str)
     with atomic_write(path) as f:
-        numpy.savez(f, **arrays)
+        save_npz(f, arrays)
 
 
 def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 
 import numpy
 import pytest
@@ -665,45 +664,112 @@ def _start(argv):
         start_new_session=True)
 
 
-class _KilledOnFirstExample(chainer.dataset.DatasetMixin):
-    """Its loader worker dies of SIGKILL, as the out-of-memory killer
-    kills, while it holds a batch."""
+class _Numbers(chainer.dataset.DatasetMixin):
+    """Example i is [i % 10] * 3; in a loader worker, example 3 kills its
+    process (SIGKILL, as the out-of-memory killer does) while the folder
+    `kills` has a file, taking one, or sleeps for an hour when `stuck`."""
 
-    def __init__(self):
+    def __init__(self, kills=None, stuck=False):
         self.parent = os.getpid()
+        self.kills = kills
+        self.stuck = stuck
 
     def __len__(self):
-        return 4
+        return 10
 
     def get_example(self, i):
-        if i == 0 and os.getpid() != self.parent:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return numpy.zeros(3, numpy.float32)
+        if i % 10 == 3 and os.getpid() != self.parent:
+            if self.stuck:
+                time.sleep(3600)
+            for name in sorted(os.listdir(self.kills)) if self.kills else []:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.kills, name))
+                    os.kill(os.getpid(), signal.SIGKILL)
+        return numpy.full(3, i % 10, numpy.float32)
 
 
-def test_a_killed_loader_worker_stops_the_iterator_in_bounded_time():
-    with warnings.catch_warnings():
-        train_googlenet.loader_errors_are_fatal()
-        iterator = train_googlenet.make_iterator(_KilledOnFirstExample(), 2,
-                                                 2, 2.0)
-        with pytest.raises(
-                chainer.iterators.MultiprocessIterator.TimeoutWarning):
-            for _ in range(6):  # the first batch is read in this process
-                next(iterator)
-        iterator.finalize()  # returns: Chainer's own would wait forever
+def _kills(tmp_path, n):
+    folder = tmp_path / 'kills'
+    folder.mkdir()
+    for k in range(n):
+        (folder / str(k)).touch()
+    return str(folder)
 
 
-# Known open defect (issue 10, item 4): a loader process that dies holding
-# the pool's task-queue lock (here, interrupted while the pool starts) makes
-# Python's Pool.terminate wait forever; in about one run in ten the parent
-# then never exits. Kept running, not strict, until the pool is abandoned
-# instead of terminated.
-WORKER_START_UP = pytest.param('worker start-up', marks=pytest.mark.xfail(
-    reason='issue 10: a worker killed holding the pool lock hangs '
-    'Pool.terminate', strict=False))
+def test_a_killed_loader_worker_costs_a_warning_not_a_batch(tmp_path,
+                                                             capfd):
+    order = train_googlenet.SeededOrder(1)
+    loaded = train_googlenet.make_iterator(
+        _Numbers(_kills(tmp_path, 1)), 4, 2, 60.0, order)
+    serial = train_googlenet.make_iterator(_Numbers(), 4, 0, 60.0, order)
+    try:
+        for _ in range(8):  # three epochs, so example 3 comes up thrice
+            assert numpy.array_equal(numpy.stack(next(loaded)),
+                                     numpy.stack(next(serial)))
+            assert (loaded.epoch_detail, loaded.is_new_epoch) == (
+                serial.epoch_detail, serial.is_new_epoch)
+    finally:
+        loaded.finalize()
+    assert not os.listdir(tmp_path / 'kills')
+    assert capfd.readouterr().err == (
+        'warning: a loader process died (killed by SIGKILL, as the '
+        'out-of-memory killer does); reading the batch again with new '
+        'ones\n')
 
 
-@pytest.mark.parametrize('moment', ['imports', WORKER_START_UP, 'training'])
+@pytest.mark.parametrize('dataset, words', [
+    ('killed', 'a loader process died twice reading the same batch (killed '
+     'by SIGKILL'),
+    ('stuck', 'the loader processes gave no batch in 2.0 s')])
+def test_a_loader_that_cannot_deliver_stops_in_bounded_time(dataset, words,
+                                                           tmp_path):
+    dataset = _Numbers(_kills(tmp_path, 9)) if dataset == 'killed' else \
+        _Numbers(stuck=True)
+    iterator = train_googlenet.make_iterator(dataset, 4, 2, 2.0)
+    start = time.monotonic()
+    with pytest.raises(train_googlenet.UserError) as error:
+        for _ in range(3):
+            next(iterator)
+    iterator.finalize()  # kills the stuck worker rather than wait for it
+    assert time.monotonic() - start < 30
+    assert words in str(error.value)
+
+
+def test_loader_workers_killed_again_and_again_never_hang_the_run(
+        model_3, tmp_path):
+    data = make_dataset(tmp_path / 'd', 4)
+    out = tmp_path / 'r'
+    process = _start(['--train', data, '--model', model_3, '--out', str(out),
+                      '--epoch', '6', '-B', '2', '--loaderjob', '2',
+                      '--val-ratio', '0.25', '--loader-timeout', '20',
+                      '--no-progress'])
+    killed = 0
+    try:
+        while process.poll() is None and killed < 4:
+            workers = _children(process.pid)
+            if workers:
+                with contextlib.suppress(OSError):
+                    os.kill(workers[killed % len(workers)], signal.SIGKILL)
+                    killed += 1
+            time.sleep(0.5)
+        err = process.communicate(timeout=200)[1]
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert killed, 'the run ended before a worker could be killed'
+    assert 'Traceback' not in err, err
+    if process.returncode == 0:  # each death cost a warning and a reload
+        assert 'warning: a loader process died (killed by SIGKILL' in err
+        assert len(read_log(str(out))) == 6
+    else:  # or two deaths hit one batch: one line, resumable
+        assert process.returncode == 1, err
+        assert err.splitlines()[-1].startswith(
+            'error: a loader process died twice reading the same batch'), \
+            err
+
+
+@pytest.mark.parametrize('moment', ['imports', 'worker start-up',
+                                    'training'])
 def test_ctrl_c_at_any_moment(moment, model_3, tmp_path):
     data = make_dataset(tmp_path / 'd', 4)
     out = tmp_path / 'r'
