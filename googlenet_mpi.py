@@ -63,8 +63,8 @@ class Distributed:
         self.size = self.chainermn.size
 
     def bcast(self, obj):
-        """obj of rank 0, on every rank (pickled)."""
-        return self.chainermn.bcast_obj(obj)
+        """obj of rank 0, on every rank (pickled); others' obj is unused."""
+        return self.chainermn.bcast_obj(obj if self.rank == 0 else None)
 
     def gather(self, obj):
         """[obj of rank 0, of rank 1, ...] on rank 0; None elsewhere."""
@@ -157,3 +157,14 @@ def report_errors(comm, function, *args):
         traceback.print_exc()
         comm.abort(1)
     return 0 if result is None else result
+
+
+def run_main(function, args):
+    """report_errors(comm, function, args, comm) with the communicator that
+    args.communicator or the launcher asks for (communicator)."""
+    try:
+        comm = communicator(args.communicator)
+    except UserError as e:
+        print('error: {}'.format(e), file=sys.stderr)
+        return 1
+    return report_errors(comm, function, args, comm)

@@ -48,8 +48,8 @@ from googlenet_io import (CENTER, CROP, DEFAULT_MAX_PIXELS,  # noqa: E402
                           crop, file_sha1, non_negative_float, one_line,
                           open_image, positive_float, positive_int, progress,
                           read_labels, resized_bgr, RowCache, unit_fraction)
-from googlenet_mpi import (Single, add_option, communicator,  # noqa: E402
-                           on_root, report_errors)
+from googlenet_mpi import (Single, add_option, on_root,  # noqa: E402
+                           run_main)
 
 SNAPSHOT = 'snapshot_iter_{.updater.iteration}'
 SNAPSHOT_PATTERN = re.compile(r'^snapshot_iter_(\d+)$')
@@ -1005,12 +1005,7 @@ def main(argv=None):
     previous = signal.signal(signal.SIGINT, _on_sigint)
     sys.unraisablehook = _unraisable
     try:
-        comm = communicator(args.communicator)
-    except UserError as e:
-        print('error: {}'.format(e), file=sys.stderr)
-        return 1
-    try:
-        code = report_errors(comm, train, args, comm)
+        code = run_main(train, args)
     finally:
         signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = sys.__unraisablehook__
