@@ -642,6 +642,11 @@ def build_trainer(args, model, output, class_names, train_set, val_set,
             trainer.extend(extensions.ProgressBar(update_interval=1))
     if snapshot:
         resume(trainer, snapshot)
+    if comm.size > 1 and optimizer.is_changed(model):
+        # ChainerMN's optimizer spends its first update on broadcasting
+        # rank 0's weights instead: done here, every update updates, and a
+        # resumed run goes on as an uninterrupted one.
+        comm.chainermn.bcast_data(model)
     return trainer
 
 
