@@ -892,21 +892,29 @@ class RowCache:
 
     def _open_file(self, note):
         """Whether NAME.npy is there whole, with the index's shape."""
+        fmt = numpy.lib.format
         try:
-            array = numpy.lib.format.open_memmap(self.path, mode='r')
-            good = (array.shape == self.shape and array.dtype == self.dtype
-                    and os.path.getsize(self.path) == array.offset +
-                    array.nbytes)
-            self.offset = array.offset
-            del array
+            with open(self.path, 'rb') as f:
+                version = fmt.read_magic(f)
+                read_header = (fmt.read_array_header_1_0 if version == (1, 0)
+                               else fmt.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f)
+                self.offset = f.tell()
+            size = os.path.getsize(self.path)
         except Exception as e:  # whatever numpy makes of foreign bytes
-            note('{}: damaged ({}): recomputing it'.format(
-                self.path, one_line(e)))
-            return False
-        if not good:
-            note('{}: damaged (not the shape or size its index records): '
-                 'recomputing it'.format(self.path))
-        return good
+            problem = 'not a .npy file: {}'.format(one_line(e))
+        else:
+            expected = self.offset + self.row_bytes * self.shape[0]
+            problem = (
+                'holds {} {}, its index says {} {}'.format(
+                    dtype, shape, self.dtype, self.shape)
+                if (shape, dtype, fortran) != (self.shape, self.dtype, False)
+                else '{} bytes where {} were written'.format(size, expected)
+                if size != expected else None)
+        if problem:
+            note('{}: damaged ({}): recomputing it'.format(self.path,
+                                                           problem))
+        return problem is None
 
     def _create(self):
         array = numpy.lib.format.open_memmap(self.path, mode='w+',
@@ -927,8 +935,7 @@ class RowCache:
 
     def attach(self):
         """For a process that writes blocks of a cache another opened."""
-        self.offset = numpy.lib.format.open_memmap(self.path,
-                                                   mode='r').offset
+        self._open_file(note=None)
 
     def write(self, i, rows):
         """Writes block i (an array of its rows) to disk, synced; returns

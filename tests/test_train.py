@@ -11,7 +11,6 @@ import warnings
 
 import numpy
 import pytest
-from PIL import Image
 
 from chainer_compat import chainer
 
@@ -21,28 +20,8 @@ import googlenet_data
 import googlenet_predict
 import train_googlenet
 import tuned_googlenet
+from image_fixtures import QUIET, make_dataset
 from numeric import LOGIT_RTOL, assert_close
-
-COLOURS = {'blue': (30, 40, 220), 'green': (30, 200, 40), 'red': (220, 30, 30)}
-QUIET = ['--no-progress', '--loaderjob', '0']
-
-
-def make_dataset(root, per_class, colours=COLOURS):
-    rng = numpy.random.RandomState(0)
-    for name, colour in colours.items():
-        os.makedirs(os.path.join(root, name), exist_ok=True)
-        for i in range(per_class):
-            noise = rng.randint(-30, 30, (40 + i, 50, 3))
-            array = numpy.clip(numpy.array(colour) + noise, 0, 255)
-            Image.fromarray(array.astype(numpy.uint8)).save(
-                os.path.join(root, name, '{}.png'.format(i)))
-    return str(root)
-
-
-@pytest.fixture(scope='session')
-def dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp('data') / 'colours', 8)
-
 
 def args_for(*argv):
     return train_googlenet.build_parser().parse_args(list(argv))
@@ -325,17 +304,6 @@ def test_unknown_freeze_layer(capsys, tmp_path, dataset, model_3):
 
 def _run(*argv):
     return train_googlenet.main(list(argv) + QUIET)
-
-
-@pytest.fixture(scope='session')
-def features(dataset, model_3, tmp_path_factory):
-    """The feature cache of _cached_run's split, computed once (the trunk
-    is most of a short run's time); each run starts with a copy."""
-    out = tmp_path_factory.mktemp('features') / 'r'
-    train_googlenet.Session(args_for(
-        '--train', dataset, '--model', model_3, '--out', str(out),
-        '--cache-features', '--val-ratio', '0.25', *QUIET))
-    return str(out / 'features')
 
 
 @pytest.fixture
