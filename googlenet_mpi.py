@@ -23,6 +23,15 @@ LAUNCHER_SIZE = ('PMI_SIZE', 'OMPI_COMM_WORLD_SIZE')
 COMMUNICATORS = ('naive', 'flat', 'pure_nccl')
 
 
+def local_mpiexec(n):
+    """The command that starts n processes on this machine alone: MPICH's
+    mpiexec beside this interpreter (the mpich wheel puts it in .venv/bin),
+    forking the ranks itself (no ssh) on 127.0.0.1, which needs no network
+    interface but the loopback (checked inside ``unshare -n``)."""
+    return [os.path.join(os.path.dirname(sys.executable), 'mpiexec'),
+            '-launcher', 'fork', '-host', '127.0.0.1', '-n', str(n)]
+
+
 def launched_size(environ=None):
     """How many processes the MPI launcher started (1 without one)."""
     environ = os.environ if environ is None else environ

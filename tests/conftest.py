@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 
 import numpy
@@ -11,7 +12,6 @@ from chainer_compat import chainer  # noqa: E402
 
 import caffe_fixtures  # noqa: E402
 import googlenet_caffe  # noqa: E402
-import train_googlenet  # noqa: E402
 from http_fixtures import LocalServer  # noqa: E402
 from image_fixtures import FEATURES_ARGV, QUIET, make_dataset  # noqa: E402
 
@@ -61,13 +61,18 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def features(dataset, model_3, tmp_path_factory):
-    """The feature cache of cached_run's split, computed once in one
-    process (the trunk is most of a short run's time); each run starts
-    with a copy."""
+    """The feature cache of cached_run's split, computed once (the trunk
+    is most of a short run's time); each run starts with a copy. Computed
+    in one process with one BLAS thread, as each MPI rank is run, so that
+    the two-rank cache can be compared with it byte for byte."""
     out = tmp_path_factory.mktemp('features') / 'r'
-    train_googlenet.Session(train_googlenet.build_parser().parse_args([
-        '--train', dataset, '--model', model_3, '--out', str(out)] +
-        FEATURES_ARGV + QUIET))
+    argv = ['--train', dataset, '--model', model_3, '--out', str(out)] + \
+        FEATURES_ARGV + QUIET
+    subprocess.run([sys.executable, '-c', 'import sys, train_googlenet; '
+                    'train_googlenet.Session(train_googlenet.build_parser()'
+                    '.parse_args(sys.argv[1:]))'] + argv, check=True,
+                   cwd=ROOT, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, OPENBLAS_NUM_THREADS='1'))
     return str(out / 'features')
 
 
