@@ -77,15 +77,9 @@ def main():
     small, large = (int(a) for a in sys.argv[1:3]) if len(sys.argv) > 2 \
         else (500, 2000)
     import caffe_fixtures
-    import googlenet_caffe
     import googlenet_mpi
     with tempfile.TemporaryDirectory() as tmp:
-        caffemodel = os.path.join(tmp, 'bvlc_googlenet.caffemodel')
-        caffe_fixtures.write_caffemodel(caffemodel,
-                                        caffe_fixtures.random_weights(0))
-        model = os.path.join(tmp, 'tuned_googlenet.model')
-        googlenet_caffe.convert(caffemodel, model, n_classes=4,
-                                log=lambda line: None)
+        model = caffe_fixtures.converted_model(tmp, 4)
         data = os.path.join(tmp, 'data')
         make_images(data, large)
         me = [sys.executable, os.path.abspath(__file__), 'worker', model,
