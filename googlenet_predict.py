@@ -271,10 +271,13 @@ def classify(args, comm=Single()):
     def report():
         output = Output(args.json, args.csv, min(args.top, len(labels)))
         vectors, vector_names = [], []
+        def others():  # a generator: gathers only once mine is done
+            for part in comm.gather(None)[1:]:
+                yield from part
+
         # Rank 0's own share first, as it comes; then the others', which
         # they computed meanwhile.
-        others = (item for part in comm.gather(None)[1:] for item in part)
-        for name, outcome in itertools.chain(mine, others):
+        for name, outcome in itertools.chain(mine, others()):
             if isinstance(outcome, UserError):
                 output.error(name, outcome)
             elif args.features:
