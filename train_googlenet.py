@@ -390,6 +390,8 @@ def write_npz(path, arrays):
 def config_difference(stored, current):
     """What differs between two run configurations, as words ('' if none)."""
     differ = []
+    # Snapshots from before --aux-heads and MPI are of these settings.
+    stored = dict({'aux_heads': 'on', 'processes': 1}, **stored)
     for key, words in RUN_KEYS.items():
         if stored.get(key) != current.get(key):
             if key == 'class_names':

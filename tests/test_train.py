@@ -722,3 +722,13 @@ def test_optimizer_settings_are_checked(capsys, option, value):
                                                    value])
     assert exit.value.code == 2
     assert 'argument {}: expected'.format(option) in capsys.readouterr().err
+
+
+def test_snapshots_from_before_aux_heads_and_mpi_still_resume():
+    current = dict({key: 1 for key in train_googlenet.RUN_KEYS},
+                   aux_heads='on', processes=1)
+    old = {key: value for key, value in current.items()
+           if key not in ('aux_heads', 'processes')}
+    assert train_googlenet.config_difference(old, current) == ''
+    assert train_googlenet.config_difference(old, dict(
+        current, processes=2)) == 'MPI processes (1 vs 2)'
