@@ -893,6 +893,9 @@ class RowCache:
     def _open_file(self, note):
         """Whether NAME.npy is there whole, with the index's shape."""
         fmt = numpy.lib.format
+        if not os.path.exists(self.path):
+            note('{}: missing: recomputing it'.format(self.path))
+            return False
         try:
             with open(self.path, 'rb') as f:
                 version = fmt.read_magic(f)
@@ -935,7 +938,9 @@ class RowCache:
 
     def attach(self):
         """For a process that writes blocks of a cache another opened."""
-        self._open_file(note=None)
+        if not self._open_file(note=print):
+            raise UserError('{} changed while this run was starting'.format(
+                self.path))
 
     def write(self, i, rows):
         """Writes block i (an array of its rows) to disk, synced; returns

@@ -103,6 +103,7 @@ def _overwrite_row_3(path):
     (_truncate, 'c.npy', 'bytes where', 2),
     (_empty, 'c.npy', 'damaged (not a .npy file', 2),
     (_empty, 'c.json', 'damaged index', 2),
+    (os.unlink, 'c.npy', 'c.npy: missing: recomputing it', 2),
     (_overwrite_row_3, 'c.npy', '1 complete block changed on disk', 1)])
 def test_a_damaged_cache_is_recomputed_with_a_note(
         damage, file, note, passes, four, model, reference, tmp_path,
