@@ -55,15 +55,19 @@ def worker(model_path, data, n, out):
     pairs = sorted(pairs)[:int(n)]
     comm.barrier()
     start = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
     train_googlenet.cached_features(
         model, pairs, 1, out, 32, chainer.get_device('@numpy'), 0, 60,
         show=False, comm=comm)
     comm.barrier()
     wall = time.perf_counter() - start
-    peaks = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu
+    peaks, cpus = zip(*comm.gather((usage.ru_maxrss, cpu)) or [(0, 0)])
     if not comm.rank:
-        sys.__stdout__.write(json.dumps({'wall': wall, 'peak_kb': peaks})
-                             + '\n')
+        sys.__stdout__.write(json.dumps({'wall': wall, 'peak_kb': peaks,
+                                         'cpu': cpus}) + '\n')
 
 
 def measure(command):
@@ -82,6 +86,7 @@ def main():
         model = caffe_fixtures.converted_model(tmp, 4)
         data = os.path.join(tmp, 'data')
         make_images(data, large)
+        load = os.getloadavg()[0]
         me = [sys.executable, os.path.abspath(__file__), 'worker', model,
               data]
         runs = {}
@@ -92,21 +97,27 @@ def main():
             str(small), os.path.join(tmp, 'two.npy')])
     print('feature cache, 1 view of 70 KB per image, blocks of 32, one '
           'BLAS thread per process')
+    print('load average before: {:.1f} (this machine has {} cores)'.format(
+        load, os.cpu_count()))
     for n, result in runs.items():
         print('{:5d} images, 1 process: peak RSS {:6.0f} MB, extraction '
-              '{:6.1f} s ({:.1f} images/s)'.format(
+              '{:6.1f} s ({:.1f} images/s, CPU {:.1f} s)'.format(
                   n, result['peak_kb'][0] / 1024, result['wall'],
-                  n / result['wall']))
+                  n / result['wall'], result['cpu'][0]))
     grown = (runs[large]['peak_kb'][0] - runs[small]['peak_kb'][0]) / 1024
     print('peak RSS grew by {:.0f} MB from {} to {} images (a cache in '
           'memory: {:.0f} MB more)'.format(grown, small, large,
                                           (large - small) * 70656 / 2**20))
-    print('{:5d} images, 2 ranks:   peak RSS {} MB, extraction {:6.1f} s'
-          .format(small, ' and '.join('{:.0f}'.format(kb / 1024)
-                                      for kb in two['peak_kb']),
-                  two['wall']))
+    print('{:5d} images, 2 ranks:   peak RSS {} MB, extraction {:6.1f} s '
+          '(CPU {} s)'.format(small, ' and '.join(
+              '{:.0f}'.format(kb / 1024) for kb in two['peak_kb']),
+              two['wall'], ' and '.join('{:.1f}'.format(c)
+                                        for c in two['cpu'])))
     print('1 rank / 2 ranks wall time: {:.2f}x'.format(
         runs[small]['wall'] / two['wall']))
+    print('load average after: {:.1f}: with other jobs on the cores, two '
+          'ranks cannot both get one, and the ratio shows it'.format(
+              os.getloadavg()[0]))
 
 
 if __name__ == '__main__':
