@@ -55,13 +55,14 @@ bench:
 	$(PY) bench/bench_convert.py
 	$(PY) bench/bench_forward.py
 	$(PY) bench/bench_train_cache.py
+	$(PY) bench/bench_cache_mpi.py
 	$(PY) bench/bench_versus.py
 
 # A .venv made by another interpreter, or without pip, is rebuilt; the stamp is written only
 # once everything is installed, so a failed or interrupted install is redone
 # by the next make. Chainer is built without build isolation so that its
 # build sees requirements-build.txt's old setuptools (see there).
-$(STAMP): requirements.txt requirements-dev.txt requirements-build.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-build.txt requirements-mpi.txt
 	@if [ -e $(VENV) ] && [ "$$($(PY) -c '$(VERSION_PY)' 2>/dev/null)" != "$(PYTHON_VERSION)" ]; then \
 	  echo "rebuilding $(VENV): it was not made by Python $(PYTHON_VERSION) ($(PYTHON))"; \
 	  rm -rf $(VENV); \
@@ -76,7 +77,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-build.txt
 	  echo "error: $(PYTHON) -m venv $(VENV) failed (above); on Debian and Ubuntu, install python$(basename $(PYTHON_VERSION))-venv" >&2; \
 	  exit 1; }
 	@$(PY) -m pip install -q -r requirements-build.txt && \
-	 $(PY) -m pip install -q --no-build-isolation -r requirements-dev.txt || { \
+	 $(PY) -m pip install -q --no-build-isolation -r requirements-dev.txt -r requirements-mpi.txt || { \
 	  echo "error: installing the requirements into $(VENV) failed (above); run make again once the cause is fixed" >&2; \
 	  exit 1; }
 	touch $@

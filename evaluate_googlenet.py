@@ -22,7 +22,8 @@ from googlenet_data import (check_labels, evaluation_report,
                             model_class_names, plot_confusion,
                             predict_dataset, read_dataset)
 from googlenet_io import (UserError, atomic_write, positive_int, progress,
-                          report_errors, shown)
+                          shown)
+from googlenet_mpi import Single, add_option, on_root, run_main, shard
 
 
 def labelled_inputs(data, root, class_names):
@@ -54,35 +55,56 @@ def write_outputs(folder, report, class_names):
                        title='test confusion matrix')
 
 
-def evaluate(args):
-    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UserError('--out {} is a file, not a folder'.format(
-            shown(args.out)))
-    model, stored = tuned_googlenet.load_model(args.model)
-    class_names = model_class_names(model.n_classes, args.labels, stored)
-    pairs = labelled_inputs(args.data, args.root, class_names)
-    probs, kept, bad = predict_dataset(
-        model, pairs, args.batchsize, args.oversample,
-        lambda items: progress(items, 'evaluating', not args.no_progress))
-    bad = [shown(line) for line in bad]
-    for line in bad:
-        print('error: {}'.format(line), file=sys.stderr)
-    if not kept:
-        raise UserError('no readable images in {}'.format(args.data))
-    if not numpy.isfinite(probs).all():
-        # argmax of NaN is class 0: the scores would look plausible.
-        raise UserError('{} gives non-finite probabilities: its weights are '
-                        'NaN or infinite'.format(shown(args.model)))
-    report = evaluation_report(probs, kept, class_names)
-    report.update(model=shown(args.model), data=shown(args.data),
-                  oversample=args.oversample, unreadable=bad)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(format_evaluation(report))
-    if args.out:
-        write_outputs(args.out, report, class_names)
-    return 1 if bad else 0
+def evaluate(args, comm=Single()):
+    """Scores the model on --data and reports. Under MPI rank 0 checks the
+    arguments and lists the data; each rank scores its contiguous share
+    (googlenet_mpi.shard) and rank 0 joins them in input order and reports.
+    """
+    model = None
+
+    def setup():
+        nonlocal model
+        if args.out and os.path.exists(args.out) and not os.path.isdir(
+                args.out):
+            raise UserError('--out {} is a file, not a folder'.format(
+                shown(args.out)))
+        model, stored = tuned_googlenet.load_model(args.model)
+        class_names = model_class_names(model.n_classes, args.labels, stored)
+        return class_names, labelled_inputs(args.data, args.root,
+                                            class_names)
+    class_names, pairs = on_root(comm, setup)
+    if model is None:  # another rank than 0
+        model, _ = tuned_googlenet.load_model(args.model)
+    scored = predict_dataset(
+        model, shard(pairs, comm), args.batchsize, args.oversample,
+        lambda items: progress(items, 'evaluating',
+                               not args.no_progress and not comm.rank))
+    parts = comm.gather(scored)
+
+    def report():
+        probs = numpy.concatenate([part[0] for part in parts])
+        kept = [pair for part in parts for pair in part[1]]
+        bad = [shown(line) for part in parts for line in part[2]]
+        for line in bad:
+            print('error: {}'.format(line), file=sys.stderr)
+        if not kept:
+            raise UserError('no readable images in {}'.format(args.data))
+        if not numpy.isfinite(probs).all():
+            # argmax of NaN is class 0: the scores would look plausible.
+            raise UserError('{} gives non-finite probabilities: its weights '
+                            'are NaN or infinite'.format(shown(args.model)))
+        scores = evaluation_report(probs, kept, class_names)
+        scores.update(model=shown(args.model), data=shown(args.data),
+                      oversample=args.oversample, unreadable=bad)
+        if args.json:
+            print(json.dumps(scores))
+        else:
+            print(format_evaluation(scores))
+        if args.out:
+            write_outputs(args.out, scores, class_names)
+        return 1 if bad else 0
+    # Rank 0's verdict, exit code or error, is every rank's.
+    return on_root(comm, report)
 
 
 def build_parser():
@@ -109,11 +131,12 @@ def build_parser():
                         'confusion.png and confusion_normalized.png here')
     parser.add_argument('--no-progress', action='store_true',
                         help='no progress bar (it shows only on a terminal)')
+    add_option(parser)
     return parser
 
 
 def main(argv=None):
-    return report_errors(evaluate, build_parser().parse_args(argv))
+    return run_main(evaluate, build_parser().parse_args(argv))
 
 
 if __name__ == '__main__':

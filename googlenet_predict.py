@@ -11,6 +11,7 @@ no inputs it classifies the bundled sample photo.
 import argparse
 import csv
 import io
+import itertools
 import json
 import os
 import sys
@@ -25,8 +26,8 @@ from googlenet_data import model_class_names
 from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
                           check_output_path, fetch_bytes, list_images,
                           make_once, open_image, positive_float, positive_int,
-                          prefetch, preprocess, report_errors, save_npz,
-                          shown, ten_crops)
+                          prefetch, preprocess, save_npz, shown, ten_crops)
+from googlenet_mpi import Single, add_option, on_root, run_main, shard
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL_NAME = 'googlenet.model'
@@ -226,70 +227,114 @@ def check_outputs(args):
         check_output_path(args.features, inputs, '--features')
 
 
-def classify(args):
-    check_outputs(args)
-    model_path = args.model
-    if model_path is None:
-        model_path = default_model()
-        ensure_model(model_path, args.caffemodel
-                     or googlenet_caffe.default_caffemodel())
-    model, stored_names = tuned_googlenet.load_model(model_path)
-    labels = model_class_names(model.n_classes, args.labels, stored_names)
+def classify(args, comm=Single()):
+    """Prints (or saves the features of) every input in input order.
+
+    Under MPI rank 0 checks the arguments, loads or makes the model and
+    lists the inputs; each rank then scores its contiguous share of them
+    (googlenet_mpi.shard) and rank 0 prints its own as they come, then the
+    others' in rank order: the same output as one process.
+    """
+    model = None
+
+    def setup():
+        nonlocal model
+        check_outputs(args)
+        model_path = args.model
+        if model_path is None:
+            model_path = default_model()
+            ensure_model(model_path, args.caffemodel
+                         or googlenet_caffe.default_caffemodel())
+        model, stored_names = tuned_googlenet.load_model(model_path)
+        labels = model_class_names(model.n_classes, args.labels,
+                                   stored_names)
+        if args.json and args.csv == '-':
+            raise UserError('--json and --csv - both print to stdout: give '
+                            '--csv a file name')
+        if args.csv not in (None, '-') and not os.path.isdir(
+                os.path.dirname(os.path.abspath(args.csv))):
+            raise UserError('cannot write {}: no such folder'.format(
+                args.csv))
+        paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
+        return model_path, labels, expand_inputs(args.urls, paths)
+    model_path, labels, items = on_root(comm, setup)
+    if model is None:  # another rank than 0
+        model, _ = tuned_googlenet.load_model(model_path)
     device = tuned_googlenet.get_device(
-        args.device if args.gpu is None else args.gpu)
+        args.device if args.gpu is None else args.gpu, comm)
     model.to_device(device)
     predictor = Predictor(model, device, args.oversample)
-    paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
-    if args.json and args.csv == '-':
-        raise UserError('--json and --csv - both print to stdout: give '
-                        '--csv a file name')
-    if args.csv not in (None, '-') and not os.path.isdir(
-            os.path.dirname(os.path.abspath(args.csv))):
-        raise UserError('cannot write {}: no such folder'.format(args.csv))
-    output = Output(args.json, args.csv, min(args.top, len(labels)))
-    batch, names = [], []
-    vectors, vector_names = [], []
+    mine = outcomes(predictor, shard(items, comm), args, labels)
+    if comm.rank:
+        comm.gather(list(mine))
 
-    def flush():
+    def report():
+        output = Output(args.json, args.csv, min(args.top, len(labels)))
+        vectors, vector_names = [], []
+        def others():  # a generator: gathers only once mine is done
+            for part in comm.gather(None)[1:]:
+                yield from part
+
+        # Rank 0's own share first, as it comes; then the others', which
+        # they computed meanwhile.
+        for name, outcome in itertools.chain(mine, others()):
+            if isinstance(outcome, UserError):
+                output.error(name, outcome)
+            elif args.features:
+                vectors.append(outcome[None])
+                vector_names.append(name)
+            else:
+                output.result(name, outcome)
+            sys.stdout.flush()
+        output.close()
+        if vectors:
+            save_features(args.features, vector_names, vectors)
+            print('wrote pool5 features of {} inputs to {}'.format(
+                len(vector_names), shown(args.features)))
+        return 1 if output.failed else 0
+    # Rank 0's verdict, exit code or error, is every rank's.
+    return on_root(comm, report)
+
+
+def outcomes(predictor, items, args, labels):
+    """(name, outcome) of each (name, source) item, in order: its top
+    predictions, its pool5 vector (--features), or the UserError that
+    stopped it. The next batch is decoded while this one runs through the
+    network."""
+    batch, names = [], []
+
+    def run():
+        done = []
         if batch and args.features:
-            vectors.append(predictor.features(batch))
-            vector_names.extend(names)
+            done = list(zip(names, predictor.features(batch)))
         elif batch:
             for name, probs in zip(names, predictor(batch)):
                 try:
-                    output.result(name, top_predictions(probs, labels,
-                                                        args.top))
+                    done.append((name, top_predictions(probs, labels,
+                                                       args.top)))
                 except UserError as e:
-                    output.error(name, e)
-            sys.stdout.flush()
+                    done.append((name, e))
         batch.clear()
         names.clear()
+        return done
 
     def prepared(item):
         return predictor.inputs_of(
             load_input(item[1], args.max_bytes, args.timeout,
                        args.max_pixels))
 
-    # The next batch is decoded while this one runs through the network.
-    for (name, _), inputs in prefetch(
-            prepared, expand_inputs(args.urls, paths), args.batchsize + 1):
+    for (name, _), inputs in prefetch(prepared, items, args.batchsize + 1):
         try:
             inputs = inputs.result()
         except UserError as e:
-            flush()  # the inputs before it first: output in input order
-            output.error(name, e)
+            yield from run()  # the inputs before it first: input order
+            yield name, e
             continue
         batch.append(inputs)
         names.append(name)
         if len(batch) == args.batchsize:
-            flush()
-    flush()
-    output.close()
-    if vectors:
-        save_features(args.features, vector_names, vectors)
-        print('wrote pool5 features of {} inputs to {}'.format(
-            len(vector_names), shown(args.features)))
-    return 1 if output.failed else 0
+            yield from run()
+    yield from run()
 
 
 def build_parser():
@@ -342,11 +387,12 @@ def build_parser():
     parser.add_argument('--timeout', type=positive_float, default=30,
                         help='seconds an image download may take in all '
                         '(default: %(default)s)')
+    add_option(parser)
     return parser
 
 
 def main(argv=None):
-    return report_errors(classify, build_parser().parse_args(argv))
+    return run_main(classify, build_parser().parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -25,6 +25,7 @@ if __name__ == '__main__':
 import argparse  # noqa: E402
 import concurrent.futures.process  # noqa: E402
 import contextlib  # noqa: E402
+import functools  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -51,8 +52,10 @@ from googlenet_io import (CENTER, CROP, DEFAULT_MAX_PIXELS,  # noqa: E402
                           crop, file_sha1, non_negative_float, one_line,
                           open_image, positive_float, positive_int, progress,
                           read_labels, remove_stale_temporaries,
-                          report_errors, resized_bgr, save_npz,
-                          sigint_deferred, unit_fraction)
+                          resized_bgr, RowCache, save_npz, sigint_deferred,
+                          unit_fraction)
+from googlenet_mpi import (Single, add_option, on_root,  # noqa: E402
+                           run_main)
 
 SNAPSHOT = 'snapshot_iter_{.updater.iteration}'
 SNAPSHOT_PATTERN = re.compile(r'^snapshot_iter_(\d+)$')
@@ -68,7 +71,8 @@ RUN_KEYS = {'class_names': 'class names', 'data': 'data set',
             'momentum': '--momentum', 'weight_decay': '--weight-decay',
             'lr_policy': '--lr-policy', 'lr_step': '--lr-step',
             'gamma': '--gamma', 'power': '--power',
-            'class_weight': '--class-weight'}
+            'class_weight': '--class-weight', 'aux_heads': '--aux-heads',
+            'processes': 'MPI processes'}
 UNREADABLE = -1  # the label of an image that failed to load mid-run
 
 
@@ -137,7 +141,17 @@ class ImageDataset(chainer.dataset.DatasetMixin):
 # --- the feature cache ------------------------------------------------------
 
 FEATURE_SHAPES = ((512, 4, 4), (528, 4, 4), (1024, 1, 1))
-FEATURE_SIZE = sum(int(numpy.prod(s)) for s in FEATURE_SHAPES)
+
+
+def feature_shapes(aux=True):
+    """What the heads read per view: the two aux pools and pool5, or
+    pool5 alone (--aux-heads off)."""
+    return FEATURE_SHAPES if aux else FEATURE_SHAPES[2:]
+
+
+def feature_size(aux=True):
+    """Floats per view: 17,408 (70 KB) with the aux heads, 1,024 without."""
+    return sum(int(numpy.prod(s)) for s in feature_shapes(aux))
 
 
 class ViewDataset(chainer.dataset.DatasetMixin):
@@ -158,14 +172,15 @@ class ViewDataset(chainer.dataset.DatasetMixin):
 
 
 class CachedFeatures(chainer.dataset.DatasetMixin):
-    """Trunk features per image and view; training picks a view from
-    example_rng."""
+    """Trunk features per image and view (features: N x views x
+    feature_size, memory-mapped); training picks a view from example_rng."""
 
     def __init__(self, features, labels, train, seed=0):
         self.features = features
         self.labels = labels
         self.train = train
         self.seed = seed
+        self.shapes = feature_shapes(features.shape[2] != feature_size(False))
 
     def __len__(self):
         return len(self.labels)
@@ -176,17 +191,37 @@ class CachedFeatures(chainer.dataset.DatasetMixin):
             else 0
         flat = self.features[i, view]
         parts, start = [], 0
-        for shape in FEATURE_SHAPES:
+        for shape in self.shapes:
             size = int(numpy.prod(shape))
-            parts.append(numpy.asarray(flat[start:start + size]).reshape(
+            parts.append(numpy.array(flat[start:start + size]).reshape(
                 shape))
             start += size
         return tuple(parts) + (numpy.int32(self.labels[i]),)
 
 
-def cache_key(model, pairs, views):
-    """Changes with the frozen trunk's weights, the images, or the views."""
-    digest = hashlib.sha1(str(views).encode())
+class Shard(chainer.dataset.DatasetMixin):
+    """Examples [begin, end) of a dataset (ChainerMN's scatter_index), so
+    that index k * len(shard) + i, SeededOrder's epoch k, is example
+    begin + i of epoch k: each rank draws its crops and views by epoch."""
+
+    def __init__(self, dataset, begin, end):
+        self.dataset = dataset
+        self.begin = begin
+        self.end = end
+
+    def __len__(self):
+        return self.end - self.begin
+
+    def get_example(self, index):
+        epoch, i = divmod(int(index), len(self))
+        return self.dataset.get_example(epoch * len(self.dataset) +
+                                        self.begin + i)
+
+
+def cache_key(model, pairs, views, aux=True):
+    """Changes with the frozen trunk's weights, the images, the views, or
+    what is cached (--aux-heads)."""
+    digest = hashlib.sha1('{} {}'.format(views, feature_size(aux)).encode())
     for name, param in sorted(model.namedparams()):
         if name.split('/')[1] in tuned_googlenet.TRUNK:
             digest.update(name.encode())
@@ -206,42 +241,68 @@ def update_data_digest(digest, pairs):
 
 def cached_features(model, pairs, views, path, batchsize, device,
                     loaderjob, loader_timeout, max_pixels=DEFAULT_MAX_PIXELS,
-                    show=True):
-    """The trunk's features of every image, computed once and kept on disk.
+                    show=True, aux=True, comm=Single()):
+    """The trunk's features of every image (float32 N x views x
+    feature_size(aux)), computed once into the RowCache at path (NAME.npy)
+    and returned memory-mapped.
 
-    Reused while cache_key matches; written atomically, so an interrupted
-    computation leaves no cache that looks complete.
+    Reused while cache_key matches; a computation that was stopped goes on
+    from its complete blocks of ``batchsize`` images; a damaged cache is
+    recomputed with a note. Under MPI the blocks left are dealt out to the
+    ranks in turn, each writing its own rows, and rank 0 records them after
+    each round: a block is always one forward pass of the same images, so
+    the bytes do not depend on the number of ranks.
     """
-    key = cache_key(model, pairs, views)
-    if os.path.exists(path):
-        with numpy.load(path) as npz:
-            if str(npz['key']) == key:
-                return npz['features']
-    print('computing trunk features of {} images ({} view{}) for {}'.format(
-        len(pairs), views, 's' if views > 1 else '', path))
-    features = numpy.empty((len(pairs), views, FEATURE_SIZE), numpy.float32)
-    iterator = make_iterator(ViewDataset(pairs, views, max_pixels), batchsize,
-                             loaderjob, loader_timeout, repeat=False)
-    start = 0
-    bar = progress(None, 'trunk features', show, total=len(pairs))
+    size = feature_size(aux)
+    cache = RowCache(path, cache_key(model, pairs, views, aux),
+                     (len(pairs), views, size), batchsize)
+
+    def start():
+        pending = cache.open()
+        if pending:
+            done = cache.complete_rows()
+            print('computing trunk features of {} images ({} view{}) for '
+                  '{}{}'.format(len(pairs) - done, views,
+                                's' if views > 1 else '', path,
+                                ' ({} done before)'.format(done) if done
+                                else ''))
+        return cache.block, cache.blocks
+    cache.block, cache.blocks = on_root(comm, start)
+    cache.attach()
+    pending = cache.pending()
+    mine = pending[comm.rank::comm.size]
+    rounds = -(-len(pending) // comm.size)
+    iterator = make_iterator(ViewDataset(
+        [pairs[j] for i in mine for j in range(*cache.rows(i))], views,
+        max_pixels), cache.block, loaderjob, loader_timeout,
+        repeat=False) if mine else None
+    bar = progress(None, 'trunk features', show and not comm.rank,
+                   total=sum(cache.rows(i)[1] - cache.rows(i)[0]
+                             for i in pending))
     try:
         with bar, chainer.no_backprop_mode(), chainer.using_config('train',
                                                                     False):
-            for batch in iterator:
-                x = device.send(numpy.concatenate(batch))
-                parts = model.features(x)
-                flat = numpy.concatenate(
-                    [chainer.backend.CpuDevice().send(p.array).reshape(
-                        len(x), -1) for p in parts], axis=1)
-                features[start:start + len(batch)] = flat.reshape(
-                    len(batch), views, FEATURE_SIZE)
-                start += len(batch)
-                bar.update(len(batch))
+            for step in range(rounds):
+                written = {}
+                if step < len(mine):
+                    batch = next(iterator)
+                    x = device.send(numpy.concatenate(batch))
+                    flat = numpy.concatenate(
+                        [chainer.backend.CpuDevice().send(p.array).reshape(
+                            len(x), -1) for p in model.features(x, aux=aux)
+                         if p is not None], axis=1)
+                    written[mine[step]] = cache.write(
+                        mine[step], flat.reshape(len(batch), views, size))
+                gathered = comm.gather(written)
+                if not comm.rank:
+                    done = {i: d for part in gathered for i, d in part.items()}
+                    cache.commit(done)
+                    bar.update(sum(cache.rows(i)[1] - cache.rows(i)[0]
+                                   for i in done))
     finally:
-        iterator.finalize()
-    with atomic_write(path) as f:
-        numpy.savez(f, key=numpy.array(key), features=features)
-    return features
+        if iterator is not None:
+            iterator.finalize()
+    return cache.read()
 
 
 # --- training ---------------------------------------------------------------
@@ -496,6 +557,8 @@ def write_npz(path, arrays):
 def config_difference(stored, current):
     """What differs between two run configurations, as words ('' if none)."""
     differ = []
+    # Snapshots from before --aux-heads and MPI are of these settings.
+    stored = dict({'aux_heads': 'on', 'processes': 1}, **stored)
     for key, words in RUN_KEYS.items():
         if stored.get(key) != current.get(key):
             if key == 'class_names':
@@ -589,15 +652,17 @@ class KeepSnapshots(training.Extension):
 
 class SeededUpdater(training.updaters.StandardUpdater):
     """Seeds numpy's global generator, which dropout draws from, with the
-    run's seed and the iteration before each update, so an interrupted and
-    resumed run drops the units an uninterrupted one would."""
+    run's seed (and rank, under MPI) and the iteration before each update,
+    so an interrupted and resumed run drops the units an uninterrupted one
+    would."""
 
-    def __init__(self, *args, seed, **kwargs):
+    def __init__(self, *args, seed, rank=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.seed = seed
+        # Under MPI each rank drops its own units (rank None: one process).
+        self.seed = [seed] if rank is None else [seed, rank]
 
     def update_core(self):
-        numpy.random.seed([self.seed, self.iteration])
+        numpy.random.seed(self.seed + [self.iteration])
         super().update_core()
 
 
@@ -682,18 +747,31 @@ def lr_schedule(args, iterations):
 
 
 def build_trainer(args, model, output, class_names, train_set, val_set,
-                  config, snapshot=None):
+                  config, snapshot=None, comm=Single()):
+    """The Trainer of a run. Under MPI (comm.size > 1) train_set and
+    val_set are this rank's shards, gradients are averaged over the ranks
+    (ChainerMN's multi-node optimizer, heads only: zero_fill=False skips the
+    frozen trunk, which has no gradients) and so is validation (its
+    multi-node evaluator); only rank 0 saves, logs, plots and prints."""
     optimizer = tuned_googlenet.make_optimizer(
         model, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay)
+    evaluator = None
+    if comm.size > 1:
+        import chainermn
+        optimizer = chainermn.create_multi_node_optimizer(
+            optimizer, comm.chainermn, zero_fill=False)
+        evaluator = functools.partial(chainermn.create_multi_node_evaluator,
+                                      communicator=comm.chainermn)
     loaderjob = 0 if args.cache_features else args.loaderjob
     train_iter = make_iterator(train_set, args.batchsize, loaderjob,
                                args.loader_timeout, SeededOrder(args.seed))
     val_iter = make_iterator(val_set, args.val_batchsize, loaderjob,
                              args.loader_timeout, repeat=False)
-    device = tuned_googlenet.get_device(args.device)
+    device = tuned_googlenet.get_device(args.device, comm)
     updater = SeededUpdater(train_iter, optimizer, device=device,
-                            seed=args.seed)
+                            seed=args.seed,
+                            rank=comm.rank if comm.size > 1 else None)
     stop = (args.epoch, 'epoch')
     if args.patience:
         stop = EarlyStopping(monitor='validation/main/accuracy',
@@ -703,33 +781,41 @@ def build_trainer(args, model, output, class_names, train_set, val_set,
     epoch = (1, 'epoch')
     trainer.extend(stop_on_non_finite_loss)
     trainer.extend(stop_if_interrupted)
-    trainer.extend(extensions.Evaluator(val_iter, model, device=device),
+    validation = extensions.Evaluator(val_iter, model, device=device)
+    trainer.extend(evaluator(validation) if evaluator else validation,
                    trigger=epoch)
-    trainer.extend(SaveBest(model, output, class_names),
-                   trigger=training.triggers.MaxValueTrigger(
-                       'validation/main/accuracy', trigger=epoch))
-    trainer.extend(extensions.snapshot(
-        savefun=snapshot_writer(model, config), filename=SNAPSHOT),
-        trigger=args.snapshot_interval)
-    trainer.extend(KeepSnapshots(args.keep_snapshots),
-                   trigger=args.snapshot_interval)
     schedule, trigger = lr_schedule(args, int(math.ceil(
         args.epoch * len(train_set) / args.batchsize)))
     if schedule is not None:
         trainer.extend(schedule, trigger=trigger)
     trainer.extend(extensions.observe_lr())
-    trainer.extend(extensions.LogReport(trigger=epoch))
-    trainer.extend(PlotLog())
-    progress_bar = not args.no_progress and sys.stdout.isatty()
-    trainer.extend(extensions.PrintReport(
-        ['epoch', 'iteration', 'lr', 'main/loss', 'main/loss1', 'main/loss2',
-         'main/loss3', 'main/accuracy', 'validation/main/loss',
-         'validation/main/accuracy', 'elapsed_time'],
-        out=sys.stdout if progress_bar else PlainText(sys.stdout)))
-    if progress_bar:  # no \r in logs
-        trainer.extend(extensions.ProgressBar(update_interval=1))
+    if not comm.rank:  # rank 0 writes and prints for the run
+        trainer.extend(SaveBest(model, output, class_names),
+                       trigger=training.triggers.MaxValueTrigger(
+                           'validation/main/accuracy', trigger=epoch))
+        trainer.extend(extensions.snapshot(
+            savefun=snapshot_writer(model, config), filename=SNAPSHOT),
+            trigger=args.snapshot_interval)
+        trainer.extend(KeepSnapshots(args.keep_snapshots),
+                       trigger=args.snapshot_interval)
+        trainer.extend(extensions.LogReport(trigger=epoch))
+        trainer.extend(PlotLog())
+        progress_bar = not args.no_progress and sys.stdout.isatty()
+        trainer.extend(extensions.PrintReport(
+            ['epoch', 'iteration', 'lr', 'main/loss', 'main/loss1',
+             'main/loss2', 'main/loss3', 'main/accuracy',
+             'validation/main/loss', 'validation/main/accuracy',
+             'elapsed_time'],
+            out=sys.stdout if progress_bar else PlainText(sys.stdout)))
+        if progress_bar:  # no \r in logs
+            trainer.extend(extensions.ProgressBar(update_interval=1))
     if snapshot:
         resume(trainer, snapshot)
+    if comm.size > 1 and optimizer.is_changed(model):
+        # ChainerMN's optimizer spends its first update on broadcasting
+        # rank 0's weights instead: done here, every update updates, and a
+        # resumed run goes on as an uninterrupted one.
+        comm.chainermn.bcast_data(model)
     return trainer
 
 
@@ -743,7 +829,7 @@ def validate(model, dataset, n_classes, batchsize, device):
         *inputs, t = chainer.dataset.concat_examples(batch)
         with chainer.no_backprop_mode(), chainer.using_config('train',
                                                               False):
-            if len(inputs) == 1:
+            if inputs[0].shape[1] == 3:  # images, not cached features
                 probs = model.predict(device.send(inputs[0]))
             else:
                 probs = model.probabilities_from_pool5(
@@ -886,7 +972,8 @@ def check_disk_space(out, needed):
                                                   free / 1e6))
 
 
-def run_config(args, freeze_until, class_names, pairs, val_pairs):
+def run_config(args, freeze_until, class_names, pairs, val_pairs,
+               processes=1):
     """What makes a run this run: the RUN_KEYS (class names, a digest of
     the model file, a fingerprint of the training and validation images:
     path, size, modification time, label) and, for the record, every
@@ -897,7 +984,7 @@ def run_config(args, freeze_until, class_names, pairs, val_pairs):
         data.update(b'\1')
     config = {'class_names': list(class_names), 'data': data.hexdigest(),
               'model': file_sha1(args.model).hexdigest(),
-              'freeze_until': freeze_until}
+              'freeze_until': freeze_until, 'processes': processes}
     for key in RUN_KEYS:
         config.setdefault(key, getattr(args, key, None))
     config['arguments'] = {key: value for key, value in vars(args).items()}
@@ -911,39 +998,27 @@ def snapshot_bytes(model):
 
 
 class Session:
-    """What a training run is made of, ready to run (tests reach inside)."""
+    """What a training run is made of, ready to run (tests reach inside).
 
-    def __init__(self, args):
+    Under MPI (comm a googlenet_mpi.Distributed) rank 0 alone checks --out,
+    reads and checks the data, and writes run.json and every later file of
+    the run; the other ranks get the checked data from it, compute their
+    share of the feature cache and train on their shard of the examples.
+    """
+
+    def __init__(self, args, comm=Single()):
         self.args = args
-        self.output = check_out(args)
-        self.freeze_until = tuned_googlenet.parse_freeze_until(
-            args.freeze_until)
-        if args.cache_features and self.freeze_until != 'inc5b':
-            raise UserError('--cache-features needs the whole trunk frozen '
-                            '(--freeze-until inc5b)')
-        if not os.path.exists(args.model):
-            raise UserError('no converted model at {}: run '
-                            'convert_caffe_model.py --classes N first (N: the '
-                            'number of classes of --train), or pass --model'
-                            .format(args.model))
-        self.model, _ = tuned_googlenet.load_model(args.model,
-                                                   self.freeze_until)
-        pairs, val_pairs, self.class_names = prepare_data(
-            args, self.model.n_classes)
-        self.config = run_config(args, self.freeze_until, self.class_names,
-                                 pairs, val_pairs)
-        self.snapshot = None
-        if args.resume:
-            self.snapshot = (latest_snapshot(args.out) if args.resume ==
-                             'latest' else args.resume)
-            check_snapshot(self.snapshot, self.config)
-        cache = (2 * len(pairs) + len(val_pairs)) * FEATURE_SIZE * 4 if (
-            args.cache_features) else 0
-        check_disk_space(args.out, (args.keep_snapshots + 1) * snapshot_bytes(
-            self.model) + 2 * os.path.getsize(args.model) + cache)
-        with atomic_write(os.path.join(args.out, RUN_CONFIG), 'w') as f:
-            json.dump(self.config, f, indent=1)
-        self.device = tuned_googlenet.get_device(args.device)
+        self.comm = comm
+        self.aux = args.aux_heads == 'on'
+        self.model = None
+        (self.output, pairs, val_pairs, self.class_names, self.config,
+         self.snapshot, args.batchsize) = on_root(comm, self._prepare)
+        self.freeze_until = self.config['freeze_until']
+        if self.model is None:  # another rank than 0
+            self.model, _ = tuned_googlenet.load_model(args.model,
+                                                       self.freeze_until)
+        self.model.aux_heads = self.aux
+        self.device = tuned_googlenet.get_device(args.device, comm)
         self.model.to_device(self.device)
         if args.class_weight == 'balanced':
             weight = balanced_class_weight([label for _, label in pairs],
@@ -962,19 +1037,57 @@ class Session:
                                           args.max_pixels)
             self.val_set = ImageDataset(val_pairs, False, args.seed,
                                         args.max_pixels)
+        train_set, val_set = self.train_set, self.val_set
+        if comm.size > 1:
+            from chainermn.datasets import scatter_index
+            train_set, val_set = (Shard(dataset, *scatter_index(
+                len(dataset), comm.chainermn)) for dataset in (
+                    train_set, val_set))
         self.trainer = build_trainer(args, self.model, self.output,
-                                     self.class_names, self.train_set,
-                                     self.val_set, self.config,
-                                     self.snapshot)
+                                     self.class_names, train_set, val_set,
+                                     self.config, self.snapshot, comm)
+
+    def _prepare(self):
+        """Rank 0's part: checks, data, run.json; what the others need."""
+        args = self.args
+        output = check_out(args)
+        freeze_until = tuned_googlenet.parse_freeze_until(args.freeze_until)
+        if args.cache_features and freeze_until != 'inc5b':
+            raise UserError('--cache-features needs the whole trunk frozen '
+                            '(--freeze-until inc5b)')
+        if not os.path.exists(args.model):
+            raise UserError('no converted model at {}: run '
+                            'convert_caffe_model.py --classes N first (N: the '
+                            'number of classes of --train), or pass --model'
+                            .format(args.model))
+        self.model, _ = tuned_googlenet.load_model(args.model, freeze_until)
+        pairs, val_pairs, class_names = prepare_data(
+            args, self.model.n_classes)
+        config = run_config(args, freeze_until, class_names, pairs,
+                            val_pairs, self.comm.size)
+        snapshot = None
+        if args.resume:
+            snapshot = (latest_snapshot(args.out) if args.resume ==
+                        'latest' else args.resume)
+            check_snapshot(snapshot, config)
+        cache = (2 * len(pairs) + len(val_pairs)) * feature_size(
+            self.aux) * 4 if args.cache_features else 0
+        check_disk_space(args.out, (args.keep_snapshots + 1) * snapshot_bytes(
+            self.model) + 2 * os.path.getsize(args.model) + cache)
+        with atomic_write(os.path.join(args.out, RUN_CONFIG), 'w') as f:
+            json.dump(config, f, indent=1)
+        if args.cache_features:
+            os.makedirs(os.path.join(args.out, 'features'), exist_ok=True)
+        return (output, pairs, val_pairs, class_names, config, snapshot,
+                args.batchsize)
 
     def _cached(self, pairs, views, name, train):
-        folder = os.path.join(self.args.out, 'features')
-        os.makedirs(folder, exist_ok=True)
         features = cached_features(
-            self.model, pairs, views, os.path.join(folder, name + '.npz'),
+            self.model, pairs, views,
+            os.path.join(self.args.out, 'features', name + '.npy'),
             self.args.val_batchsize, self.device, self.args.loaderjob,
             self.args.loader_timeout, self.args.max_pixels,
-            not self.args.no_progress)
+            not self.args.no_progress, self.aux, self.comm)
         return CachedFeatures(features, [label for _, label in pairs], train,
                               self.args.seed)
 
@@ -982,6 +1095,8 @@ class Session:
         """Trains, then evaluates the best model and keeps the report."""
         trainer = self.trainer
         trainer.run(show_loop_exception_msg=False)
+        if self.comm.rank:
+            return None  # rank 0 reports
         log = trainer.get_extension('LogReport').log
         if trainer.updater.epoch < self.args.epoch:
             print('stopped early at epoch {}: validation accuracy has not '
@@ -1008,14 +1123,14 @@ class Session:
         return confusion
 
 
-def train(args):
+def train(args, comm=Single()):
     """A run as the command line gives it; failures of the disk become
     one-line UserErrors."""
     try:
         # A diverging loss is reported by stop_on_non_finite_loss in one
         # line, not by numpy's overflow warnings on the way there.
         with numpy.errstate(over='ignore', invalid='ignore'):
-            Session(args).run()
+            Session(args, comm).run()
     except OSError as e:
         raise UserError('cannot write {}: {}; once that is fixed, continue '
                         'with --resume latest'.format(
@@ -1057,7 +1172,7 @@ def main(argv=None):
     previous = signal.signal(signal.SIGINT, _on_sigint)
     sys.unraisablehook = _unraisable
     try:
-        code = report_errors(train, args)
+        code = run_main(train, args)
     finally:
         signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = sys.__unraisablehook__
@@ -1159,6 +1274,12 @@ def build_parser():
     parser.add_argument('--cache-features', action='store_true',
                         help='compute the frozen trunk once per image '
                         '(default: off)')
+    parser.add_argument('--aux-heads', choices=('on', 'off'), default='on',
+                        help='off: train loss3 alone and cache pool5 only '
+                        '(4 KB per view instead of 70 KB); with the trunk '
+                        'frozen the aux heads do not change loss3\'s '
+                        'classifier (default: %(default)s, the original\'s '
+                        'three heads)')
     parser.add_argument('--resume', help='a snapshot of this run to '
                         'continue from, or "latest" for the newest in --out '
                         '(default: a new run)')
@@ -1182,6 +1303,7 @@ def build_parser():
     parser.add_argument('--no-progress', action='store_true',
                         help='no progress bars (default: shown on a '
                         'terminal only, so logs get no control codes)')
+    add_option(parser)
     return parser
 
 

@@ -29,6 +29,7 @@ TRUNK = ('conv1', 'conv2_reduce', 'conv2',
 HEADS = ('loss1_conv', 'loss1_fc1', 'loss1_fc2',
          'loss2_conv', 'loss2_fc1', 'loss2_fc2',
          'loss3_fc')
+AUX_HEADS = HEADS[:6]
 # (in_channels, out1, proj3, out3, proj5, out5, proj_pool) of each module.
 INCEPTION = {
     'inc3a': (192, 64, 96, 128, 16, 32, 32),
@@ -158,8 +159,12 @@ class GoogLeNet(chainer.Chain):
     (None, or an array of n_classes on the model's device) weights each
     class's examples in the three losses, as softmax_cross_entropy does.
     ``initialize=False`` leaves the weights NaN for a load to overwrite
-    (load_model).
+    (load_model). ``aux_heads = False`` trains loss3 alone: the aux heads
+    are neither computed nor updated (with the trunk frozen they do not
+    change what loss3's classifier learns) and keep their weights.
     """
+
+    aux_heads = True
 
     def __init__(self, n_classes=None, freeze_until=DEFAULT_FREEZE_UNTIL,
                  initialize=True):
@@ -201,8 +206,10 @@ class GoogLeNet(chainer.Chain):
         return TRUNK[:TRUNK.index(self.freeze_until) + 1]
 
     def freeze_trunk(self):
-        """Keeps the frozen stages out of updates; call after optimizer.setup."""
-        for name in self.frozen_stages:
+        """Keeps the frozen stages (and the aux heads, when aux_heads is
+        False) out of updates; call after optimizer.setup."""
+        aux = () if self.aux_heads else AUX_HEADS
+        for name in self.frozen_stages + aux:
             getattr(self, name).disable_update()
 
     def _stage(self, name, h, ops):
@@ -310,27 +317,34 @@ class GoogLeNet(chainer.Chain):
         return self.loss3_fc(F.dropout(pool5, 0.4))
 
     def loss_from_features(self, aux1, aux2, pool5, t):
-        """The training loss of the three heads on the trunk's features."""
+        """The training loss of the three heads on the trunk's features,
+        or loss3 alone when aux1 and aux2 are None."""
         weight = self.class_weight
-        loss1 = F.softmax_cross_entropy(self._aux_head('loss1', aux1), t,
-                                        class_weight=weight)
-        loss2 = F.softmax_cross_entropy(self._aux_head('loss2', aux2), t,
-                                        class_weight=weight)
         y = self._main_head(pool5)
         loss3 = F.softmax_cross_entropy(y, t, class_weight=weight)
-        loss = (loss1 + loss2) * 0.3 + loss3
         # Label -1 (an image that could not be read) counts in neither.
-        chainer.report({'loss': loss, 'loss1': loss1, 'loss2': loss2,
-                        'loss3': loss3,
-                        'accuracy': F.accuracy(y, t, ignore_label=-1)}, self)
+        parts = {'loss3': loss3,
+                 'accuracy': F.accuracy(y, t, ignore_label=-1)}
+        loss = loss3
+        if aux1 is not None:
+            parts['loss1'] = F.softmax_cross_entropy(
+                self._aux_head('loss1', aux1), t, class_weight=weight)
+            parts['loss2'] = F.softmax_cross_entropy(
+                self._aux_head('loss2', aux2), t, class_weight=weight)
+            loss = (parts['loss1'] + parts['loss2']) * 0.3 + loss3
+        parts['loss'] = loss
+        chainer.report(parts, self)
         return loss
 
     def forward(self, *inputs):
         """``model(x, t)``, or ``model(aux1, aux2, pool5, t)`` on the trunk's
-        cached features."""
+        cached features, or ``model(pool5, t)`` (N x 1024 x 1 x 1) when the
+        cache holds pool5 alone."""
         *features, t = inputs
-        if len(features) == 1:
-            features = self.features(features[0])
+        if len(features) == 1 and features[0].shape[1] != 3:
+            features = (None, None, features[0])
+        elif len(features) == 1:
+            features = self.features(features[0], aux=self.aux_heads)
         return self.loss_from_features(*features, t)
 
     def predict(self, x):
@@ -343,12 +357,16 @@ class GoogLeNet(chainer.Chain):
         return F.softmax(self._main_head(pool5)).array
 
 
-def get_device(spec):
+def get_device(spec, comm=None):
     """The Chainer device of a spec (``@numpy``, ``@cupy:0``, or a GPU id
     as an int: negative for the CPU), made current; UserError if it is not
-    a device spec or needs CuPy, which is not installed."""
+    a device spec or needs CuPy, which is not installed. Under MPI (comm of
+    more than one rank) a GPU spec means each rank's own GPU, the one
+    numbered by its rank within its host (ChainerMN's intra_rank)."""
     if isinstance(spec, int):
         spec = '@numpy' if spec < 0 else '@cupy:{}'.format(spec)
+    if comm is not None and comm.size > 1 and spec.startswith('@cupy'):
+        spec = '@cupy:{}'.format(comm.chainermn.intra_rank)
     if spec.startswith('@cupy') and not chainer.backends.cuda.available:
         raise UserError('device {} needs CuPy, which is not installed; use '
                         '@numpy (the CPU)'.format(spec))

@@ -28,7 +28,6 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 import caffe_fixtures  # noqa: E402
-import googlenet_caffe  # noqa: E402
 import fast_ops  # noqa: E402
 import train_googlenet  # noqa: E402
 
@@ -66,12 +65,7 @@ def run(argv):
 def main():
     per_class = int(sys.argv[1]) if len(sys.argv) > 1 else 36
     with tempfile.TemporaryDirectory() as tmp:
-        caffemodel = os.path.join(tmp, 'bvlc_googlenet.caffemodel')
-        caffe_fixtures.write_caffemodel(caffemodel,
-                                        caffe_fixtures.random_weights(0))
-        model = os.path.join(tmp, 'tuned_googlenet.model')
-        googlenet_caffe.convert(caffemodel, model, n_classes=4,
-                                    log=lambda line: None)
+        model = caffe_fixtures.converted_model(tmp, 4)
         data = os.path.join(tmp, 'data')
         make_images(data, per_class)
         common = ['--train', data, '--model', model, '--no-progress',

@@ -4,6 +4,8 @@ Names and shapes come from chainer.links.GoogLeNet and BVLC's layer names, not
 from this project's converter, so the tests check the converter against an
 independent description of the file.
 """
+import os
+
 import numpy
 
 from chainer_compat import chainer  # noqa: F401 (before chainer.links)
@@ -139,3 +141,15 @@ def chainer_port(weights):
     chainer_googlenet._transfer_googlenet(
         {name: _CaffeLayer(w, b) for name, (w, b) in weights.items()}, net)
     return net
+
+
+def converted_model(folder, n_classes):
+    """A model of n_classes converted from a seeded caffemodel written in
+    folder (both kept there), as the benchmarks start; returns its path."""
+    import googlenet_caffe
+    caffemodel = os.path.join(folder, 'bvlc_googlenet.caffemodel')
+    write_caffemodel(caffemodel, random_weights(0))
+    model = os.path.join(folder, 'tuned_googlenet.model')
+    googlenet_caffe.convert(caffemodel, model, n_classes=n_classes,
+                            log=lambda line: None)
+    return model

@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 
 import numpy
@@ -12,6 +13,7 @@ from chainer_compat import chainer  # noqa: E402
 import caffe_fixtures  # noqa: E402
 import googlenet_caffe  # noqa: E402
 from http_fixtures import LocalServer  # noqa: E402
+from image_fixtures import FEATURES_ARGV, QUIET, make_dataset  # noqa: E402
 
 
 @pytest.fixture(scope='session')
@@ -49,6 +51,29 @@ def model_3(tmp_path_factory, caffemodels):
     googlenet_caffe.convert(caffemodels['v1'], path, n_classes=3,
                                 log=lambda line: None)
     return path
+
+
+@pytest.fixture(scope='session')
+def dataset(tmp_path_factory):
+    """Three colour classes of 8 small PNGs."""
+    return make_dataset(tmp_path_factory.mktemp('data') / 'colours', 8)
+
+
+@pytest.fixture(scope='session')
+def features(dataset, model_3, tmp_path_factory):
+    """The feature cache of cached_run's split, computed once (the trunk
+    is most of a short run's time); each run starts with a copy. Computed
+    in one process with one BLAS thread, as each MPI rank is run, so that
+    the two-rank cache can be compared with it byte for byte."""
+    out = tmp_path_factory.mktemp('features') / 'r'
+    argv = ['--train', dataset, '--model', model_3, '--out', str(out)] + \
+        FEATURES_ARGV + QUIET
+    subprocess.run([sys.executable, '-c', 'import sys, train_googlenet; '
+                    'train_googlenet.Session(train_googlenet.build_parser()'
+                    '.parse_args(sys.argv[1:]))'] + argv, check=True,
+                   cwd=ROOT, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, OPENBLAS_NUM_THREADS='1'))
+    return str(out / 'features')
 
 
 @pytest.fixture

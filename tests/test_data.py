@@ -532,7 +532,7 @@ def test_progress_bars_only_on_a_terminal_and_never_with_no_progress(
     model, _ = tuned_googlenet.load_model(model_3)
     monkeypatch.setattr(sys, 'stderr', Terminal())
     train_googlenet.cached_features(
-        model, pairs[:2], 1, str(tmp_path / 'f.npz'), 2,
+        model, pairs[:2], 1, str(tmp_path / 'f.npy'), 2,
         train_googlenet.chainer.get_device('@numpy'), 0, 60)
     text = sys.stderr.getvalue()
     assert 'trunk features: 100%' in text and '2/2 [' in text

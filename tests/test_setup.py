@@ -37,7 +37,7 @@ class Project:
         self.dir = root / 'project'
         self.dir.mkdir()
         for name in ('Makefile', 'requirements.txt', 'requirements-dev.txt',
-                     'requirements-build.txt'):
+                     'requirements-build.txt', 'requirements-mpi.txt'):
             shutil.copy(os.path.join(ROOT, name), str(self.dir))
         self.bin = root / 'bin'
         self.bin.mkdir()
@@ -122,7 +122,8 @@ def test_first_supported_candidate_builds_venv_once(project):
     build, dev = project.pip_calls()
     assert build.endswith('install -q -r requirements-build.txt')
     assert dev.endswith(
-        'install -q --no-build-isolation -r requirements-dev.txt')
+        'install -q --no-build-isolation -r requirements-dev.txt '
+        '-r requirements-mpi.txt')
 
     code, out, err = project.make('test')
     assert code == 0, err
@@ -218,7 +219,7 @@ def test_requirements_pin_each_package_once_per_python(version):
     env = {'python_version': version, 'python_full_version': version + '.0'}
     pins = {}
     for name in ('requirements.txt', 'requirements-dev.txt',
-                 'requirements-build.txt'):
+                 'requirements-build.txt', 'requirements-mpi.txt'):
         with open(os.path.join(ROOT, name)) as f:
             for line in f:
                 line = line.split('#')[0].strip()
@@ -231,4 +232,4 @@ def test_requirements_pin_each_package_once_per_python(version):
     assert {name: len(lines) for name, lines in pins.items()
             if len(lines) != 1} == {}
     assert {'chainer', 'numpy', 'pillow', 'matplotlib', 'setuptools',
-            'pytest'} <= set(pins)
+            'pytest', 'mpi4py', 'mpich'} <= set(pins)

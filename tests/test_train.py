@@ -10,7 +10,6 @@ import time
 
 import numpy
 import pytest
-from PIL import Image
 
 from chainer_compat import chainer
 
@@ -20,28 +19,8 @@ import googlenet_data
 import googlenet_predict
 import train_googlenet
 import tuned_googlenet
+from image_fixtures import QUIET, make_dataset
 from numeric import LOGIT_RTOL, assert_close
-
-COLOURS = {'blue': (30, 40, 220), 'green': (30, 200, 40), 'red': (220, 30, 30)}
-QUIET = ['--no-progress', '--loaderjob', '0']
-
-
-def make_dataset(root, per_class, colours=COLOURS):
-    rng = numpy.random.RandomState(0)
-    for name, colour in colours.items():
-        os.makedirs(os.path.join(root, name), exist_ok=True)
-        for i in range(per_class):
-            noise = rng.randint(-30, 30, (40 + i, 50, 3))
-            array = numpy.clip(numpy.array(colour) + noise, 0, 255)
-            Image.fromarray(array.astype(numpy.uint8)).save(
-                os.path.join(root, name, '{}.png'.format(i)))
-    return str(root)
-
-
-@pytest.fixture(scope='session')
-def dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp('data') / 'colours', 8)
-
 
 def args_for(*argv):
     return train_googlenet.build_parser().parse_args(list(argv))
@@ -324,17 +303,6 @@ def test_unknown_freeze_layer(capsys, tmp_path, dataset, model_3):
 
 def _run(*argv):
     return train_googlenet.main(list(argv) + QUIET)
-
-
-@pytest.fixture(scope='session')
-def features(dataset, model_3, tmp_path_factory):
-    """The feature cache of _cached_run's split, computed once (the trunk
-    is most of a short run's time); each run starts with a copy."""
-    out = tmp_path_factory.mktemp('features') / 'r'
-    train_googlenet.Session(args_for(
-        '--train', dataset, '--model', model_3, '--out', str(out),
-        '--cache-features', '--val-ratio', '0.25', *QUIET))
-    return str(out / 'features')
 
 
 @pytest.fixture
@@ -820,3 +788,13 @@ def test_optimizer_settings_are_checked(capsys, option, value):
                                                    value])
     assert exit.value.code == 2
     assert 'argument {}: expected'.format(option) in capsys.readouterr().err
+
+
+def test_snapshots_from_before_aux_heads_and_mpi_still_resume():
+    current = dict({key: 1 for key in train_googlenet.RUN_KEYS},
+                   aux_heads='on', processes=1)
+    old = {key: value for key, value in current.items()
+           if key not in ('aux_heads', 'processes')}
+    assert train_googlenet.config_difference(old, current) == ''
+    assert train_googlenet.config_difference(old, dict(
+        current, processes=2)) == 'MPI processes (1 vs 2)'

@@ -1,0 +1,27 @@
+"""Small labelled image folders, and the options, of the training and MPI
+tests."""
+import os
+
+import numpy
+from PIL import Image
+
+# What training runs in tests pass to stay quiet and in one process.
+QUIET = ['--no-progress', '--loaderjob', '0']
+# The features fixture's run (conftest); the MPI tests compute the same
+# cache on two ranks. Blocks of 4 images make five of the 18 training images.
+FEATURES_ARGV = ['--cache-features', '--val-ratio', '0.25',
+                 '--val-batchsize', '4']
+COLOURS = {'blue': (30, 40, 220), 'green': (30, 200, 40), 'red': (220, 30, 30)}
+
+
+def make_dataset(root, per_class, colours=COLOURS):
+    """One folder of per_class noisy PNGs per colour; returns root."""
+    rng = numpy.random.RandomState(0)
+    for name, colour in colours.items():
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        for i in range(per_class):
+            noise = rng.randint(-30, 30, (40 + i, 50, 3))
+            array = numpy.clip(numpy.array(colour) + noise, 0, 255)
+            Image.fromarray(array.astype(numpy.uint8)).save(
+                os.path.join(root, name, '{}.png'.format(i)))
+    return str(root)
