@@ -65,6 +65,19 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    """An argparse type: a whole number, zero or above (seeds, counts that
+    may be none)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            'expected a whole number, zero or above, got {!r}'.format(text))
+    return value
+
+
 def positive_float(text):
     """An argparse type: a finite number above zero."""
     return _finite_in(text, lambda value: value > 0, 'a positive number')

@@ -381,7 +381,8 @@ def build_parser():
     parser.add_argument('-g', '--gpu', type=int, default=None,
                         help='the original\'s option: GPU id, -1 for the '
                         'CPU; -g N is -d @cupy:N (default: use --device)')
-    parser.add_argument('--max-bytes', type=int, default=MAX_DOWNLOAD_BYTES,
+    parser.add_argument('--max-bytes', type=positive_int,
+                        default=MAX_DOWNLOAD_BYTES,
                         help='download size limit per image (default: '
                         '%(default)s)')
     parser.add_argument('--timeout', type=positive_float, default=30,

@@ -49,7 +49,8 @@ from googlenet_data import (check_labels, class_report,  # noqa: E402
                             stratified_split, write_report)
 from googlenet_io import (CENTER, CROP, DEFAULT_MAX_PIXELS,  # noqa: E402
                           RESIZE, UserError, atomic_write, check_output_path,
-                          crop, file_sha1, non_negative_float, one_line,
+                          crop, file_sha1, non_negative_float,
+                          non_negative_int, one_line,
                           open_image, positive_float, positive_int, progress,
                           read_labels, remove_stale_temporaries,
                           resized_bgr, RowCache, save_npz, sigint_deferred,
@@ -1214,7 +1215,7 @@ def build_parser():
                         default=DEFAULT_MAX_PIXELS,
                         help='refuse images of more pixels (width x height;'
                         ' default: %(default)s)')
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=non_negative_int, default=0,
                         help='seeds the validation split, the shuffle, the '
                         'crops and mirrors, and dropout (default: '
                         '%(default)s)')
@@ -1291,7 +1292,8 @@ def build_parser():
     parser.add_argument('--keep-snapshots', type=positive_int, default=2,
                         help='newest snapshots kept, the older deleted '
                         '(default: %(default)s)')
-    parser.add_argument('--loaderjob', '-j', type=int, default=2,
+    parser.add_argument('--loaderjob', '-j', type=non_negative_int,
+                        default=2,
                         help='image-decoding processes, 0 for none '
                         '(default: %(default)s)')
     parser.add_argument('--loader-timeout', type=positive_float, default=60,

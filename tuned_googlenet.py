@@ -170,8 +170,8 @@ class GoogLeNet(chainer.Chain):
                  initialize=True):
         super().__init__()
         self.n_classes = N_CLASSES if n_classes is None else int(n_classes)
-        if self.n_classes < 1:
-            raise UserError('the number of classes must be positive, got {}'
+        if self.n_classes < 2:  # a softmax over one class is always 100%
+            raise UserError('a classifier needs at least 2 classes, got {}'
                             .format(self.n_classes))
         if freeze_until is not None and freeze_until not in TRUNK:
             raise ValueError('freeze_until must be None or one of TRUNK')

@@ -165,6 +165,13 @@ def test_missing_file(tmp_path, capsys):
     assert 'not found' in err and 'add --download' in err
 
 
+@pytest.mark.parametrize('classes', ['0', '1', '-2'])
+def test_fewer_than_two_classes_are_refused(tmp_path, capsys, caffemodels,
+                                            classes):
+    err = _bad(tmp_path, capsys, caffemodels['v1'], '--classes', classes)
+    assert 'a classifier needs at least 2 classes, got ' + classes in err
+
+
 def test_jpeg_is_not_a_caffemodel(tmp_path, capsys):
     from PIL import Image
     path = tmp_path / 'photo.jpg'

@@ -781,13 +781,15 @@ def test_output_that_is_the_starting_model_is_refused(capsys, tmp_path,
 
 @pytest.mark.parametrize('option, value', [
     ('--momentum', 'nan'), ('--momentum', '1'), ('--momentum', '-0.1'),
-    ('--weight-decay', '-1'), ('--weight-decay', 'inf')])
-def test_optimizer_settings_are_checked(capsys, option, value):
+    ('--weight-decay', '-1'), ('--weight-decay', 'inf'), ('--seed', '-1'),
+    ('--seed', '1.5'), ('--loaderjob', '-1')])
+def test_optimizer_and_run_settings_are_checked(capsys, option, value):
     with pytest.raises(SystemExit) as exit:
         train_googlenet.build_parser().parse_args(['--train', 'x', option,
                                                    value])
     assert exit.value.code == 2
-    assert 'argument {}: expected'.format(option) in capsys.readouterr().err
+    assert re.search(r'argument {}(/-\w)?: expected'.format(option),
+                     capsys.readouterr().err)
 
 
 def test_snapshots_from_before_aux_heads_and_mpi_still_resume():
