@@ -23,9 +23,9 @@ if __name__ == '__main__':
     signal.signal(signal.SIGINT, _interrupted_early)
 
 import argparse  # noqa: E402
+import collections  # noqa: E402
 import concurrent.futures.process  # noqa: E402
 import contextlib  # noqa: E402
-import functools  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -417,7 +417,7 @@ class LoaderIterator(chainer.iterators.SerialIterator):
         return state, indices, futures
 
     def _start(self, indices):
-        """Futures of the examples' files; [] when the workers died."""
+        """Futures of the examples' files; None when the workers died."""
         # The workers start at the first submit.
         with sigint_deferred():
             if self._executor is None:
@@ -429,14 +429,14 @@ class LoaderIterator(chainer.iterators.SerialIterator):
                 return [self._executor.submit(_load_example, int(i))
                         for i in indices]
             except concurrent.futures.process.BrokenProcessPool:
-                return []
+                return None
 
     def _collect(self, indices, futures):
         deaths = 0
         while True:
             deadline = time.monotonic() + self.timeout
             try:
-                if not futures:
+                if futures is None:
                     raise concurrent.futures.process.BrokenProcessPool
                 return [_receive(future.result(max(
                     0, deadline - time.monotonic()))) for future in futures]
@@ -563,12 +563,12 @@ def config_difference(stored, current):
     for key, words in RUN_KEYS.items():
         if stored.get(key) != current.get(key):
             if key == 'class_names':
-                words = 'class names ({} vs {})'.format(
+                words = 'class names ({} in the snapshot; {} now)'.format(
                     ', '.join(stored.get(key) or []),
                     ', '.join(current[key]))
             elif key not in ('data', 'model'):
-                words = '{} ({} vs {})'.format(words, stored.get(key),
-                                               current[key])
+                words = '{} ({} in the snapshot, {} now)'.format(
+                    words, stored.get(key), current[key])
             differ.append(words)
     return '; '.join(differ)
 
@@ -667,16 +667,92 @@ class SeededUpdater(training.updaters.StandardUpdater):
         super().update_core()
 
 
-class EarlyStopping(training.triggers.EarlyStoppingTrigger):
-    """Chainer's EarlyStoppingTrigger, whose best value, count and interval
-    triggers 7.8.1 does not keep in snapshots: a resumed run would forget
-    how long it had not improved."""
+class EarlyStopping(training.Extension):
+    """--patience N: the run stops once validation accuracy has not improved
+    for N evaluations (what Chainer's EarlyStoppingTrigger does).
+
+    Chainer's trigger counts at the next turn of the training loop, after
+    that iteration's snapshot is written, so a run resumed from it missed
+    one evaluation and stopped an epoch late. This extension counts right
+    after the Evaluator (its priority is below the Evaluator's, above the
+    snapshot's -100), so snapshots keep best and count; the run's stop
+    trigger, ``stop``, reads only them and the epoch.
+    """
+    trigger = (1, 'epoch')
+    priority = training.PRIORITY_EDITOR
+    monitor = 'validation/main/accuracy'
+
+    def __init__(self, patience, max_epoch):
+        self.patience = patience
+        self.max_epoch = max_epoch
+        self.best = -math.inf
+        self.count = 0
+
+    def __call__(self, trainer):
+        value = trainer.observation.get(self.monitor)
+        if value is None:
+            return
+        value = float(chainer.backend.CpuDevice().send(
+            chainer.as_array(value)))
+        if value > self.best:
+            self.best, self.count = value, 0
+        else:
+            self.count += 1
+
+    def stop(self, trainer):
+        return trainer.updater.epoch_detail >= self.max_epoch or \
+            self.count >= self.patience
 
     def serialize(self, serializer):
-        self._max_trigger.serialize(serializer['max_trigger'])
-        self._interval_trigger.serialize(serializer['interval_trigger'])
         self.best = float(serializer('best', self.best))
         self.count = int(serializer('count', self.count))
+
+
+class ExactEvaluator(extensions.Evaluator):
+    """The validation set's loss and accuracy over its images.
+
+    Chainer's Evaluator averages its batches' means, so a short last batch
+    weighs as much as a full one, and ChainerMN's averages the ranks' means
+    over shards padded to equal length with repeated images. This one
+    weights each batch's values by its labelled images (label -1, an
+    unreadable image, counts in neither) and sums them over the ranks
+    (comm: googlenet_mpi's Single or Distributed), so validation/main/
+    accuracy is the fraction of the validation images classified right.
+    """
+
+    def __init__(self, iterator, target, device, comm):
+        super().__init__(iterator, target, device=device)
+        self.comm = comm
+
+    def evaluate(self):
+        iterator = self.get_iterator('main')
+        target = self.get_target('main')
+        iterator.reset()
+        sums, count = collections.defaultdict(float), 0
+        for batch in iterator:
+            if not batch:
+                continue
+            inputs = chainer.dataset.concat_examples(batch, self.device)
+            labelled = int((chainer.backend.CpuDevice().send(inputs[-1]) >= 0)
+                           .sum())
+            observation = {}
+            with chainer.reporter.report_scope(observation), \
+                    chainer.no_backprop_mode():
+                target(*inputs)
+            for key, value in observation.items():
+                sums[key] += labelled * float(
+                    chainer.backend.CpuDevice().send(chainer.as_array(value)))
+            count += labelled
+        parts = self.comm.gather((dict(sums), count))
+        if not self.comm.rank:
+            count = sum(n for _, n in parts)
+            totals = collections.defaultdict(float)
+            for part, _ in parts:
+                for key, value in part.items():
+                    totals[key] += value
+            parts = {key: value / count for key, value in totals.items()} \
+                if count else {}
+        return self.comm.bcast(parts)
 
 
 @training.make_extension(trigger=(1, 'iteration'),
@@ -757,13 +833,10 @@ def build_trainer(args, model, output, class_names, train_set, val_set,
     optimizer = tuned_googlenet.make_optimizer(
         model, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay)
-    evaluator = None
     if comm.size > 1:
         import chainermn
         optimizer = chainermn.create_multi_node_optimizer(
             optimizer, comm.chainermn, zero_fill=False)
-        evaluator = functools.partial(chainermn.create_multi_node_evaluator,
-                                      communicator=comm.chainermn)
     loaderjob = 0 if args.cache_features else args.loaderjob
     train_iter = make_iterator(train_set, args.batchsize, loaderjob,
                                args.loader_timeout, SeededOrder(args.seed))
@@ -774,17 +847,17 @@ def build_trainer(args, model, output, class_names, train_set, val_set,
                             seed=args.seed,
                             rank=comm.rank if comm.size > 1 else None)
     stop = (args.epoch, 'epoch')
-    if args.patience:
-        stop = EarlyStopping(monitor='validation/main/accuracy',
-                             patience=args.patience, mode='max',
-                             max_trigger=stop)
-    trainer = training.Trainer(updater, stop, args.out)
+    early = EarlyStopping(args.patience, args.epoch) if args.patience \
+        else None
+    trainer = training.Trainer(updater, early.stop if early else stop,
+                               args.out)
     epoch = (1, 'epoch')
     trainer.extend(stop_on_non_finite_loss)
     trainer.extend(stop_if_interrupted)
-    validation = extensions.Evaluator(val_iter, model, device=device)
-    trainer.extend(evaluator(validation) if evaluator else validation,
-                   trigger=epoch)
+    trainer.extend(ExactEvaluator(val_iter, model, device, comm),
+                   name='validation', trigger=epoch)
+    if early:
+        trainer.extend(early)
     schedule, trigger = lr_schedule(args, int(math.ceil(
         args.epoch * len(train_set) / args.batchsize)))
     if schedule is not None:
@@ -915,8 +988,9 @@ def prepare_data(args, n_classes):
 
 def check_out(args):
     """Makes --out, checks that it and --output's folder can be written,
-    that --out holds no other run (unless resuming), and removes what a
-    killed earlier session of this run left half-written."""
+    and removes what a killed earlier session of this run left
+    half-written; returns --output's path and what of a run --out holds
+    (snapshots, log, best model: check_new_run decides)."""
     out = args.out
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError('--out {} is a file, not a folder'.format(out))
@@ -932,14 +1006,9 @@ def check_out(args):
             output))
     check_writable(os.path.dirname(os.path.abspath(output)), '--output')
     check_output_path(output, [args.model], '--output')
-    if not args.resume:
-        taken = [name for name in os.listdir(out)
-                 if SNAPSHOT_PATTERN.match(name) or name == 'log'
-                 or os.path.join(out, name) == output]
-        if taken:
-            raise UserError('{} holds another training run ({}): continue '
-                            'it with --resume latest, or pass another --out'
-                            .format(out, ', '.join(sorted(taken)[:3])))
+    taken = [name for name in os.listdir(out)
+             if SNAPSHOT_PATTERN.match(name) or name == 'log'
+             or os.path.join(out, name) == output]
     for name in os.listdir(out):
         if STRAY_PATTERN.match(name):
             path = os.path.join(out, name)
@@ -948,7 +1017,39 @@ def check_out(args):
             else:
                 os.unlink(path)
             print('removed {}, left by an interrupted run'.format(path))
-    return output
+    return output, taken
+
+
+def snapshot_to_resume(args, config, taken):
+    """The snapshot --resume names (checked against config), or None for a
+    new run; UserError when --out holds another run.
+
+    A folder that holds this very run (its run.json is config) stopped
+    before its first snapshot has nothing to resume: with or without
+    --resume latest, the run starts again from the beginning, which loses
+    nothing a resume could have kept.
+    """
+    out = args.out
+    if not snapshot_files(out) and (taken or args.resume == 'latest'):
+        try:
+            with open(os.path.join(out, RUN_CONFIG)) as f:
+                same = not config_difference(json.load(f), config)
+        except (OSError, ValueError, TypeError):
+            same = False
+        if same:
+            print('{} holds this run, stopped before its first snapshot: '
+                  'starting it from the beginning'.format(out))
+            return None
+    if not args.resume:
+        if taken:
+            raise UserError('{} holds another training run ({}): continue '
+                            'it with --resume latest, or pass another --out'
+                            .format(out, ', '.join(sorted(taken)[:3])))
+        return None
+    snapshot = latest_snapshot(out) if args.resume == 'latest' else \
+        args.resume
+    check_snapshot(snapshot, config)
+    return snapshot
 
 
 def check_writable(folder, option):
@@ -1041,9 +1142,11 @@ class Session:
         train_set, val_set = self.train_set, self.val_set
         if comm.size > 1:
             from chainermn.datasets import scatter_index
-            train_set, val_set = (Shard(dataset, *scatter_index(
-                len(dataset), comm.chainermn)) for dataset in (
-                    train_set, val_set))
+            train_set = Shard(train_set, *scatter_index(
+                len(train_set), comm.chainermn))
+            # Each image once: ExactEvaluator sums over unequal shards.
+            val_set = Shard(val_set, *scatter_index(
+                len(val_set), comm.chainermn, force_equal_length=False))
         self.trainer = build_trainer(args, self.model, self.output,
                                      self.class_names, train_set, val_set,
                                      self.config, self.snapshot, comm)
@@ -1051,7 +1154,7 @@ class Session:
     def _prepare(self):
         """Rank 0's part: checks, data, run.json; what the others need."""
         args = self.args
-        output = check_out(args)
+        output, taken = check_out(args)
         freeze_until = tuned_googlenet.parse_freeze_until(args.freeze_until)
         if args.cache_features and freeze_until != 'inc5b':
             raise UserError('--cache-features needs the whole trunk frozen '
@@ -1066,11 +1169,7 @@ class Session:
             args, self.model.n_classes)
         config = run_config(args, freeze_until, class_names, pairs,
                             val_pairs, self.comm.size)
-        snapshot = None
-        if args.resume:
-            snapshot = (latest_snapshot(args.out) if args.resume ==
-                        'latest' else args.resume)
-            check_snapshot(snapshot, config)
+        snapshot = snapshot_to_resume(args, config, taken)
         cache = (2 * len(pairs) + len(val_pairs)) * feature_size(
             self.aux) * 4 if args.cache_features else 0
         check_disk_space(args.out, (args.keep_snapshots + 1) * snapshot_bytes(

@@ -95,6 +95,17 @@ def test_two_ranks_cache_bit_for_bit_and_train_once_resuming_after_a_kill(
     assert [entry['epoch'] for entry in log] == [1, 2]
     with open(out / 'run.json') as f:
         assert json.load(f)['processes'] == 2
+    # Validation counts each image once, on whichever rank holds it: the
+    # log's accuracy is a whole number of images, and the best model's
+    # report (rank 0, the whole set) says what the log said of it.
+    with open(out / 'report.json') as f:
+        report = json.load(f)
+    images = report['images']
+    for entry in log:
+        right = entry['validation/main/accuracy'] * images
+        assert right == pytest.approx(round(right), abs=1e-6), entry
+    assert report['accuracy'] == pytest.approx(
+        report['best_validation_accuracy'], abs=1e-6)
 
 
 def test_two_rank_prediction_prints_every_input_once_in_order(

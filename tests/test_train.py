@@ -351,12 +351,13 @@ def test_one_run_per_out_and_resume_checks_the_run(
     assert cached_run(out, '--resume', 'latest', data=other) == 1
     err = _one_error_line(capsys)
     assert 'another run' in err and 'data set' in err
-    assert 'class names (blue, green, red vs cyan, grey, pink)' in err
+    assert ('class names (blue, green, red in the snapshot; cyan, grey, '
+            'pink now)') in err
     # ... and so does a snapshot of another folder's run, other seed.
     snapshot = train_googlenet.latest_snapshot(str(out))
     assert cached_run(tmp_path / 'r2', '--seed', '5',
                        '--resume', snapshot) == 1
-    assert '--seed (0 vs 5)' in _one_error_line(capsys)
+    assert '--seed (0 in the snapshot, 5 now)' in _one_error_line(capsys)
     # A folder without snapshots says how to start instead.
     assert cached_run(tmp_path / 'r3', '--resume', 'latest') == 1
     assert 'without --resume to start it' in _one_error_line(capsys)
@@ -364,6 +365,22 @@ def test_one_run_per_out_and_resume_checks_the_run(
     assert cached_run(out, '--resume', 'latest',
                        '--epoch', '2') == 0
     assert len(read_log(str(out))) == 2
+    # Stopped before its first snapshot (Ctrl-C in epoch 1's snapshot
+    # write), the same run starts again, with or without --resume latest.
+    for name, _ in [('r4', None), ('r5', 'latest')]:
+        fresh = tmp_path / name
+        assert cached_run(fresh, '--epoch', '1') == 0
+        for _, path in train_googlenet.snapshot_files(str(fresh)):
+            os.unlink(path)
+        capsys.readouterr()
+        assert cached_run(fresh, '--epoch', '1', *(
+            ['--resume', 'latest'] if _ else [])) == 0
+        assert 'stopped before its first snapshot: starting it from the ' \
+            'beginning' in capsys.readouterr().out
+        assert len(read_log(str(fresh))) == 1
+    # Another configuration there is still refused.
+    assert cached_run(tmp_path / 'r4', '--epoch', '1', '--seed', '3') == 1
+    assert 'holds another training run' in _one_error_line(capsys)
 
 
 def test_resumed_run_equals_an_uninterrupted_one_and_its_plots_the_log(
@@ -530,11 +547,40 @@ def test_lr_policies_and_patience(
     # The rate of each epoch's last update (iterations 5 and 9 of 9):
     # 1e-3 * (1 - (iteration - 1) / 9).
     assert lrs == pytest.approx([1e-3 * (1 - 4 / 9), 1e-3 * (1 - 8 / 9)])
+    patience = ['--epoch', '10', '--lr', '1e-12', '--patience', '2',
+                '--keep-snapshots', '9']
     out = tmp_path / 'patience'
-    assert cached_run(out, '--epoch', '10', '--lr',
-                       '1e-12', '--patience', '2') == 0
-    assert len(read_log(str(out))) == 3
+    assert cached_run(out, *patience) == 0
+    whole = read_log(str(out))
+    assert len(whole) == 3
     assert 'stopped early at epoch 3' in capsys.readouterr().out
+    # Resumed from epoch 2's snapshot, it stops where it stopped...
+    resumed = tmp_path / 'resumed'
+    shutil.copytree(out, resumed)
+    os.unlink(train_googlenet.snapshot_files(str(resumed))[-1][1])
+    assert cached_run(resumed, *patience, '--resume', 'latest') == 0
+    assert _without_times(read_log(str(resumed))) == _without_times(whole)
+    # ... and a run that stopped early, resumed, trains no more.
+    assert cached_run(out, *patience, '--resume', 'latest') == 0
+    assert _without_times(read_log(str(out))) == _without_times(whole)
+    assert 'UserWarning' not in capsys.readouterr().err
+
+
+def test_validation_accuracy_is_over_images_not_batch_means(
+        cached_run, tmp_path):
+    # Batches of 4 leave a short last one, which Chainer's Evaluator would
+    # weigh as much as each full batch.
+    out = tmp_path / 'r'
+    assert cached_run(out, '--epoch', '3', '--val-batchsize', '4') == 0
+    with open(out / 'report.json') as f:
+        report = json.load(f)
+    assert report['images'] % 4
+    for entry in read_log(str(out)):
+        right = entry['validation/main/accuracy'] * report['images']
+        assert right == pytest.approx(round(right), abs=1e-6), entry
+    # The best model, evaluated again, scores what the log says it did.
+    assert report['accuracy'] == pytest.approx(
+        report['best_validation_accuracy'], abs=1e-6)
 
 
 def test_balanced_class_weight(cached_run, model_3, tmp_path, capsys):
@@ -799,4 +845,4 @@ def test_snapshots_from_before_aux_heads_and_mpi_still_resume():
            if key not in ('aux_heads', 'processes')}
     assert train_googlenet.config_difference(old, current) == ''
     assert train_googlenet.config_difference(old, dict(
-        current, processes=2)) == 'MPI processes (1 vs 2)'
+        current, processes=2)) == 'MPI processes (1 in the snapshot, 2 now)'
