@@ -418,8 +418,9 @@ def evaluation_report(probs, pairs, class_names, k=5, subset=None):
 
     Returns class_report's dict over the classes in ``subset`` (default: all;
     a model of many classes shows those that are true or predicted, which
-    keeps every row and column sum) plus 'top1', 'top5' (top-k with k =
-    min(k, classes)) and 'misclassified': each input whose top-1 is wrong,
+    keeps every row and column sum) plus 'top1', 'topK' (top-k accuracy,
+    K = min(k, classes), also under 'top_k': 'top5' for ImageNet's 1000,
+    'top3' for 3 classes) and 'misclassified': each input whose top-1 is wrong,
     with its true class and its k best predictions. Names and paths are
     ``shown``: undecodable bytes of a file name appear escaped.
     """
@@ -439,8 +440,8 @@ def evaluation_report(probs, pairs, class_names, k=5, subset=None):
                           [class_names[i] for i in subset])
     count = len(labels)
     report['top1'] = float((predicted == labels).mean()) if count else 0.0
-    report['top5'] = (float((best == labels[:, None]).any(axis=1).mean())
-                      if count else 0.0)
+    report['top{}'.format(k)] = (
+        float((best == labels[:, None]).any(axis=1).mean()) if count else 0.0)
     report['top_k'] = k
     report['misclassified'] = [
         {'input': shown(path), 'true': class_names[label],
@@ -453,11 +454,12 @@ def evaluation_report(probs, pairs, class_names, k=5, subset=None):
 
 def format_evaluation(report):
     """evaluation_report's dict as the table evaluation prints."""
-    n = report['images']
+    n, k = report['images'], report['top_k']
     lines = ['top-1 accuracy {:.4f} ({} of {} images)'.format(
         report['top1'], round(report['top1'] * n), n),
         'top-{} accuracy {:.4f} ({} of {} images)'.format(
-            report['top_k'], report['top5'], round(report['top5'] * n), n),
+            k, report['top{}'.format(k)],
+            round(report['top{}'.format(k)] * n), n),
         format_report(report)]
     if report['misclassified']:
         lines.append('misclassified ({}):'.format(

@@ -41,7 +41,9 @@ class Unreachable(UserError):
 
 
 def report_errors(function, *args, **kwargs):
-    """Runs function; a UserError becomes one line on stderr and exit code 1."""
+    """Runs function; a UserError becomes one line on stderr and exit code 1,
+    Ctrl-C ``interrupted`` and 130, and a reader of stdout that went away
+    (``| head``) a quiet stop with 141, as a Unix tool killed by SIGPIPE."""
     try:
         result = function(*args, **kwargs)
     except UserError as e:
@@ -50,6 +52,11 @@ def report_errors(function, *args, **kwargs):
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # What is still buffered would fail again when Python flushes
+        # stdout at exit (the recipe of Python's signal documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0 if result is None else result
 
 

@@ -243,3 +243,13 @@ def test_undecodable_names_are_shown_escaped(tmp_path):
     evaluate_googlenet.write_outputs(out, report, [name, 'tea'])
     with open(os.path.join(out, 'report.txt'), encoding='utf-8') as f:
         assert 'caf\\xe9' in f.read()
+
+
+def test_top_k_is_named_by_its_k():
+    probs = numpy.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]], numpy.float32)
+    report = googlenet_data.evaluation_report(
+        probs, [('a.png', 2), ('b.png', 1)], ['x', 'y', 'z'])
+    assert (report['top_k'], report['top1'], report['top3']) == (3, 0.0, 1.0)
+    assert 'top5' not in report
+    assert 'top-3 accuracy 1.0000 (2 of 2 images)' in \
+        googlenet_data.format_evaluation(report)

@@ -2,6 +2,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy
 import pytest
@@ -427,3 +429,18 @@ def test_timeout_must_be_positive(capsys, value):
         googlenet_predict.main(['--timeout', value, '-u', 'http://x/y.jpg'])
     assert exit.value.code == 2
     assert 'expected a positive number' in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_stops_it_quietly(tmp_path, five_class_model):
+    for i in range(30):  # the reader leaves long before the last
+        (tmp_path / 'p{:02}.png'.format(i)).write_bytes(png_bytes())
+    process = subprocess.Popen(
+        [sys.executable, googlenet_predict.__file__, '--model',
+         five_class_model, '--json', '-b', '2', str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = process.stdout.readline()  # as `| head -1`
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 141
+    assert json.loads(first)['input'].endswith('p00.png')
+    assert err == b''
