@@ -19,7 +19,6 @@ import warnings
 
 import numpy
 from PIL import Image, ImageOps, UnidentifiedImageError
-from tqdm import tqdm
 
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
@@ -264,6 +263,9 @@ def progress(iterable, description, enabled=True, total=None):
     """iterable with a tqdm bar on stderr (count, rate, time left); none when
     not enabled or when stderr is not a terminal, so logs get no control
     codes."""
+    # Imported here: tqdm takes 60 ms of every start-up (its version
+    # lookup through importlib.metadata), and prediction shows no bar.
+    from tqdm import tqdm
     return tqdm(iterable, desc=description, total=total, unit='image',
                 file=sys.stderr, disable=None if enabled else True)
 

@@ -80,21 +80,64 @@ def test_winograd_matches_the_direct_convolution(rng, monkeypatch, n, h, w,
     assert (wide[:, :2] == 7).all() and (wide[:, 2 + o:] == 7).all()
 
 
-def test_loading_skips_the_initialisers(model_1000):
-    blank = tuned_googlenet.GoogLeNet(1000, initialize=False)
-    assert numpy.isnan(blank.inc3a.conv3.W.array).all()
+def test_loading_takes_the_files_arrays_and_no_gradients(model_1000):
     model, _ = tuned_googlenet.load_model(model_1000)
     with numpy.load(model_1000) as npz:
+        assert len(npz.files) == len(list(model.params()))
         for name, param in model.namedparams():
             assert numpy.array_equal(param.array, npz[name[1:]]), name
+            assert param.array.flags.writeable and param.grad is None
 
 
-def test_prediction_imports_no_download_or_plot_library():
-    code = ('import sys, googlenet_predict; print(sorted({"requests", '
-            '"matplotlib"} & set(sys.modules)))')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, cwd=ROOT, check=True).stdout
-    assert out.strip() == '[]'
+@pytest.mark.parametrize('save', [numpy.savez, numpy.savez_compressed])
+def test_read_npz_gives_what_numpy_load_gives(tmp_path, rng, save):
+    path = str(tmp_path / 'a.npz')
+    arrays = {'a/W': rng.randn(3, 4, 5).astype(numpy.float32),
+              'b': numpy.arange(7, dtype=numpy.int64), 'empty': numpy.ones(0),
+              'class_names': numpy.array(['cat', 'dog house'])}
+    save(path, **arrays)
+    got = tuned_googlenet.read_npz(path)
+    assert sorted(got) == sorted(arrays)
+    for name, array in arrays.items():
+        assert got[name].dtype == array.dtype, name
+        assert numpy.array_equal(got[name], array), name
+
+
+def test_a_truncated_or_incomplete_model_is_refused(tmp_path, model_1000):
+    with open(model_1000, 'rb') as f:
+        data = f.read()
+    cut = tmp_path / 'cut.model'
+    cut.write_bytes(data[:len(data) // 2] + data[-2000:])
+    with pytest.raises(UserError, match='cannot read model file'):
+        tuned_googlenet.load_model(str(cut))
+    with numpy.load(model_1000) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    for edit in ('missing', 'shape'):
+        edited = dict(arrays)
+        if edit == 'missing':
+            del edited['inc4c/conv3/W']
+        else:
+            edited['inc4c/conv3/W'] = edited['inc4c/conv3/W'][:, :-1]
+        path = str(tmp_path / (edit + '.model'))
+        with open(path, 'wb') as f:
+            numpy.savez(f, **edited)
+        with pytest.raises(UserError, match='cannot read model file'):
+            tuned_googlenet.load_model(path)
+
+
+def test_prediction_with_a_model_imports_no_dead_weight(model_1000):
+    # What a run that classifies with an existing model never uses, and
+    # whose imports would lengthen every start-up: downloads, plots,
+    # progress bars, the caffemodel reader.
+    code = ('import sys, googlenet_predict\n'
+            'code = googlenet_predict.main(sys.argv[1:])\n'
+            'print(sorted({"requests", "matplotlib", "tqdm", "google.protobuf",'
+            ' "caffe_pb2"} & set(sys.modules)), code)')
+    out = subprocess.run(
+        [sys.executable, '-c', code, '--model', model_1000, '--top', '1',
+         os.path.join(ROOT, 'sample_images', 'cat.png')],
+        capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.splitlines()[-1] == '[] 0'
 
 
 def test_features_match_and_the_cut_still_trains(model_1000, rng):
