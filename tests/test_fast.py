@@ -299,3 +299,25 @@ def test_ctrl_c_while_an_image_is_prepared_ahead(model_1000, server):
         released.set()
     assert process.returncode == 130, err
     assert err.strip().splitlines() == ['interrupted']
+
+
+def test_spread_over_cores_keeps_order_errors_and_blas_threads():
+    threads = fast_ops.worker_count()
+    seen = set()
+
+    def square(i):
+        seen.add(threading.current_thread().name)
+        return i * i
+    assert fast_ops.spread_over_cores(square, range(7)) == [
+        i * i for i in range(7)]
+    assert fast_ops.spread_over_cores(square, []) == []
+    if threads > 1:
+        assert len(seen) == min(threads, 7)
+
+    def fail(i):
+        if i == 3:
+            raise ValueError('item 3')
+        return i
+    with pytest.raises(ValueError, match='item 3'):
+        fast_ops.spread_over_cores(fail, range(6))
+    assert fast_ops.worker_count() == threads
