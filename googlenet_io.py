@@ -743,53 +743,78 @@ def read_labels(path):
             if line.strip()]
 
 
-def prefetch(function, items, ahead=2):
+def usable_cores():
+    """How many cores this process may run on: its CPU affinity where the
+    system reports one (a container's or taskset's limit), else all."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def prefetch(function, items, ahead=2, workers=1):
     """Yields (item, future of function(item)) for each item, in order.
 
-    One daemon thread works through the items ahead of the caller, at most
-    ``ahead`` results in hand, so that decoding and resizing (Pillow and
-    numpy release the GIL) overlap with what the caller does meanwhile (the
-    forward pass). ``future.result()`` returns the result or raises what
-    function raised. Closing the generator early (an error, Ctrl-C) stops
-    the thread after its current item; being a daemon it never holds up the
-    process's exit.
+    ``workers`` daemon threads work through the items ahead of the caller,
+    at most ``ahead`` results waiting beyond those in progress, so that
+    decoding and resizing (Pillow and numpy release the GIL) overlap with
+    what the caller does meanwhile (the forward pass), and with each other
+    where one thread's decoding is slower than the forward pass.
+    ``future.result()`` returns the result or raises what function raised.
+    Closing the generator early (an error, Ctrl-C) stops the threads after
+    their current items; being daemons they never hold up the process's
+    exit.
     """
-    done = object()
-    ready = queue.Queue(maxsize=max(1, ahead))
+    items = iter(items)
+    workers = max(1, workers)
+    taking = threading.Lock()
+    # One slot per item taken and not yet handed to the caller.
+    slots = threading.Semaphore(max(1, ahead) + workers)
+    arrived = threading.Condition()
+    results = {}
+    state = {'taken': 0, 'total': None}
     stop = threading.Event()
 
-    def put(entry):
-        # A timeout, not a blocking put: a closed generator takes no more.
-        while not stop.is_set():
-            try:
-                ready.put(entry, timeout=0.1)
-                return
-            except queue.Full:
-                pass
-
     def work():
-        for item in items:
-            if stop.is_set():
-                return
+        while not stop.is_set():
+            # Polled: a closed generator releases no more slots.
+            if not slots.acquire(timeout=0.1):
+                continue
+            with taking:
+                if state['total'] is not None:
+                    return
+                index = state['taken']
+                try:
+                    item = next(items)
+                except StopIteration:
+                    with arrived:
+                        state['total'] = index
+                        arrived.notify_all()
+                    return
+                state['taken'] += 1
             future = concurrent.futures.Future()
             try:
                 future.set_result(function(item))
             except BaseException as e:  # the caller decides what it means
                 future.set_exception(e)
-            put((item, future))
-        put(done)
+            with arrived:
+                results[index] = (item, future)
+                arrived.notify_all()
 
-    threading.Thread(target=work, name='prefetch', daemon=True).start()
+    for _ in range(workers):
+        threading.Thread(target=work, name='prefetch', daemon=True).start()
     try:
+        index = 0
         while True:
-            # Polled: Ctrl-C's signal may reach the prefetching thread, and
-            # a main thread blocked in an untimed get would never see it.
-            try:
-                entry = ready.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if entry is done:
-                return
+            with arrived:
+                # Polled: Ctrl-C's signal may reach a prefetching thread,
+                # and a main thread in an untimed wait would never see it.
+                while index not in results and index != state['total']:
+                    arrived.wait(timeout=0.1)
+                if index == state['total']:
+                    return
+                entry = results.pop(index)
+            slots.release()
+            index += 1
             yield entry
     finally:
         stop.set()

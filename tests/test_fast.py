@@ -264,6 +264,25 @@ def test_prefetch_stays_ahead_by_at_most_its_bound_and_stops_when_closed():
     assert not wait_for(lambda: len(calls) > count + 1, timeout=0.5)
 
 
+def test_prefetch_with_two_workers_decodes_two_at_once_in_order():
+    both = threading.Barrier(2, timeout=10)
+
+    def work(item):
+        if item < 2:
+            both.wait()  # returns only when items 0 and 1 run together
+        time.sleep(0.001 * (item % 3))  # finishing out of order
+        if item == 4:
+            raise UserError('bad 4')
+        return item * 10
+    got = []
+    for item, future in prefetch(work, range(9), ahead=2, workers=2):
+        try:
+            got.append((item, future.result()))
+        except UserError as e:
+            got.append((item, str(e)))
+    assert got == [(i, 'bad 4' if i == 4 else i * 10) for i in range(9)]
+
+
 def wait_for(condition, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
