@@ -763,6 +763,11 @@ def prefetch(function, items, ahead=2, workers=1):
     Closing the generator early (an error, Ctrl-C) stops the threads after
     their current items; being daemons they never hold up the process's
     exit.
+
+    The threads start at once, not at the first ``next()``: the first
+    images decode while the caller still loads its model. The result is
+    an iterator whose ``close()`` (or the end of a with block) stops them,
+    whether or not it was iterated.
     """
     items = iter(items)
     workers = max(1, workers)
@@ -770,7 +775,7 @@ def prefetch(function, items, ahead=2, workers=1):
     # One slot per item taken and not yet handed to the caller.
     slots = threading.Semaphore(max(1, ahead) + workers)
     arrived = threading.Condition()
-    results = {}
+    finished = {}
     state = {'taken': 0, 'total': None}
     stop = threading.Event()
 
@@ -797,24 +802,52 @@ def prefetch(function, items, ahead=2, workers=1):
             except BaseException as e:  # the caller decides what it means
                 future.set_exception(e)
             with arrived:
-                results[index] = (item, future)
+                finished[index] = (item, future)
                 arrived.notify_all()
 
-    for _ in range(workers):
-        threading.Thread(target=work, name='prefetch', daemon=True).start()
-    try:
+    def in_order():
         index = 0
         while True:
             with arrived:
                 # Polled: Ctrl-C's signal may reach a prefetching thread,
                 # and a main thread in an untimed wait would never see it.
-                while index not in results and index != state['total']:
+                while index not in finished and index != state['total']:
                     arrived.wait(timeout=0.1)
                 if index == state['total']:
                     return
-                entry = results.pop(index)
+                entry = finished.pop(index)
             slots.release()
             index += 1
             yield entry
-    finally:
-        stop.set()
+
+    for _ in range(workers):
+        threading.Thread(target=work, name='prefetch', daemon=True).start()
+    return _Prefetched(in_order(), stop)
+
+
+class _Prefetched:
+    """prefetch's iterator: close() stops its threads even before the
+    first next(), which a generator's own close() would not."""
+
+    def __init__(self, generator, stop):
+        self._generator, self._stop = generator, stop
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self._generator)
+        except BaseException:
+            self._stop.set()
+            raise
+
+    def close(self):
+        self._stop.set()
+        self._generator.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -99,6 +99,12 @@ def load_input(source, max_bytes, timeout, max_pixels=DEFAULT_MAX_PIXELS):
     return open_image(source, max_pixels)
 
 
+def inputs_of(image, oversample=False):
+    """The network's inputs for one image: float32 (1, 3, 224, 224), or
+    its ten crops (10, 3, 224, 224) with oversample."""
+    return ten_crops(image) if oversample else preprocess(image)[None]
+
+
 class Predictor:
     """Runs batches of preprocessed inputs through the model on a device."""
 
@@ -106,10 +112,6 @@ class Predictor:
         self.model = model
         self.device = device
         self.crops = 10 if oversample else 1
-        self.oversample = oversample
-
-    def inputs_of(self, image):
-        return ten_crops(image) if self.oversample else preprocess(image)[None]
 
     def __call__(self, arrays):
         x = self.device.send(numpy.concatenate(arrays))
@@ -228,24 +230,41 @@ def check_outputs(args):
 
 def classify(args):
     check_outputs(args)
-    model_path = args.model
-    if model_path is None:
-        model_path = default_model()
-        ensure_model(model_path, args.caffemodel
-                     or googlenet_caffe.default_caffemodel())
-    model, stored_names = tuned_googlenet.load_model(model_path)
-    labels = model_class_names(model.n_classes, args.labels, stored_names)
-    device = tuned_googlenet.get_device(
-        args.device if args.gpu is None else args.gpu)
-    model.to_device(device)
-    predictor = Predictor(model, device, args.oversample)
-    paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
     if args.json and args.csv == '-':
         raise UserError('--json and --csv - both print to stdout: give '
                         '--csv a file name')
     if args.csv not in (None, '-') and not os.path.isdir(
             os.path.dirname(os.path.abspath(args.csv))):
         raise UserError('cannot write {}: no such folder'.format(args.csv))
+    model_path = args.model
+    if model_path is None:
+        model_path = default_model()
+        ensure_model(model_path, args.caffemodel
+                     or googlenet_caffe.default_caffemodel())
+    paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
+
+    def prepared(item):
+        return inputs_of(load_input(item[1], args.max_bytes, args.timeout,
+                                    args.max_pixels), args.oversample)
+
+    # Decoding starts now, while the model loads, and then keeps the next
+    # batch ready while this one runs through the network, on every core: a
+    # 3000x2000 JPEG takes one core longer to decode and resize (75 ms)
+    # than the forward pass takes for it on two (25 ms).
+    with prefetch(prepared, expand_inputs(args.urls, paths),
+                  args.batchsize + 1, workers=usable_cores()) as ahead:
+        return _classify(args, model_path, ahead)
+
+
+def _classify(args, model_path, ahead):
+    """classify's part after the inputs started decoding: (name, future of
+    the inputs) pairs come from ``ahead``."""
+    model, stored_names = tuned_googlenet.load_model(model_path)
+    labels = model_class_names(model.n_classes, args.labels, stored_names)
+    device = tuned_googlenet.get_device(
+        args.device if args.gpu is None else args.gpu)
+    model.to_device(device)
+    predictor = Predictor(model, device, args.oversample)
     output = Output(args.json, args.csv, min(args.top, len(labels)))
     batch, names = [], []
     vectors, vector_names = [], []
@@ -265,17 +284,7 @@ def classify(args):
         batch.clear()
         names.clear()
 
-    def prepared(item):
-        return predictor.inputs_of(
-            load_input(item[1], args.max_bytes, args.timeout,
-                       args.max_pixels))
-
-    # The next batch is decoded while this one runs through the network,
-    # on every core: a 3000x2000 JPEG takes one core longer to decode and
-    # resize (75 ms) than the forward pass takes for it on two (25 ms).
-    for (name, _), inputs in prefetch(
-            prepared, expand_inputs(args.urls, paths), args.batchsize + 1,
-            workers=usable_cores()):
+    for (name, _), inputs in ahead:
         try:
             inputs = inputs.result()
         except UserError as e:

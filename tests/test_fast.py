@@ -283,6 +283,16 @@ def test_prefetch_with_two_workers_decodes_two_at_once_in_order():
     assert got == [(i, 'bad 4' if i == 4 else i * 10) for i in range(9)]
 
 
+def test_prefetch_starts_before_the_first_next_and_close_stops_it():
+    calls = []
+    with prefetch(lambda i: calls.append(i) or i, range(1000), ahead=2):
+        # The caller loads its model meanwhile.
+        assert wait_for(lambda: len(calls) >= 3)
+    count = len(calls)
+    assert count <= 4
+    assert not wait_for(lambda: len(calls) > count, timeout=0.5)
+
+
 def wait_for(condition, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
