@@ -229,14 +229,21 @@ def winograd_kernel(W):
     and rounded once."""
     o, c = W.shape[:2]
     g = WINOGRAD_G
-    # Two tensordots (BLAS), not one three-operand einsum, which loops in
-    # C and took 0.27 s of a fresh process's first forward pass; the same
-    # float64 products and sums of three, so the same rounded kernels.
-    u = numpy.tensordot(numpy.tensordot(g, W.astype(numpy.float64),
-                                        axes=(1, 2)), g, axes=(3, 1))
-    # (i, o, c, j) -> (i, j, c, o)
-    u = u.transpose(0, 3, 2, 1)
-    return numpy.ascontiguousarray(u.reshape(16, c, o), dtype=W.dtype)
+    out = numpy.empty((4, 4, c, o), W.dtype)
+    # In blocks of output channels whose float64 temporaries (512 KB) are
+    # reused from the heap: whole-layer ones are fresh pages each time, and
+    # their page faults were most of a fresh process's first forward pass.
+    # Two tensordots (BLAS), not a three-operand einsum (0.27 s in C
+    # loops); either way the same float64 sums of three, so the same
+    # rounded kernels.
+    step = max(1, (1 << 16) // (16 * c))
+    for first in range(0, o, step):
+        w = W[first:first + step].astype(numpy.float64)
+        u = numpy.tensordot(numpy.tensordot(g, w, axes=(1, 2)), g,
+                            axes=(3, 1))
+        # (i, o, c, j) -> (i, j, c, o)
+        out[:, :, :, first:first + step] = u.transpose(0, 3, 2, 1)
+    return out.reshape(16, c, o)
 
 
 def _pairs(a, axis, out):
