@@ -4,6 +4,7 @@ The original workflow: set N_CLASSES below to the number of classes of your
 own data set, run ``convert_caffe_model.py`` (which copies the pretrained
 trunk and leaves the replaced heads freshly initialised), then train.
 """
+import functools
 import os
 import struct
 import zipfile
@@ -57,19 +58,22 @@ def parse_freeze_until(value):
 
 
 class Inception(chainer.Chain):
-    """An Inception module whose links are named like chainer.links.Inception."""
+    """An Inception module whose links are named like chainer.links.Inception.
+
+    ``conv(in_channels, out_channels, ksize, pad=...)`` makes its links
+    (link_makers).
+    """
 
     def __init__(self, in_channels, out1, proj3, out3, proj5, out5, proj_pool,
-                 initialW, initial_bias=None):
+                 conv=L.Convolution2D):
         super().__init__()
-        init = dict(initialW=initialW, initial_bias=initial_bias)
         with self.init_scope():
-            self.conv1 = L.Convolution2D(in_channels, out1, 1, **init)
-            self.proj3 = L.Convolution2D(in_channels, proj3, 1, **init)
-            self.conv3 = L.Convolution2D(proj3, out3, 3, pad=1, **init)
-            self.proj5 = L.Convolution2D(in_channels, proj5, 1, **init)
-            self.conv5 = L.Convolution2D(proj5, out5, 5, pad=2, **init)
-            self.projp = L.Convolution2D(in_channels, proj_pool, 1, **init)
+            self.conv1 = conv(in_channels, out1, 1)
+            self.proj3 = conv(in_channels, proj3, 1)
+            self.conv3 = conv(proj3, out3, 3, pad=1)
+            self.proj5 = conv(in_channels, proj5, 1)
+            self.conv5 = conv(proj5, out5, 5, pad=2)
+            self.projp = conv(in_channels, proj_pool, 1)
 
     def forward(self, x):
         out1 = F.relu(self.conv1(x))
@@ -152,6 +156,36 @@ class _Unfilled(initializer.Initializer):
         return array
 
 
+def link_makers(initialize=True):
+    """(conv, linear): callables with L.Convolution2D's and L.Linear's
+    arguments (input size first) that make those links.
+
+    With ``initialize``, weights are drawn as Caffe's "xavier" filler does
+    (LeCun's uniform in Chainer's terms) and biases are zero. Without, a
+    file is loaded next and replaces every array, so none is filled (13 M
+    random draws cost 0.1 s; a fill's page faults alone 0.08 s) and no
+    gradient array is made: Chainer would give each parameter a NaN one as
+    large as itself, 53 MB that prediction never uses and that training's
+    first update replaces.
+    """
+    if initialize:
+        w = initializers.LeCunUniform(scale=1.0)
+        return (functools.partial(L.Convolution2D, initialW=w),
+                functools.partial(L.Linear, initialW=w))
+
+    def unfilled(cls):
+        def make(in_size, *args, **kwargs):
+            link = cls(None, *args, initialW=_Unfilled(),
+                       initial_bias=_Unfilled(), **kwargs)
+            # Cleared while W has no array yet, no gradient is made for it.
+            link.W.cleargrad()
+            link.b.cleargrad()
+            link._initialize_params(in_size)
+            return link
+        return make
+    return unfilled(L.Convolution2D), unfilled(L.Linear)
+
+
 class GoogLeNet(chainer.Chain):
     """bvlc_googlenet with three loss heads and a frozen trunk.
 
@@ -179,27 +213,20 @@ class GoogLeNet(chainer.Chain):
         self.freeze_until = freeze_until
         self._fast_kernels = {}
         self.class_weight = None
-        # Caffe's "xavier" filler is LeCun's uniform in Chainer's terms.
-        # initialize=False: a file is loaded next and replaces every array,
-        # so neither the 13 M random draws (0.1 s) nor any fill (its page
-        # faults alone cost 0.08 s) is spent on them.
-        w = (initializers.LeCunUniform(scale=1.0) if initialize
-             else _Unfilled())
-        # None: Chainer's zero biases.
-        init = dict(initialW=w, initial_bias=None if initialize else w)
+        conv, linear = link_makers(initialize)
         with self.init_scope():
-            self.conv1 = L.Convolution2D(3, 64, 7, stride=2, pad=3, **init)
-            self.conv2_reduce = L.Convolution2D(64, 64, 1, **init)
-            self.conv2 = L.Convolution2D(64, 192, 3, pad=1, **init)
+            self.conv1 = conv(3, 64, 7, stride=2, pad=3)
+            self.conv2_reduce = conv(64, 64, 1)
+            self.conv2 = conv(64, 192, 3, pad=1)
             for name, sizes in INCEPTION.items():
-                setattr(self, name, Inception(*sizes, **init))
-            self.loss1_conv = L.Convolution2D(512, 128, 1, **init)
-            self.loss1_fc1 = L.Linear(2048, 1024, **init)
-            self.loss1_fc2 = L.Linear(1024, self.n_classes, **init)
-            self.loss2_conv = L.Convolution2D(528, 128, 1, **init)
-            self.loss2_fc1 = L.Linear(2048, 1024, **init)
-            self.loss2_fc2 = L.Linear(1024, self.n_classes, **init)
-            self.loss3_fc = L.Linear(1024, self.n_classes, **init)
+                setattr(self, name, Inception(*sizes, conv=conv))
+            self.loss1_conv = conv(512, 128, 1)
+            self.loss1_fc1 = linear(2048, 1024)
+            self.loss1_fc2 = linear(1024, self.n_classes)
+            self.loss2_conv = conv(528, 128, 1)
+            self.loss2_fc1 = linear(2048, 1024)
+            self.loss2_fc2 = linear(1024, self.n_classes)
+            self.loss3_fc = linear(1024, self.n_classes)
 
     @property
     def frozen_stages(self):
@@ -486,9 +513,6 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
         names = (list(npz['class_names']) if 'class_names' in npz else None)
         model = GoogLeNet(n_classes, freeze_until=freeze_until,
                           initialize=False)
-        # Chainer gives every parameter a NaN gradient as large as itself
-        # (53 MB); prediction needs none, training's updates make their own.
-        model.cleargrads()
         _replace_arrays(model, npz)
     except UserError:
         raise
@@ -496,7 +520,11 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
         raise UserError('cannot read model file {}: not a model written by '
                         'this project ({})'.format(path, one_line(e)))
     for name, param in sorted(model.namedparams()):
-        if not numpy.isfinite(param.array).all():
+        # min and max are NaN where any element is, infinite where one is;
+        # no boolean array as large as the weights.
+        array = param.array
+        if array.size and not (numpy.isfinite(array.min())
+                               and numpy.isfinite(array.max())):
             raise UserError('model file {} holds NaN or infinite values in '
                             '{}; convert or train it again'.format(
                                 path, name))
