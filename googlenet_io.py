@@ -542,6 +542,9 @@ def shown(text):
         'utf-8', 'backslashreplace')
 
 
+_OPENING = threading.Lock()
+
+
 def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
     """A decoded RGB PIL image from a path or bytes, EXIF orientation applied.
 
@@ -559,36 +562,39 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     if isinstance(source, str):
         _check_regular(source)
-    previous = Image.MAX_IMAGE_PIXELS
-    try:
-        # Pillow checks the declared size when it opens a file, before
-        # decoding; its warning (at the limit) becomes the refusal.
-        Image.MAX_IMAGE_PIXELS = max_pixels
-        with warnings.catch_warnings():
-            warnings.simplefilter('error', Image.DecompressionBombWarning)
-            with Image.open(stream) as image:
-                image.load()
-                ImageOps.exif_transpose(image, in_place=True)
-                return _to_rgb(image)
-    except FileNotFoundError:
-        raise UserError('no such file')
-    except IsADirectoryError:
-        raise UserError('is a folder')
-    except PermissionError as e:
-        raise UserError('cannot read: {}'.format(e.strerror))
-    except (Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
-        raise UserError('larger than the pixel limit ({}; --max-pixels '
-                        'raises it)'.format(_bomb_reason(e, max_pixels)))
-    except UnidentifiedImageError:
-        raise UserError('not an image')
-    except (OSError, SyntaxError, ValueError) as e:
-        text = one_line(e)
-        if 'truncated' in text.lower() or 'broken data stream' in text:
-            raise UserError('truncated image')
-        raise UserError('cannot decode image ({})'.format(text))
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
+    # Pillow's limit and the warnings filter are process-wide: one image
+    # opens at a time (prefetch's other threads resize meanwhile).
+    with _OPENING:
+        previous = Image.MAX_IMAGE_PIXELS
+        try:
+            # Pillow checks the declared size when it opens a file, before
+            # decoding; its warning (at the limit) becomes the refusal.
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            with warnings.catch_warnings():
+                warnings.simplefilter('error', Image.DecompressionBombWarning)
+                with Image.open(stream) as image:
+                    image.load()
+                    ImageOps.exif_transpose(image, in_place=True)
+                    return _to_rgb(image)
+        except FileNotFoundError:
+            raise UserError('no such file')
+        except IsADirectoryError:
+            raise UserError('is a folder')
+        except PermissionError as e:
+            raise UserError('cannot read: {}'.format(e.strerror))
+        except (Image.DecompressionBombError,
+                Image.DecompressionBombWarning) as e:
+            raise UserError('larger than the pixel limit ({}; --max-pixels '
+                            'raises it)'.format(_bomb_reason(e, max_pixels)))
+        except UnidentifiedImageError:
+            raise UserError('not an image')
+        except (OSError, SyntaxError, ValueError) as e:
+            text = one_line(e)
+            if 'truncated' in text.lower() or 'broken data stream' in text:
+                raise UserError('truncated image')
+            raise UserError('cannot decode image ({})'.format(text))
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _bomb_reason(exc, max_pixels):

@@ -293,6 +293,26 @@ def test_prefetch_starts_before_the_first_next_and_close_stops_it():
     assert not wait_for(lambda: len(calls) > count, timeout=0.5)
 
 
+def test_images_opened_in_threads_keep_their_own_pixel_limits(tmp_path):
+    from PIL import Image
+    path = str(tmp_path / 'a.png')
+    Image.fromarray(numpy.zeros((40, 50, 3), numpy.uint8)).save(path)
+    default = Image.MAX_IMAGE_PIXELS
+
+    def opened(limit):
+        try:
+            return open_image(path, limit).size
+        except UserError as e:
+            return str(e)
+    limits = [1999, 2000, 10 ** 6] * 20
+    for got, limit in zip(prefetch(opened, limits, ahead=8, workers=4),
+                          limits):
+        assert got[1].result() == ((50, 40) if limit >= 2000 else (
+            'larger than the pixel limit (2000 pixels > 1999; '
+            '--max-pixels raises it)'))
+    assert Image.MAX_IMAGE_PIXELS == default
+
+
 def wait_for(condition, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
