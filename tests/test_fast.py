@@ -132,12 +132,25 @@ def test_prediction_with_a_model_imports_no_dead_weight(model_1000):
     code = ('import sys, googlenet_predict\n'
             'code = googlenet_predict.main(sys.argv[1:])\n'
             'print(sorted({"requests", "matplotlib", "tqdm", "google.protobuf",'
-            ' "caffe_pb2"} & set(sys.modules)), code)')
+            ' "caffe_pb2", "asyncio"} & set(sys.modules)), code)')
     out = subprocess.run(
         [sys.executable, '-c', code, '--model', model_1000, '--top', '1',
          os.path.join(ROOT, 'sample_images', 'cat.png')],
         capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.splitlines()[-1] == '[] 0'
+
+
+def test_chainers_download_lock_still_loads_on_first_use():
+    code = ('import sys, chainer_compat, chainer.dataset.download as d\n'
+            'before = "asyncio" in sys.modules\n'
+            'lock = d.filelock.FileLock(sys.argv[1])\n'
+            'import filelock\n'
+            'print(before, type(lock).__module__,'
+            ' filelock.FileLock is d.filelock.FileLock)')
+    out = subprocess.run([sys.executable, '-c', code, os.devnull + '.lock'],
+                         capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout
+    assert out.split() == ['False', 'filelock._unix', 'True']
 
 
 def test_features_match_and_the_cut_still_trains(model_1000, rng):
