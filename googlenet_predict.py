@@ -10,6 +10,7 @@ no inputs it classifies the bundled sample photo.
 """
 import argparse
 import csv
+import gc
 import io
 import json
 import os
@@ -361,5 +362,14 @@ def main(argv=None):
     return report_errors(classify, build_parser().parse_args(argv))
 
 
+def script(argv=None):
+    """main() as the command runs it, in a process of its own: what the
+    imports made (Chainer's hundreds of modules) lives until the exit, so
+    it is frozen out of the garbage collector's walks, the one at the exit
+    included (0.15 s of a one-image run, against 0.02 s)."""
+    gc.freeze()
+    return main(argv)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(script())

@@ -208,7 +208,7 @@ def timed(self, x):
     return predict(self, x)
 tuned_googlenet.GoogLeNet.predict = timed
 import googlenet_predict
-sys.exit(googlenet_predict.main(sys.argv[2:]))
+sys.exit(googlenet_predict.script(sys.argv[2:]))
 """
 
 OPENCV_FOLDER = """
