@@ -131,8 +131,8 @@ def test_prediction_with_a_model_imports_no_dead_weight(model_1000):
     # progress bars, the caffemodel reader.
     code = ('import sys, googlenet_predict\n'
             'code = googlenet_predict.main(sys.argv[1:])\n'
-            'print(sorted({"requests", "matplotlib", "tqdm", "google.protobuf",'
-            ' "caffe_pb2", "asyncio"} & set(sys.modules)), code)')
+            'print(sorted({"requests", "matplotlib", "tqdm", "asyncio",'
+            ' "google.protobuf", "caffe_pb2"} & set(sys.modules)), code)')
     out = subprocess.run(
         [sys.executable, '-c', code, '--model', model_1000, '--top', '1',
          os.path.join(ROOT, 'sample_images', 'cat.png')],
