@@ -16,11 +16,9 @@ import stat
 import sys
 
 import numpy
-from google.protobuf.message import DecodeError
 
 from chainer_compat import chainer
 
-import caffe_pb2
 import tuned_googlenet
 from googlenet_io import (UserError, Unreachable, check_output_path,
                           check_sha1, download_file, make_once, one_line)
@@ -86,6 +84,10 @@ def read_caffemodel(path):
                 path, e.strerror or e))
     if not data:
         raise UserError('{} is empty, not a caffemodel'.format(path))
+    # Imported here: protobuf and caffe_pb2 take 30 ms of every start-up,
+    # and prediction with an existing model never reads a caffemodel.
+    from google.protobuf.message import DecodeError
+    import caffe_pb2
     net = caffe_pb2.NetParameter()
     try:
         net.ParseFromString(data)

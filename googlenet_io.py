@@ -8,7 +8,6 @@ import io
 import json
 import math
 import os
-import queue
 import re
 import shutil
 import signal
@@ -22,7 +21,6 @@ import warnings
 
 import numpy
 from PIL import Image, ImageOps, UnidentifiedImageError
-from tqdm import tqdm
 
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
@@ -325,6 +323,9 @@ def progress(iterable, description, enabled=True, total=None):
     """iterable with a tqdm bar on stderr (count, rate, time left); none when
     not enabled or when stderr is not a terminal, so logs get no control
     codes."""
+    # Imported here: tqdm takes 60 ms of every start-up (its version
+    # lookup through importlib.metadata), and prediction shows no bar.
+    from tqdm import tqdm
     return tqdm(iterable, desc=description, total=total, unit='image',
                 file=sys.stderr, disable=None if enabled else True)
 
@@ -601,6 +602,9 @@ def shown(text):
         'utf-8', 'backslashreplace')
 
 
+_OPENING = threading.Lock()
+
+
 def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
     """A decoded RGB PIL image from a path or bytes, EXIF orientation applied.
 
@@ -618,36 +622,39 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     if isinstance(source, str):
         _check_regular(source)
-    previous = Image.MAX_IMAGE_PIXELS
-    try:
-        # Pillow checks the declared size when it opens a file, before
-        # decoding; its warning (at the limit) becomes the refusal.
-        Image.MAX_IMAGE_PIXELS = max_pixels
-        with warnings.catch_warnings():
-            warnings.simplefilter('error', Image.DecompressionBombWarning)
-            with Image.open(stream) as image:
-                image.load()
-                ImageOps.exif_transpose(image, in_place=True)
-                return _to_rgb(image)
-    except FileNotFoundError:
-        raise UserError('no such file')
-    except IsADirectoryError:
-        raise UserError('is a folder')
-    except PermissionError as e:
-        raise UserError('cannot read: {}'.format(e.strerror))
-    except (Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
-        raise UserError('larger than the pixel limit ({}; --max-pixels '
-                        'raises it)'.format(_bomb_reason(e, max_pixels)))
-    except UnidentifiedImageError:
-        raise UserError('not an image')
-    except (OSError, SyntaxError, ValueError) as e:
-        text = one_line(e)
-        if 'truncated' in text.lower() or 'broken data stream' in text:
-            raise UserError('truncated image')
-        raise UserError('cannot decode image ({})'.format(text))
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
+    # Pillow's limit and the warnings filter are process-wide: one image
+    # opens at a time (prefetch's other threads resize meanwhile).
+    with _OPENING:
+        previous = Image.MAX_IMAGE_PIXELS
+        try:
+            # Pillow checks the declared size when it opens a file, before
+            # decoding; its warning (at the limit) becomes the refusal.
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            with warnings.catch_warnings():
+                warnings.simplefilter('error', Image.DecompressionBombWarning)
+                with Image.open(stream) as image:
+                    image.load()
+                    ImageOps.exif_transpose(image, in_place=True)
+                    return _to_rgb(image)
+        except FileNotFoundError:
+            raise UserError('no such file')
+        except IsADirectoryError:
+            raise UserError('is a folder')
+        except PermissionError as e:
+            raise UserError('cannot read: {}'.format(e.strerror))
+        except (Image.DecompressionBombError,
+                Image.DecompressionBombWarning) as e:
+            raise UserError('larger than the pixel limit ({}; --max-pixels '
+                            'raises it)'.format(_bomb_reason(e, max_pixels)))
+        except UnidentifiedImageError:
+            raise UserError('not an image')
+        except (OSError, SyntaxError, ValueError) as e:
+            text = one_line(e)
+            if 'truncated' in text.lower() or 'broken data stream' in text:
+                raise UserError('truncated image')
+            raise UserError('cannot decode image ({})'.format(text))
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _bomb_reason(exc, max_pixels):
@@ -802,56 +809,114 @@ def read_labels(path):
             if line.strip()]
 
 
-def prefetch(function, items, ahead=2):
+def usable_cores():
+    """How many cores this process may run on: its CPU affinity where the
+    system reports one (a container's or taskset's limit), else all."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def prefetch(function, items, ahead=2, workers=1):
     """Yields (item, future of function(item)) for each item, in order.
 
-    One daemon thread works through the items ahead of the caller, at most
-    ``ahead`` results in hand, so that decoding and resizing (Pillow and
-    numpy release the GIL) overlap with what the caller does meanwhile (the
-    forward pass). ``future.result()`` returns the result or raises what
-    function raised. Closing the generator early (an error, Ctrl-C) stops
-    the thread after its current item; being a daemon it never holds up the
-    process's exit.
+    ``workers`` daemon threads work through the items ahead of the caller,
+    at most ``ahead`` results waiting beyond those in progress, so that
+    decoding and resizing (Pillow and numpy release the GIL) overlap with
+    what the caller does meanwhile (the forward pass), and with each other
+    where one thread's decoding is slower than the forward pass.
+    ``future.result()`` returns the result or raises what function raised.
+    Closing the generator early (an error, Ctrl-C) stops the threads after
+    their current items; being daemons they never hold up the process's
+    exit.
+
+    The threads start at once, not at the first ``next()``: the first
+    images decode while the caller still loads its model. The result is
+    an iterator whose ``close()`` (or the end of a with block) stops them,
+    whether or not it was iterated.
     """
-    done = object()
-    ready = queue.Queue(maxsize=max(1, ahead))
+    items = iter(items)
+    workers = max(1, workers)
+    taking = threading.Lock()
+    # One slot per item taken and not yet handed to the caller.
+    slots = threading.Semaphore(max(1, ahead) + workers)
+    arrived = threading.Condition()
+    finished = {}
+    state = {'taken': 0, 'total': None}
     stop = threading.Event()
 
-    def put(entry):
-        # A timeout, not a blocking put: a closed generator takes no more.
-        while not stop.is_set():
-            try:
-                ready.put(entry, timeout=0.1)
-                return
-            except queue.Full:
-                pass
-
     def work():
-        for item in items:
-            if stop.is_set():
-                return
+        while not stop.is_set():
+            # Polled: a closed generator releases no more slots.
+            if not slots.acquire(timeout=0.1):
+                continue
+            with taking:
+                if state['total'] is not None:
+                    return
+                index = state['taken']
+                try:
+                    item = next(items)
+                except StopIteration:
+                    with arrived:
+                        state['total'] = index
+                        arrived.notify_all()
+                    return
+                state['taken'] += 1
             future = concurrent.futures.Future()
             try:
                 future.set_result(function(item))
             except BaseException as e:  # the caller decides what it means
                 future.set_exception(e)
-            put((item, future))
-        put(done)
+            with arrived:
+                finished[index] = (item, future)
+                arrived.notify_all()
 
-    threading.Thread(target=work, name='prefetch', daemon=True).start()
-    try:
+    def in_order():
+        index = 0
         while True:
-            # Polled: Ctrl-C's signal may reach the prefetching thread, and
-            # a main thread blocked in an untimed get would never see it.
-            try:
-                entry = ready.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if entry is done:
-                return
+            with arrived:
+                # Polled: Ctrl-C's signal may reach a prefetching thread,
+                # and a main thread in an untimed wait would never see it.
+                while index not in finished and index != state['total']:
+                    arrived.wait(timeout=0.1)
+                if index == state['total']:
+                    return
+                entry = finished.pop(index)
+            slots.release()
+            index += 1
             yield entry
-    finally:
-        stop.set()
+
+    for _ in range(workers):
+        threading.Thread(target=work, name='prefetch', daemon=True).start()
+    return _Prefetched(in_order(), stop)
+
+
+class _Prefetched:
+    """prefetch's iterator: close() stops its threads even before the
+    first next(), which a generator's own close() would not."""
+
+    def __init__(self, generator, stop):
+        self._generator, self._stop = generator, stop
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self._generator)
+        except BaseException:
+            self._stop.set()
+            raise
+
+    def close(self):
+        self._stop.set()
+        self._generator.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 # --- the out-of-core row cache ------------------------------------------------

@@ -4,14 +4,18 @@ The original workflow: set N_CLASSES below to the number of classes of your
 own data set, run ``convert_caffe_model.py`` (which copies the pretrained
 trunk and leaves the replaced heads freshly initialised), then train.
 """
+import functools
 import os
+import struct
+import zipfile
+import zlib
 
 import numpy
 
 from chainer_compat import chainer
 import chainer.functions as F
 import chainer.links as L
-from chainer import initializers
+from chainer import initializer, initializers
 
 import fast_ops
 from googlenet_io import UserError, atomic_write, one_line, save_npz
@@ -56,24 +60,22 @@ def parse_freeze_until(value):
 
 
 class Inception(chainer.Chain):
-    """An Inception module whose links are named like chainer.links.Inception."""
+    """An Inception module whose links are named like chainer.links.Inception.
+
+    ``conv(in_channels, out_channels, ksize, pad=...)`` makes its links
+    (link_makers).
+    """
 
     def __init__(self, in_channels, out1, proj3, out3, proj5, out5, proj_pool,
-                 initialW):
+                 conv=L.Convolution2D):
         super().__init__()
         with self.init_scope():
-            self.conv1 = L.Convolution2D(in_channels, out1, 1,
-                                         initialW=initialW)
-            self.proj3 = L.Convolution2D(in_channels, proj3, 1,
-                                         initialW=initialW)
-            self.conv3 = L.Convolution2D(proj3, out3, 3, pad=1,
-                                         initialW=initialW)
-            self.proj5 = L.Convolution2D(in_channels, proj5, 1,
-                                         initialW=initialW)
-            self.conv5 = L.Convolution2D(proj5, out5, 5, pad=2,
-                                         initialW=initialW)
-            self.projp = L.Convolution2D(in_channels, proj_pool, 1,
-                                         initialW=initialW)
+            self.conv1 = conv(in_channels, out1, 1)
+            self.proj3 = conv(in_channels, proj3, 1)
+            self.conv3 = conv(proj3, out3, 3, pad=1)
+            self.proj5 = conv(in_channels, proj5, 1)
+            self.conv5 = conv(proj5, out5, 5, pad=2)
+            self.projp = conv(in_channels, proj_pool, 1)
 
     def forward(self, x):
         out1 = F.relu(self.conv1(x))
@@ -139,12 +141,51 @@ class FastOps:
 
 # The heads read the 5/3 average pools of these stages' outputs, and pool5.
 AUX_TAPS = ('inc4a', 'inc4d')
-# The fast path runs a batch in chunks of images, sized per stage: two
-# images through the 112x112 to 28x28 stages keep their working set near the
-# caches, four from the 14x14 stages on give the late GEMMs 196 to 784 rows.
-# Larger late chunks hold more of the 28x28 activations at once: peak RSS
-# at batch 32 was 257 MB with these, 271 MB with 8 at 7x7 (2026-11-29).
-FAST_CHUNKS = (('conv1', 2), ('inc4a', 4))
+# The fast path runs each group of images (see _fast_features) in chunks,
+# sized per stage: one image through the 112x112 to 28x28 stages (12544 to
+# 784 GEMM rows already) keeps two groups' working sets, one per core, near
+# the caches; four from the 14x14 stages on give the late GEMMs 196 to 784
+# rows. Peak RSS at batch 32, two groups at a time: 259 MB with these, 287
+# MB with chunks of 2 up to 28x28, at the same speed (2026-11-30).
+FAST_CHUNKS = (('conv1', 1), ('inc4a', 4))
+
+
+class _Unfilled(initializer.Initializer):
+    """Leaves a new parameter's array as numpy.empty made it (its pages
+    untouched): load_model replaces the array itself."""
+
+    def __call__(self, array):
+        return array
+
+
+def link_makers(initialize=True):
+    """(conv, linear): callables with L.Convolution2D's and L.Linear's
+    arguments (input size first) that make those links.
+
+    With ``initialize``, weights are drawn as Caffe's "xavier" filler does
+    (LeCun's uniform in Chainer's terms) and biases are zero. Without, a
+    file is loaded next and replaces every array, so none is filled (13 M
+    random draws cost 0.1 s; a fill's page faults alone 0.08 s) and no
+    gradient array is made: Chainer would give each parameter a NaN one as
+    large as itself, 53 MB that prediction never uses and that training's
+    first update replaces.
+    """
+    if initialize:
+        w = initializers.LeCunUniform(scale=1.0)
+        return (functools.partial(L.Convolution2D, initialW=w),
+                functools.partial(L.Linear, initialW=w))
+
+    def unfilled(cls):
+        def make(in_size, *args, **kwargs):
+            link = cls(None, *args, initialW=_Unfilled(),
+                       initial_bias=_Unfilled(), **kwargs)
+            # Cleared while W has no array yet, no gradient is made for it.
+            link.W.cleargrad()
+            link.b.cleargrad()
+            link._initialize_params(in_size)
+            return link
+        return make
+    return unfilled(L.Convolution2D), unfilled(L.Linear)
 
 
 class GoogLeNet(chainer.Chain):
@@ -158,10 +199,11 @@ class GoogLeNet(chainer.Chain):
     their parameters out of the optimizer's updates. ``class_weight``
     (None, or an array of n_classes on the model's device) weights each
     class's examples in the three losses, as softmax_cross_entropy does.
-    ``initialize=False`` leaves the weights NaN for a load to overwrite
-    (load_model). ``aux_heads = False`` trains loss3 alone: the aux heads
-    are neither computed nor updated (with the trunk frozen they do not
-    change what loss3's classifier learns) and keep their weights.
+    ``initialize=False`` leaves the weight arrays unfilled (numpy.empty)
+    for load_model, which replaces every one with the file's.
+    ``aux_heads = False`` trains loss3 alone: the aux heads are neither
+    computed nor updated (with the trunk frozen they do not change what
+    loss3's classifier learns) and keep their weights.
     """
 
     aux_heads = True
@@ -178,26 +220,20 @@ class GoogLeNet(chainer.Chain):
         self.freeze_until = freeze_until
         self._fast_kernels = {}
         self.class_weight = None
-        # Caffe's "xavier" filler is LeCun's uniform in Chainer's terms.
-        # initialize=False: a file is loaded next and overwrites every weight,
-        # so the 7 M random draws (0.1 s) are skipped; NaN, not garbage,
-        # stands in until then.
-        w = (initializers.LeCunUniform(scale=1.0) if initialize
-             else initializers.NaN())
+        conv, linear = link_makers(initialize)
         with self.init_scope():
-            self.conv1 = L.Convolution2D(3, 64, 7, stride=2, pad=3,
-                                         initialW=w)
-            self.conv2_reduce = L.Convolution2D(64, 64, 1, initialW=w)
-            self.conv2 = L.Convolution2D(64, 192, 3, pad=1, initialW=w)
+            self.conv1 = conv(3, 64, 7, stride=2, pad=3)
+            self.conv2_reduce = conv(64, 64, 1)
+            self.conv2 = conv(64, 192, 3, pad=1)
             for name, sizes in INCEPTION.items():
-                setattr(self, name, Inception(*sizes, initialW=w))
-            self.loss1_conv = L.Convolution2D(512, 128, 1, initialW=w)
-            self.loss1_fc1 = L.Linear(2048, 1024, initialW=w)
-            self.loss1_fc2 = L.Linear(1024, self.n_classes, initialW=w)
-            self.loss2_conv = L.Convolution2D(528, 128, 1, initialW=w)
-            self.loss2_fc1 = L.Linear(2048, 1024, initialW=w)
-            self.loss2_fc2 = L.Linear(1024, self.n_classes, initialW=w)
-            self.loss3_fc = L.Linear(1024, self.n_classes, initialW=w)
+                setattr(self, name, Inception(*sizes, conv=conv))
+            self.loss1_conv = conv(512, 128, 1)
+            self.loss1_fc1 = linear(2048, 1024)
+            self.loss1_fc2 = linear(1024, self.n_classes)
+            self.loss2_conv = conv(528, 128, 1)
+            self.loss2_fc1 = linear(2048, 1024)
+            self.loss2_fc2 = linear(1024, self.n_classes)
+            self.loss3_fc = linear(1024, self.n_classes)
 
     @property
     def frozen_stages(self):
@@ -253,28 +289,40 @@ class GoogLeNet(chainer.Chain):
 
     def _fast_features(self, x, stop, frozen, aux):
         """Stages [0, stop) on fast_ops: returns the NCHW output of the last
-        one and the pools of the taps it passed, as Variables."""
-        ops = FastOps(self._fast_kernels)
-        outputs, taps = [], {}
+        one and the pools of the taps it passed, as Variables.
+
+        The batch runs as groups of images spread over the cores
+        (fast_ops.spread_over_cores), each group through every stage in
+        FAST_CHUNKS' chunks.
+        """
         x = getattr(x, 'array', x)
         starts = [TRUNK.index(name) for name, _ in FAST_CHUNKS] + [stop]
         largest = max(chunk for _, chunk in FAST_CHUNKS)
-        for begin in range(0, len(x), largest):
-            h = fast_ops.to_nhwc(x[begin:begin + largest])
+        # Groups no larger than the largest chunk, and enough of them to
+        # give every worker one where the batch allows.
+        size = min(largest, -(-len(x) // fast_ops.worker_count()))
+
+        def group(begin):
+            # Its own FastOps: reuse_kernels changes from stage to stage.
+            ops, taps = FastOps(self._fast_kernels), {}
+            h = fast_ops.to_nhwc(x[begin:begin + size])
             for (_, chunk), first, last in zip(FAST_CHUNKS, starts,
                                                starts[1:]):
                 if first >= stop:
                     break
                 h = self._fast_chunks(h, chunk, ops, first, min(last, stop),
                                       frozen, aux, taps)
-            if stop < len(TRUNK):
-                outputs.append(h)
+            return (h if stop < len(TRUNK) else None), taps
+        results = fast_ops.spread_over_cores(group, range(0, len(x), size))
 
         def joined(parts):
             return chainer.Variable(fast_ops.to_nchw(
                 numpy.concatenate(parts) if len(parts) > 1 else parts[0]))
-        pooled = {name: joined(parts) for name, parts in taps.items()}
-        return (joined(outputs) if stop < len(TRUNK) else None), pooled
+        pooled = {name: joined([part for _, taps in results
+                                for part in taps[name]])
+                  for name in results[0][1]}
+        return (joined([h for h, _ in results]) if stop < len(TRUNK)
+                else None), pooled
 
     def _fast_chunks(self, h, chunk, ops, first, last, frozen, aux, taps):
         """Stages [first, last) on NHWC h, ``chunk`` images at a time, each
@@ -400,6 +448,84 @@ def save_model(path, model, class_names=None):
         save_npz(f, arrays)
 
 
+def read_npz(path):
+    """{name: array} of an .npz file, as numpy.load(path) would give them.
+
+    A member stored uncompressed (numpy.savez, so save_model) in the .npy
+    format 1.0 or 2.0, C order, is read straight into its array, one read
+    each: numpy.load passes it through zipfile's buffers, 0.12 s against
+    0.03 s for a 53 MB model, most of a prediction's start-up. Sizes and
+    CRC-32s are checked (the CRCs 22 ms for 53 MB), so a truncated or
+    damaged file is an error, as with numpy.load. Any other member sends
+    the whole file through numpy.load (no pickles either way).
+    """
+    try:
+        return _read_stored_npz(path)
+    except _NotPlain:
+        with numpy.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+
+
+class _NotPlain(Exception):
+    """A member that _read_stored_npz leaves to numpy.load."""
+
+
+def _read_stored_npz(path):
+    arrays = {}
+    with zipfile.ZipFile(path) as archive, open(path, 'rb') as f:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or (
+                    not info.filename.endswith('.npy')):
+                raise _NotPlain(info.filename)
+            # The data follows the local header (30 bytes, then the name
+            # and an extra field of the lengths it gives at bytes 26-29).
+            f.seek(info.header_offset)
+            local = f.read(30)
+            if len(local) < 30 or local[:4] != b'PK\x03\x04':
+                raise ValueError('{}: broken zip header'.format(
+                    info.filename))
+            name_length, extra_length = struct.unpack('<HH', local[26:30])
+            start = info.header_offset + 30 + name_length + extra_length
+            f.seek(start)
+            version = numpy.lib.format.read_magic(f)
+            if version == (1, 0):
+                header = numpy.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                header = numpy.lib.format.read_array_header_2_0(f)
+            else:
+                raise _NotPlain(info.filename)
+            shape, fortran_order, dtype = header
+            if fortran_order or dtype.hasobject:
+                raise _NotPlain(info.filename)
+            array = numpy.empty(shape, dtype)
+            data = f.tell()
+            if data - start + array.nbytes != info.file_size or (
+                    f.readinto(array.reshape(-1).view(numpy.uint8))
+                    != array.nbytes):
+                raise ValueError('{}: truncated or of the wrong size'.format(
+                    info.filename))
+            f.seek(start)
+            crc = zlib.crc32(array.reshape(-1).view(numpy.uint8),
+                             zlib.crc32(f.read(data - start)))
+            if crc != info.CRC:  # as zipfile checks: a damaged byte
+                raise ValueError('{}: bad CRC-32, the file is damaged'
+                                 .format(info.filename))
+            arrays[info.filename[:-4]] = array
+    return arrays
+
+
+def _replace_arrays(model, npz):
+    """Makes each parameter's array the file's own (no copy into the
+    unfilled one); a parameter missing or of another shape or type is a
+    ValueError naming it."""
+    for name, param in model.namedparams():
+        array = npz[name[1:]]
+        if array.shape != param.shape or array.dtype != param.dtype:
+            raise ValueError('{} is {} {}, not {} {}'.format(
+                name, array.dtype, array.shape, param.dtype, param.shape))
+        param.array = array
+
+
 def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
     """Returns (model, class names or None) from a file save_model wrote.
 
@@ -410,20 +536,23 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
     if not os.path.isfile(path):
         raise UserError('model file not found: {}'.format(path))
     try:
-        with numpy.load(path, allow_pickle=False) as npz:
-            n_classes = npz['loss3_fc/W'].shape[0]
-            names = (list(npz['class_names']) if 'class_names' in npz.files
-                     else None)
-            model = GoogLeNet(n_classes, freeze_until=freeze_until,
-                              initialize=False)
-            chainer.serializers.NpzDeserializer(npz).load(model)
+        npz = read_npz(path)
+        n_classes = npz['loss3_fc/W'].shape[0]
+        names = (list(npz['class_names']) if 'class_names' in npz else None)
+        model = GoogLeNet(n_classes, freeze_until=freeze_until,
+                          initialize=False)
+        _replace_arrays(model, npz)
     except UserError:
         raise
     except Exception as e:
         raise UserError('cannot read model file {}: not a model written by '
                         'this project ({})'.format(path, one_line(e)))
     for name, param in sorted(model.namedparams()):
-        if not numpy.isfinite(param.array).all():
+        # min and max are NaN where any element is, infinite where one is;
+        # no boolean array as large as the weights.
+        array = param.array
+        if array.size and not (numpy.isfinite(array.min())
+                               and numpy.isfinite(array.max())):
             raise UserError('model file {} holds NaN or infinite values in '
                             '{}; convert or train it again'.format(
                                 path, name))

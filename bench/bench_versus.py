@@ -208,7 +208,7 @@ def timed(self, x):
     return predict(self, x)
 tuned_googlenet.GoogLeNet.predict = timed
 import googlenet_predict
-sys.exit(googlenet_predict.main(sys.argv[2:]))
+sys.exit(googlenet_predict.script(sys.argv[2:]))
 """
 
 OPENCV_FOLDER = """
@@ -309,13 +309,18 @@ def write_photos(folder, rng):
 def main():
     rounds = max(5, int(sys.argv[1]) if len(sys.argv) > 1 else 5)
     rng = numpy.random.RandomState(0)
+    # Other processes on the host slow every side, and not equally: the
+    # load says how far from a quiet machine the figures are.
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         runs, missing, paths = sides(tmp)
         rates, differences, probes = throughput(runs, rounds, rng)
         print('forward pass, images/s, median of {} alternating rounds '
-              '(GEMM probe: {:.0f}-{:.0f} GFLOP/s, median {:.0f}; CPU: {})'
+              '(GEMM probe: {:.0f}-{:.0f} GFLOP/s, median {:.0f}; CPU: {}; '
+              'load average {:.2f} at the start, {:.2f} now)'
               .format(rounds, min(probes), max(probes),
-                      statistics.median(probes), cpu_name()))
+                      statistics.median(probes), cpu_name(), load,
+                      os.getloadavg()[0]))
         others = [side for side in runs if side != 'project']
         print('batch ' + ''.join('{:>13s}'.format(s) for s in runs) +
               ''.join('{:>16s}'.format('x ' + s) for s in others))
@@ -361,6 +366,7 @@ def main():
         print('project, batch 32: peak RSS {:.0f} MB (limit {}: {})'.format(
             peak / 1024, MEMORY_LIMIT_MB,
             'met' if peak / 1024 <= MEMORY_LIMIT_MB else 'NOT MET'))
+        print('load average at the end: {:.2f}'.format(os.getloadavg()[0]))
 
 
 def cpu_name():

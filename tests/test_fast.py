@@ -80,21 +80,77 @@ def test_winograd_matches_the_direct_convolution(rng, monkeypatch, n, h, w,
     assert (wide[:, :2] == 7).all() and (wide[:, 2 + o:] == 7).all()
 
 
-def test_loading_skips_the_initialisers(model_1000):
-    blank = tuned_googlenet.GoogLeNet(1000, initialize=False)
-    assert numpy.isnan(blank.inc3a.conv3.W.array).all()
+def test_loading_takes_the_files_arrays_and_no_gradients(model_1000):
     model, _ = tuned_googlenet.load_model(model_1000)
     with numpy.load(model_1000) as npz:
+        assert len(npz.files) == len(list(model.params()))
         for name, param in model.namedparams():
             assert numpy.array_equal(param.array, npz[name[1:]]), name
+            assert param.array.flags.writeable and param.grad is None
 
 
-def test_prediction_imports_no_download_or_plot_library():
-    code = ('import sys, googlenet_predict; print(sorted({"requests", '
-            '"matplotlib"} & set(sys.modules)))')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, cwd=ROOT, check=True).stdout
-    assert out.strip() == '[]'
+@pytest.mark.parametrize('save', [numpy.savez, numpy.savez_compressed])
+def test_read_npz_gives_what_numpy_load_gives(tmp_path, rng, save):
+    path = str(tmp_path / 'a.npz')
+    arrays = {'a/W': rng.randn(3, 4, 5).astype(numpy.float32),
+              'b': numpy.arange(7, dtype=numpy.int64), 'empty': numpy.ones(0),
+              'class_names': numpy.array(['cat', 'dog house'])}
+    save(path, **arrays)
+    got = tuned_googlenet.read_npz(path)
+    assert sorted(got) == sorted(arrays)
+    for name, array in arrays.items():
+        assert got[name].dtype == array.dtype, name
+        assert numpy.array_equal(got[name], array), name
+
+
+def test_a_truncated_or_incomplete_model_is_refused(tmp_path, model_1000):
+    with open(model_1000, 'rb') as f:
+        data = f.read()
+    cut = tmp_path / 'cut.model'
+    cut.write_bytes(data[:len(data) // 2] + data[-2000:])
+    with pytest.raises(UserError, match='cannot read model file'):
+        tuned_googlenet.load_model(str(cut))
+    with numpy.load(model_1000) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    for edit in ('missing', 'shape'):
+        edited = dict(arrays)
+        if edit == 'missing':
+            del edited['inc4c/conv3/W']
+        else:
+            edited['inc4c/conv3/W'] = edited['inc4c/conv3/W'][:, :-1]
+        path = str(tmp_path / (edit + '.model'))
+        with open(path, 'wb') as f:
+            numpy.savez(f, **edited)
+        with pytest.raises(UserError, match='cannot read model file'):
+            tuned_googlenet.load_model(path)
+
+
+def test_prediction_with_a_model_imports_no_dead_weight(model_1000):
+    # What a run that classifies with an existing model never uses, and
+    # whose imports would lengthen every start-up: downloads, plots,
+    # progress bars, the caffemodel reader.
+    code = ('import sys, googlenet_predict\n'
+            'code = googlenet_predict.main(sys.argv[1:])\n'
+            'print(sorted({"requests", "matplotlib", "tqdm", "asyncio",'
+            ' "google.protobuf", "caffe_pb2"} & set(sys.modules)), code)')
+    out = subprocess.run(
+        [sys.executable, '-c', code, '--model', model_1000, '--top', '1',
+         os.path.join(ROOT, 'sample_images', 'cat.png')],
+        capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.splitlines()[-1] == '[] 0'
+
+
+def test_chainers_download_lock_still_loads_on_first_use():
+    code = ('import sys, chainer_compat, chainer.dataset.download as d\n'
+            'before = "asyncio" in sys.modules\n'
+            'lock = d.filelock.FileLock(sys.argv[1])\n'
+            'import filelock\n'
+            'print(before, type(lock).__module__,'
+            ' filelock.FileLock is d.filelock.FileLock)')
+    out = subprocess.run([sys.executable, '-c', code, os.devnull + '.lock'],
+                         capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout
+    assert out.split() == ['False', 'filelock._unix', 'True']
 
 
 def test_features_match_and_the_cut_still_trains(model_1000, rng):
@@ -221,6 +277,55 @@ def test_prefetch_stays_ahead_by_at_most_its_bound_and_stops_when_closed():
     assert not wait_for(lambda: len(calls) > count + 1, timeout=0.5)
 
 
+def test_prefetch_with_two_workers_decodes_two_at_once_in_order():
+    both = threading.Barrier(2, timeout=10)
+
+    def work(item):
+        if item < 2:
+            both.wait()  # returns only when items 0 and 1 run together
+        time.sleep(0.001 * (item % 3))  # finishing out of order
+        if item == 4:
+            raise UserError('bad 4')
+        return item * 10
+    got = []
+    for item, future in prefetch(work, range(9), ahead=2, workers=2):
+        try:
+            got.append((item, future.result()))
+        except UserError as e:
+            got.append((item, str(e)))
+    assert got == [(i, 'bad 4' if i == 4 else i * 10) for i in range(9)]
+
+
+def test_prefetch_starts_before_the_first_next_and_close_stops_it():
+    calls = []
+    with prefetch(lambda i: calls.append(i) or i, range(1000), ahead=2):
+        # The caller loads its model meanwhile.
+        assert wait_for(lambda: len(calls) >= 3)
+    count = len(calls)
+    assert count <= 4
+    assert not wait_for(lambda: len(calls) > count, timeout=0.5)
+
+
+def test_images_opened_in_threads_keep_their_own_pixel_limits(tmp_path):
+    from PIL import Image
+    path = str(tmp_path / 'a.png')
+    Image.fromarray(numpy.zeros((40, 50, 3), numpy.uint8)).save(path)
+    default = Image.MAX_IMAGE_PIXELS
+
+    def opened(limit):
+        try:
+            return open_image(path, limit).size
+        except UserError as e:
+            return str(e)
+    limits = [1999, 2000, 10 ** 6] * 20
+    for got, limit in zip(prefetch(opened, limits, ahead=8, workers=4),
+                          limits):
+        assert got[1].result() == ((50, 40) if limit >= 2000 else (
+            'larger than the pixel limit (2000 pixels > 1999; '
+            '--max-pixels raises it)'))
+    assert Image.MAX_IMAGE_PIXELS == default
+
+
 def wait_for(condition, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -256,3 +361,25 @@ def test_ctrl_c_while_an_image_is_prepared_ahead(model_1000, server):
         released.set()
     assert process.returncode == 130, err
     assert err.strip().splitlines() == ['interrupted']
+
+
+def test_spread_over_cores_keeps_order_errors_and_blas_threads():
+    threads = fast_ops.worker_count()
+    seen = set()
+
+    def square(i):
+        seen.add(threading.current_thread().name)
+        return i * i
+    assert fast_ops.spread_over_cores(square, range(7)) == [
+        i * i for i in range(7)]
+    assert fast_ops.spread_over_cores(square, []) == []
+    if threads > 1:
+        assert len(seen) == min(threads, 7)
+
+    def fail(i):
+        if i == 3:
+            raise ValueError('item 3')
+        return i
+    with pytest.raises(ValueError, match='item 3'):
+        fast_ops.spread_over_cores(fail, range(6))
+    assert fast_ops.worker_count() == threads
