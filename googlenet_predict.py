@@ -410,7 +410,8 @@ def build_parser():
 
 
 def main(argv=None):
-    return run_main(classify, build_parser().parse_args(argv))
+    # Intermixed: files may follow -u URL (plain parse_args refuses them).
+    return run_main(classify, build_parser().parse_intermixed_args(argv))
 
 
 def script(argv=None):

@@ -110,6 +110,13 @@ def test_a_truncated_or_incomplete_model_is_refused(tmp_path, model_1000):
     cut.write_bytes(data[:len(data) // 2] + data[-2000:])
     with pytest.raises(UserError, match='cannot read model file'):
         tuned_googlenet.load_model(str(cut))
+    # One byte changed inside a weight: finite, the right size, wrong.
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x01
+    damaged = tmp_path / 'damaged.model'
+    damaged.write_bytes(bytes(flipped))
+    with pytest.raises(UserError, match='bad CRC-32, the file is damaged'):
+        tuned_googlenet.load_model(str(damaged))
     with numpy.load(model_1000) as npz:
         arrays = {name: npz[name] for name in npz.files}
     for edit in ('missing', 'shape'):

@@ -79,9 +79,10 @@ def test_url_file_and_folder_in_json(capsys, tmp_path, server, model_1000):
     (folder / '.ipynb_checkpoints' / 'c.png').write_bytes(png_bytes())
     single = tmp_path / 'grey.png'
     single.write_bytes(png_bytes(128, mode='L'))
-    code, out, err = run(capsys, '--model', model_1000, '--json', '--top',
-                         '3', '-b', '2', '-u', server.url('/red.png'),
-                         str(single), str(folder))
+    # Files on both sides of -u: the URLs print first, then the rest.
+    code, out, err = run(capsys, '--model', model_1000, str(single), '-u',
+                         server.url('/red.png'), '--json', str(folder),
+                         '--top', '3', '-b', '2')
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert [r['input'] for r in records] == [
