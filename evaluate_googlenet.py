@@ -16,6 +16,7 @@ import sys
 
 import numpy
 
+import googlenet_caffe
 import tuned_googlenet
 from googlenet_data import (check_labels, evaluation_report,
                             format_evaluation, matching_names,
@@ -68,11 +69,12 @@ def evaluate(args, comm=Single()):
                 args.out):
             raise UserError('--out {} is a file, not a folder'.format(
                 shown(args.out)))
-        model, stored = tuned_googlenet.load_model(args.model)
+        model_path = googlenet_caffe.model_or_default(args.model)
+        model, stored = tuned_googlenet.load_model(model_path)
         class_names = model_class_names(model.n_classes, args.labels, stored)
-        return class_names, labelled_inputs(args.data, args.root,
-                                            class_names)
-    class_names, pairs = on_root(comm, setup)
+        return model_path, class_names, labelled_inputs(args.data, args.root,
+                                                        class_names)
+    args.model, class_names, pairs = on_root(comm, setup)
     if model is None:  # another rank than 0
         model, _ = tuned_googlenet.load_model(args.model)
     scored = predict_dataset(
@@ -109,9 +111,11 @@ def evaluate(args, comm=Single()):
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--model', default='googlenet.model',
-                        help='a model this project wrote (default: '
-                        '%(default)s)')
+    parser.add_argument('--model', default=None,
+                        help='a model this project wrote (default: {} in '
+                        'Chainer\'s model folder, which '
+                        'googlenet_predict.py\'s first run makes)'.format(
+                            googlenet_caffe.MODEL_NAME))
     parser.add_argument('--data', required=True,
                         help='folder of class folders, or a list file')
     parser.add_argument('--root', default=None,

@@ -18,6 +18,7 @@ import numpy
 from google.protobuf import text_format
 
 import caffe_pb2
+import googlenet_caffe
 import tuned_googlenet
 from googlenet_data import model_class_names
 from googlenet_io import (CROP, MEAN_BGR, UserError, atomic_write,
@@ -326,6 +327,7 @@ def export_onnx(model, path, class_names):
 def export(args):
     if not (args.onnx or args.caffe):
         raise UserError('nothing to do: give --onnx FILE and/or --caffe DIR')
+    args.model = googlenet_caffe.model_or_default(args.model)
     if args.onnx:
         check_output_path(args.onnx, [args.model], '--onnx')
     if args.caffe and os.path.exists(args.caffe) and not os.path.isdir(
@@ -346,9 +348,11 @@ def export(args):
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--model', default='googlenet.model',
-                        help='a model this project wrote (default: '
-                        '%(default)s)')
+    parser.add_argument('--model', default=None,
+                        help='a model this project wrote (default: {} in '
+                        'Chainer\'s model folder, which '
+                        'googlenet_predict.py\'s first run makes)'.format(
+                            googlenet_caffe.MODEL_NAME))
     parser.add_argument('--labels', help='class names, one per line '
                         '(default: those stored with the model)')
     parser.add_argument('--onnx', metavar='FILE',

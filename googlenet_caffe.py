@@ -27,6 +27,8 @@ CAFFEMODEL_URL = ('http://dl.caffe.berkeleyvision.org/'
                   'bvlc_googlenet.caffemodel')
 CAFFEMODEL_SHA1 = '405fc5acd08a3bb12de8ee5e23a96bec22f08204'
 CAFFEMODEL_NAME = 'bvlc_googlenet.caffemodel'
+# The 1000-class model googlenet_predict.py's first run converts from it.
+MODEL_NAME = 'googlenet.model'
 MODEL_DIRECTORY = 'pfnet/chainer/models'
 
 _INCEPTION_BRANCHES = (('1x1', 'conv1'), ('3x3_reduce', 'proj3'),
@@ -192,6 +194,25 @@ def default_caffemodel():
     CHAINER_DATASET_ROOT, by default ~/.chainer/dataset), created if need be.
     """
     return os.path.join(model_directory(), CAFFEMODEL_NAME)
+
+
+def default_model():
+    """The first run's 1000-class model, beside the caffemodel in Chainer's
+    model folder (see default_caffemodel)."""
+    return os.path.join(model_directory(), MODEL_NAME)
+
+
+def model_or_default(path):
+    """path, or default_model() when it is None: UserError if that one is
+    not there yet, saying what makes it."""
+    if path is not None:
+        return path
+    path = default_model()
+    if not os.path.exists(path):
+        raise UserError('no model at {}, the default: googlenet_predict.py '
+                        'makes it on its first run; or pass --model'.format(
+                            path))
+    return path
 
 
 def model_directory():

@@ -32,17 +32,10 @@ from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
 from googlenet_mpi import Single, add_option, on_root, run_main, shard
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODEL_NAME = 'googlenet.model'
 # The links model.predict runs through beyond the trunk.
 PREDICTION_HEADS = ('loss3_fc',)
 SAMPLE_IMAGE = os.path.join(HERE, 'sample_images', 'cat.png')
 MAX_DOWNLOAD_BYTES = 50 * 1000 * 1000
-
-
-def default_model():
-    """The first run's 1000-class model, beside the caffemodel in Chainer's
-    model folder (see googlenet_caffe.default_caffemodel)."""
-    return os.path.join(googlenet_caffe.model_directory(), MODEL_NAME)
 
 
 def ensure_model(path, caffemodel):
@@ -250,7 +243,7 @@ def classify(args, comm=Single()):
                 args.csv))
         model_path = args.model
         if model_path is None:
-            model_path = default_model()
+            model_path = googlenet_caffe.default_model()
             ensure_model(model_path, args.caffemodel
                          or googlenet_caffe.default_caffemodel())
         paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
@@ -363,7 +356,7 @@ def build_parser():
     parser.add_argument('--model', default=None,
                         help='a model this project wrote (default: {} in '
                         'Chainer\'s model folder, made from the caffemodel '
-                        'on the first run)'.format(MODEL_NAME))
+                        'on the first run)'.format(googlenet_caffe.MODEL_NAME))
     parser.add_argument('--caffemodel', default=None,
                         help='where the caffemodel is, or is downloaded to, '
                         'for the default model (default: {} in Chainer\'s '

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import numpy
 import pytest
@@ -253,3 +254,20 @@ def test_top_k_is_named_by_its_k():
     assert 'top5' not in report
     assert 'top-3 accuracy 1.0000 (2 of 2 images)' in \
         googlenet_data.format_evaluation(report)
+
+
+def test_without_model_it_uses_predicts_default(five_class_model, tmp_path,
+                                                capsys, dataset_root):
+    data = str(tmp_path / 'test')
+    make_images(data, {'cat': (200, 60, 40), 'ant': (40, 60, 200)}, 1,
+                numpy.random.RandomState(0))
+    code, out, err = run(capsys, '--data', data)
+    default = googlenet_caffe.default_model()
+    assert (code, out) == (1, '')
+    assert err == ('error: no model at {}, the default: googlenet_predict.py '
+                   'makes it on its first run; or pass --model\n'.format(
+                       default))
+    shutil.copy(five_class_model, default)
+    code, out, err = run(capsys, '--data', data)
+    assert code == 0, err
+    assert 'top-1 accuracy' in out
