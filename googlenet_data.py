@@ -224,8 +224,8 @@ def print_report(name, pairs, class_names, unreadable, skipped=None):
         print('  {}: 0 {} images'.format(class_name, name.split()[0]))
     if skipped:
         total = sum(skipped.values())
-        print('  skipped {} file{}: {}'.format(
-            total, '' if total == 1 else 's', ', '.join(
+        print('  skipped {} entr{}: {}'.format(
+            total, 'y' if total == 1 else 'ies', ', '.join(
                 '{} {}'.format(n, reason)
                 for reason, n in sorted(skipped.items()))))
     for line in unreadable:

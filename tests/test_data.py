@@ -236,7 +236,7 @@ def test_visible_folders_are_classes_found_recursively(capsys, tmp_path):
     assert str(tmp_path / 'd' / 'dog' / 'camera.mpo') in paths
     assert len(paths) == 8 and not any('/.' in p or 'MACOSX' in p
                                        for p in paths)
-    assert ('skipped 7 files: 5 hidden, 1 not an image file (.txt), '
+    assert ('skipped 7 entries: 5 hidden, 1 not an image file (.txt), '
             '1 outside the class folders') in out
 
 
