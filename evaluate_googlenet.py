@@ -70,13 +70,13 @@ def evaluate(args, comm=Single()):
             raise UserError('--out {} is a file, not a folder'.format(
                 shown(args.out)))
         model_path = googlenet_caffe.model_or_default(args.model)
-        model, stored = tuned_googlenet.load_model(model_path)
+        model, stored = tuned_googlenet.load_model(model_path, classify=True)
         class_names = model_class_names(model.n_classes, args.labels, stored)
         return model_path, class_names, labelled_inputs(args.data, args.root,
                                                         class_names)
     args.model, class_names, pairs = on_root(comm, setup)
     if model is None:  # another rank than 0
-        model, _ = tuned_googlenet.load_model(args.model)
+        model, _ = tuned_googlenet.load_model(args.model, classify=True)
     scored = predict_dataset(
         model, shard(pairs, comm), args.batchsize, args.oversample,
         lambda items: progress(items, 'evaluating',

@@ -335,7 +335,7 @@ def export(args):
         raise UserError('--caffe {} is a file, not a folder'.format(
             shown(args.caffe)))
     # load_model refuses a model with NaN or infinite weights.
-    model, stored = tuned_googlenet.load_model(args.model)
+    model, stored = tuned_googlenet.load_model(args.model, classify=True)
     names = [shown(name) for name in
              model_class_names(model.n_classes, args.labels, stored)]
     if args.onnx:

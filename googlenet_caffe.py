@@ -282,7 +282,7 @@ def convert(caffemodel, output, n_classes=None, fresh_heads=False,
     model = tuned_googlenet.GoogLeNet(n_classes)
     trunk, copied, fresh = transfer(blobs, model, fresh_heads=fresh_heads,
                                     required_heads=required_heads, log=log)
-    tuned_googlenet.save_model(output, model)
+    tuned_googlenet.save_model(output, model, untrained=fresh)
     log('saved {} ({} classes): {} trunk layers copied, {} heads copied, '
         '{} heads left fresh{}'.format(
             output, model.n_classes, len(trunk), len(copied), len(fresh),

@@ -270,11 +270,12 @@ def _classify(args, comm, model_path, ahead):
 
     def load():  # on rank 0, so that a bad model or --labels is one line
         nonlocal model
-        model, stored_names = tuned_googlenet.load_model(model_path)
+        model, stored_names = tuned_googlenet.load_model(model_path,
+                                                         classify=True)
         return model_class_names(model.n_classes, args.labels, stored_names)
     labels = on_root(comm, load)
     if model is None:  # another rank than 0
-        model, _ = tuned_googlenet.load_model(model_path)
+        model, _ = tuned_googlenet.load_model(model_path, classify=True)
     device = tuned_googlenet.get_device(
         args.device if args.gpu is None else args.gpu, comm)
     model.to_device(device)

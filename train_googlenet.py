@@ -630,7 +630,12 @@ class SaveBest(training.Extension):
         self.class_names = class_names
 
     def __call__(self, trainer):
-        tuned_googlenet.save_model(self.path, self.model, self.class_names)
+        model = self.model
+        # Trained now: loss3, and the aux heads unless --aux-heads off.
+        untrained = [name for name in model.untrained_heads
+                     if name != 'loss3_fc' and not model.aux_heads]
+        tuned_googlenet.save_model(self.path, model, self.class_names,
+                                   untrained)
 
 
 class KeepSnapshots(training.Extension):

@@ -207,6 +207,7 @@ class GoogLeNet(chainer.Chain):
     """
 
     aux_heads = True
+    untrained_heads = ()  # set by load_model
 
     def __init__(self, n_classes=None, freeze_until=DEFAULT_FREEZE_UNTIL,
                  initialize=True):
@@ -437,13 +438,18 @@ def make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=2e-4):
     return optimizer
 
 
-def save_model(path, model, class_names=None):
-    """Writes the model's parameters (and its class names) atomically."""
+def save_model(path, model, class_names=None, untrained=()):
+    """Writes the model's parameters (and its class names) atomically, with
+    the names of the heads that were never trained (``untrained``: the
+    converter's fresh heads) so that load_model can refuse to classify with
+    a random loss3/classifier."""
     serializer = chainer.serializers.DictionarySerializer()
     serializer.save(model)
     arrays = dict(serializer.target)
     if class_names is not None:
         arrays['class_names'] = numpy.array(list(class_names), dtype=str)
+    if untrained:
+        arrays['untrained_heads'] = numpy.array(list(untrained), dtype=str)
     with atomic_write(path) as f:
         save_npz(f, arrays)
 
@@ -526,12 +532,15 @@ def _replace_arrays(model, npz):
         param.array = array
 
 
-def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
-    """Returns (model, class names or None) from a file save_model wrote.
+def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL, classify=False):
+    """Returns (model, class names or None) from a file save_model wrote;
+    ``model.untrained_heads`` names the heads never trained.
 
     Raises UserError when the file is missing, is not such a file, or holds
     NaN or infinite parameters (naming the first such one): those would
-    print ``nan`` probabilities for every input.
+    print ``nan`` probabilities for every input. With ``classify`` (to
+    predict, evaluate or export), also when loss3/classifier was never
+    trained: its guesses would be a random classifier's.
     """
     if not os.path.isfile(path):
         raise UserError('model file not found: {}'.format(path))
@@ -542,6 +551,8 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
         model = GoogLeNet(n_classes, freeze_until=freeze_until,
                           initialize=False)
         _replace_arrays(model, npz)
+        if 'untrained_heads' in npz:
+            model.untrained_heads = tuple(npz['untrained_heads'].tolist())
     except UserError:
         raise
     except Exception as e:
@@ -556,4 +567,11 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL):
             raise UserError('model file {} holds NaN or infinite values in '
                             '{}; convert or train it again'.format(
                                 path, name))
+    if classify and 'loss3_fc' in model.untrained_heads:
+        raise UserError(
+            'model file {}: its loss3/classifier of {} classes was never '
+            'trained (convert_caffe_model.py found none of that size in the '
+            'caffemodel and left it fresh): its guesses would be random; '
+            'train it with train_googlenet.py first'.format(
+                path, model.n_classes))
     return model, names

@@ -494,3 +494,29 @@ def test_a_folder_as_caffemodel_is_one_line(tmp_path, capsys):
     folder = tmp_path / 'models'
     folder.mkdir()
     assert 'is a folder, not a caffemodel' in _bad(tmp_path, capsys, folder)
+
+
+def test_a_converted_model_with_a_fresh_classifier_never_classifies(
+        tmp_path, capsys, caffemodels, model_3, dataset):
+    import evaluate_googlenet
+    import export_googlenet
+    import googlenet_predict
+    path = _edited(caffemodels['v2'], tmp_path / 'headless.caffemodel',
+                   _drop_classifier)
+    fresh = str(tmp_path / 'fresh.model')
+    assert convert_caffe_model.main(['--caffemodel', str(path), '--output',
+                                     fresh]) == 0
+    capsys.readouterr()
+    image = os.path.join(dataset, 'red', os.listdir(
+        os.path.join(dataset, 'red'))[0])
+    refused = ('its loss3/classifier of {} classes was never trained')
+    for main, argv, classes in (
+            (googlenet_predict.main, ['--model', fresh, image], 1000),
+            (evaluate_googlenet.main, ['--model', model_3, '--data',
+                                       dataset], 3),
+            (export_googlenet.main, ['--model', model_3, '--onnx',
+                                     str(tmp_path / 'x.onnx')], 3)):
+        assert main(argv) == 1
+        out, err = capsys.readouterr()
+        assert refused.format(classes) in err and err.count('\n') == 1, err
+    assert not (tmp_path / 'x.onnx').exists()

@@ -566,6 +566,23 @@ def test_lr_policies_and_patience(
     assert 'UserWarning' not in capsys.readouterr().err
 
 
+def test_training_marks_the_heads_it_trained(cached_run, model_3, tmp_path):
+    # The converter leaves a 3-class model's heads untrained, which
+    # prediction refuses (test_convert); the best model has them trained.
+    fresh, _ = tuned_googlenet.load_model(model_3)
+    assert fresh.untrained_heads == ('loss1_fc2', 'loss2_fc2', 'loss3_fc')
+    assert cached_run(tmp_path / 'r', '--epoch', '1') == 0
+    best, _ = tuned_googlenet.load_model(
+        str(tmp_path / 'r' / 'tuned_googlenet.model'), classify=True)
+    assert best.untrained_heads == ()
+    # With --aux-heads off the aux heads keep their fresh weights.
+    fresh.aux_heads = False
+    path = str(tmp_path / 'aux_off.model')
+    train_googlenet.SaveBest(fresh, path, ['a', 'b', 'c'])(None)
+    model, _ = tuned_googlenet.load_model(path, classify=True)
+    assert model.untrained_heads == ('loss1_fc2', 'loss2_fc2')
+
+
 def test_validation_accuracy_is_over_images_not_batch_means(
         cached_run, tmp_path):
     # Batches of 4 leave a short last one, which Chainer's Evaluator would
