@@ -760,18 +760,30 @@ class ExactEvaluator(extensions.Evaluator):
         return self.comm.bcast(parts)
 
 
-@training.make_extension(trigger=(1, 'iteration'),
-                         priority=training.PRIORITY_WRITER + 1)
-def stop_on_non_finite_loss(trainer):
-    loss = trainer.observation.get('main/loss')
-    if loss is None:
-        return
-    value = float(chainer.backend.CpuDevice().send(chainer.as_array(loss)))
-    if not numpy.isfinite(value):
-        raise UserError('the loss became {} at iteration {}: the learning '
-                        'rate is too high for these features; train again '
-                        'with a lower --lr (e.g. a tenth)'.format(
-                            value, trainer.updater.iteration))
+class StopOnNonFinite(training.Extension):
+    """Stops the run with one line when the reported ``key`` (a loss)
+    becomes NaN or infinite: the training loss at each iteration, or the
+    validation loss, checked after the Evaluator and before SaveBest, so
+    that a diverged model is never saved as the best (its accuracy is
+    whatever NaN logits argmax to)."""
+
+    def __init__(self, key, priority):
+        self.key = key
+        self.priority = priority
+
+    def __call__(self, trainer):
+        value = trainer.observation.get(self.key)
+        if value is None:
+            return
+        value = float(chainer.backend.CpuDevice().send(
+            chainer.as_array(value)))
+        if not numpy.isfinite(value):
+            raise UserError(
+                'the {} became {} at iteration {}: the learning rate is too '
+                'high for these features; train again with a lower --lr '
+                '(e.g. a tenth)'.format(
+                    'validation loss' if self.key.startswith('validation')
+                    else 'loss', value, trainer.updater.iteration))
 
 
 class PlotLog(training.Extension):
@@ -857,10 +869,14 @@ def build_trainer(args, model, output, class_names, train_set, val_set,
     trainer = training.Trainer(updater, early.stop if early else stop,
                                args.out)
     epoch = (1, 'epoch')
-    trainer.extend(stop_on_non_finite_loss)
+    trainer.extend(StopOnNonFinite('main/loss', training.PRIORITY_WRITER
+                                   + 1), name='finite_loss')
     trainer.extend(stop_if_interrupted)
     trainer.extend(ExactEvaluator(val_iter, model, device, comm),
                    name='validation', trigger=epoch)
+    trainer.extend(StopOnNonFinite('validation/main/loss',
+                                   training.PRIORITY_EDITOR + 1),
+                   name='finite_validation_loss', trigger=epoch)
     if early:
         trainer.extend(early)
     schedule, trigger = lr_schedule(args, int(math.ceil(
@@ -1232,7 +1248,7 @@ def train(args, comm=Single()):
     """A run as the command line gives it; failures of the disk become
     one-line UserErrors."""
     try:
-        # A diverging loss is reported by stop_on_non_finite_loss in one
+        # A diverging loss is reported by StopOnNonFinite in one
         # line, not by numpy's overflow warnings on the way there.
         with numpy.errstate(over='ignore', invalid='ignore'):
             Session(args, comm).run()
