@@ -17,7 +17,7 @@ import tuned_googlenet
 from googlenet_caffe import (CAFFEMODEL_NAME, MODEL_DIRECTORY, convert,
                              default_caffemodel, ensure_caffemodel)
 from googlenet_io import (UserError, check_output_path, file_lock,
-                          non_negative_int, report_errors)
+                          random_seed, report_errors)
 
 
 def build_parser():
@@ -36,7 +36,7 @@ def build_parser():
     parser.add_argument('--fresh-heads', action='store_true',
                         help='re-initialise the replaced heads even where '
                         'the pretrained ones fit')
-    parser.add_argument('--seed', type=non_negative_int, default=None,
+    parser.add_argument('--seed', type=random_seed, default=None,
                         help='seed of the fresh heads\' initial weights '
                         '(default: none, a different start each time)')
     parser.add_argument('--download', action='store_true',

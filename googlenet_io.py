@@ -83,6 +83,15 @@ def non_negative_int(text):
     return value
 
 
+def random_seed(text):
+    """An argparse type: a seed numpy.random.seed takes, 0 to 2**32 - 1."""
+    value = non_negative_int(text)
+    if value >= 2 ** 32:
+        raise argparse.ArgumentTypeError(
+            'expected a seed from 0 to 4294967295, got {!r}'.format(text))
+    return value
+
+
 def positive_float(text):
     """An argparse type: a finite number above zero."""
     return _finite_in(text, lambda value: value > 0, 'a positive number')
@@ -332,7 +341,11 @@ def progress(iterable, description, enabled=True, total=None):
 
 def check_scheme(url):
     """Refuses a URL that is not http(s)://HOST/..., saying how to fix it."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # a port that is not a number is a ValueError here
+    except ValueError as e:
+        raise UserError('not a valid URL: {}'.format(e))
     scheme = parts.scheme.lower()
     if '://' not in url:
         raise UserError('the URL has no scheme: add http:// or https:// in '
@@ -368,7 +381,9 @@ def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)):
             host, _connection_reason(e)))
     except requests.exceptions.Timeout:
         raise UserError('timed out waiting for the server')
-    except requests.exceptions.RequestException as e:
+    except (requests.exceptions.RequestException, ValueError) as e:
+        # ValueError: urllib3's LocationParseError, e.g. a host name label
+        # over 63 characters, passes through requests unwrapped.
         raise UserError(one_line(e))
     if response.status_code >= 400:
         response.close()
@@ -769,14 +784,20 @@ def list_images(folder, recursive=False):
             raise UserError('cannot read folder {}: {}'.format(
                 shown(current), e.strerror or e))
         for entry in entries:
+            try:
+                kind = 'folder' if entry.is_dir() else (
+                    'file' if entry.is_file() else None)
+            except OSError:  # a link in a loop (ELOOP), an entry gone
+                kind = None
             if is_hidden(entry.name):
                 reason = 'hidden'
-            elif entry.is_dir():
+            elif kind == 'folder':
                 if recursive:
                     pending.append(entry.path)
                 continue
-            elif not entry.is_file():
-                reason = 'not a regular file'  # a FIFO would block a read
+            elif kind is None:
+                # A FIFO would block a read; a dangling or looping link.
+                reason = 'not a regular file'
             elif os.path.splitext(entry.name)[1].lower() in suffixes:
                 images.append(entry.path)
                 continue

@@ -158,14 +158,17 @@ def report_errors(comm, function, *args):
         print('error: {}'.format(e), file=sys.stderr)
         if getattr(e, 'collective', False):
             return 1
-        comm.abort(1)
+        code = 1
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
-        comm.abort(130)
+        code = 130
     except BaseException:
         traceback.print_exc()
-        comm.abort(1)
-    return 0 if result is None else result
+        code = 1
+    else:
+        return 0 if result is None else result
+    comm.abort(code)
+    return code  # MPI_Abort may return before the launcher ends the rank
 
 
 def run_main(function, args):

@@ -50,7 +50,7 @@ from googlenet_data import (check_labels, class_report,  # noqa: E402
 from googlenet_io import (CENTER, CROP, DEFAULT_MAX_PIXELS,  # noqa: E402
                           RESIZE, UserError, atomic_write, check_output_path,
                           crop, file_sha1, non_negative_float,
-                          non_negative_int, one_line,
+                          non_negative_int, one_line, random_seed,
                           open_image, positive_float, positive_int, progress,
                           read_labels, remove_stale_temporaries,
                           resized_bgr, RowCache, save_npz, sigint_deferred,
@@ -1252,6 +1252,8 @@ def train(args, comm=Single()):
         # line, not by numpy's overflow warnings on the way there.
         with numpy.errstate(over='ignore', invalid='ignore'):
             Session(args, comm).run()
+    except BrokenPipeError:
+        raise  # stdout's reader went away: report_errors stops quietly
     except OSError as e:
         raise UserError('cannot write {}: {}; once that is fixed, continue '
                         'with --resume latest'.format(
@@ -1335,7 +1337,7 @@ def build_parser():
                         default=DEFAULT_MAX_PIXELS,
                         help='refuse images of more pixels (width x height;'
                         ' default: %(default)s)')
-    parser.add_argument('--seed', type=non_negative_int, default=0,
+    parser.add_argument('--seed', type=random_seed, default=0,
                         help='seeds the validation split, the shuffle, the '
                         'crops and mirrors, and dropout (default: '
                         '%(default)s)')

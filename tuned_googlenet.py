@@ -23,6 +23,8 @@ from googlenet_io import UserError, atomic_write, one_line, save_npz
 # Number of classes of the replaced heads (loss1_fc2, loss2_fc2, loss3_fc).
 # 1000 is ImageNet's, for which the converter copies every pretrained head.
 N_CLASSES = 1000
+# ImageNet-21k has 21,841: room to spare, and 1.2 GB of heads at most.
+MAX_CLASSES = 100000
 
 # The trunk in the order it runs. The Caffe pooling layers pool3 and pool4 run
 # at the start of inc4a and inc5a, so every stage boundary is a cut point.
@@ -216,6 +218,11 @@ class GoogLeNet(chainer.Chain):
         if self.n_classes < 2:  # a softmax over one class is always 100%
             raise UserError('a classifier needs at least 2 classes, got {}'
                             .format(self.n_classes))
+        if self.n_classes > MAX_CLASSES:
+            raise UserError(
+                '{} classes is more than this project supports ({:,}; the '
+                'three heads take 12 KB of weights per class)'.format(
+                    self.n_classes, MAX_CLASSES))
         if freeze_until is not None and freeze_until not in TRUNK:
             raise ValueError('freeze_until must be None or one of TRUNK')
         self.freeze_until = freeze_until
