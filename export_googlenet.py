@@ -22,7 +22,8 @@ import googlenet_caffe
 import tuned_googlenet
 from googlenet_data import model_class_names
 from googlenet_io import (CROP, MEAN_BGR, UserError, atomic_write,
-                          check_output_path, report_errors, shown)
+                          check_output_path, decoded, one_per_line,
+                          report_errors, shown)
 
 # bvlc_googlenet's deploy.prototxt. Caffe's LRN divides alpha by local_size,
 # and so does ONNX's (onnx/docs/Operators.md, LRN): both take Caffe's value.
@@ -196,6 +197,8 @@ def export_caffe(model, folder, class_names, stem='googlenet'):
     weights), FOLDER/STEM.caffemodel (binary, every layer with weights,
     the aux heads included) and FOLDER/labels.txt (one class per line).
     Returns their paths."""
+    labels = one_per_line(class_names, 'class',
+                          os.path.join(folder, 'labels.txt'))
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
@@ -209,7 +212,7 @@ def export_caffe(model, folder, class_names, stem='googlenet'):
     with atomic_write(paths[1]) as f:
         f.write(caffe_net(model, True, True).SerializeToString())
     with atomic_write(paths[2], 'w') as f:
-        f.write(''.join(name + '\n' for name in class_names))
+        f.write(labels)
     return paths
 
 
@@ -336,8 +339,10 @@ def export(args):
             shown(args.caffe)))
     # load_model refuses a model with NaN or infinite weights.
     model, stored = tuned_googlenet.load_model(args.model, classify=True)
-    names = [shown(name) for name in
+    names = [decoded(name) for name in
              model_class_names(model.n_classes, args.labels, stored)]
+    if args.caffe:  # before anything is written (export_caffe checks too)
+        one_per_line(names, 'class', os.path.join(args.caffe, 'labels.txt'))
     if args.onnx:
         print('wrote {}'.format(export_onnx(model, args.onnx, names)))
     if args.caffe:

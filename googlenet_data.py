@@ -17,7 +17,7 @@ from PIL import Image
 from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
                           image_suffixes, is_hidden, list_images, open_image,
                           preprocess, progress, read_labels, read_text_lines,
-                          shown, ten_crops)
+                          shown, ten_crops, controls_in, decoded)
 
 SYNSET_WORDS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             'synset_words.txt')
@@ -67,10 +67,12 @@ def read_folder(root, class_names=None):
     The visible sub-folders are the classes (dot-folders and __MACOSX are
     not), each holding its images at any depth, as torchvision's
     ImageFolder finds them. A name that is not valid UTF-8 becomes its
-    shown() form. Without ``class_names`` the sorted folder names are the
-    classes; with them (the training set's), each folder is labelled by
-    its name's index there; a folder whose name is not a class is a
-    UserError naming it, and classes without a folder have no images.
+    decoded() form; a name with a control character, or two folders with
+    one decoded() name, is a UserError naming the folders. Without
+    ``class_names`` the sorted folder names are the classes; with them
+    (the training set's), each folder is labelled by its name's index
+    there; a folder whose name is not a class is a UserError naming it,
+    and classes without a folder have no images.
     """
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
@@ -99,17 +101,31 @@ def read_folder(root, class_names=None):
             shown(root)))
     if loose:
         _count(skipped, 'outside the class folders', len(loose))
-    names = [shown(entry.name) for entry in folders]
+    names = [decoded(entry.name) for entry in folders]
+    first = {}
+    for entry, name in zip(folders, names):
+        if controls_in(name):
+            raise UserError('class folder {} has a control character in its '
+                            'name ({}): rename it'.format(
+                                shown(entry.path), controls_in(name)))
+        # An undecodable byte and a literal backslash escape read alike:
+        # two folders, one class name, and one class left empty.
+        if name in first:
+            raise UserError('class folders {} and {} both make class {} '
+                            '(undecodable bytes are written \\xNN): rename '
+                            'one'.format(shown(first[name].path),
+                                         shown(entry.path), name))
+        first[name] = entry
     if class_names is None:
         class_names = names
     index = {name: i for i, name in enumerate(class_names)}
     pairs = []
     for entry, name in zip(folders, names):
         if name not in index:
-            raise UserError('{}: folder {!r} is not one of the {} training '
-                            'classes ({})'.format(shown(root), name,
-                                                  len(class_names),
-                                                  ', '.join(class_names)))
+            raise UserError('{}: folder \'{}\' is not one of the {} '
+                            'training classes ({})'.format(
+                                shown(root), shown(entry.name),
+                                len(class_names), ', '.join(class_names)))
         images, left_out = list_images(entry.path, recursive=True)
         for reason, n in left_out.items():
             _count(skipped, reason, n)
@@ -421,10 +437,11 @@ def evaluation_report(probs, pairs, class_names, k=5, subset=None):
     keeps every row and column sum) plus 'top1', 'topK' (top-k accuracy,
     K = min(k, classes), also under 'top_k': 'top5' for ImageNet's 1000,
     'top3' for 3 classes) and 'misclassified': each input whose top-1 is wrong,
-    with its true class and its k best predictions. Names and paths are
-    ``shown``: undecodable bytes of a file name appear escaped.
+    with its true class and its k best predictions. Paths are ``shown``
+    and class names ``decoded`` (the form training stores them in):
+    undecodable bytes of a file name appear escaped.
     """
-    class_names = [shown(name) for name in class_names]
+    class_names = [decoded(name) for name in class_names]
     labels = numpy.array([label for _, label in pairs], dtype=numpy.int64)
     n_classes = probs.shape[1]
     k = min(k, n_classes)

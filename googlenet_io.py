@@ -610,11 +610,64 @@ RGB_READABLE = {'1', 'L', 'P', 'RGB', 'RGBA', 'RGBX', 'RGBa', 'LA', 'PA',
 SIXTEEN_BIT = {'I;16', 'I;16L', 'I;16B', 'I;16N'}
 
 
+# What shown() escapes: backslashes (so that its escapes have one reading),
+# the control characters (C0, DEL, C1), the line and paragraph separators
+# (str.splitlines breaks lines at them) and lone surrogates (a file name's
+# undecodable bytes, as os.fsdecode holds them).
+_UNSAFE = re.compile('[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]')
+_NAMED = {'\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
+# Characters no name may hold: the control characters and separators.
+CONTROL = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029]')
+# Where str.splitlines (and so many readers of a names file) ends a line.
+LINE_BREAK = re.compile('[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]')
+
+
+def _escape(match):
+    char = match.group()
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    if 0xdc80 <= code <= 0xdcff:  # surrogateescape's form of a byte
+        return '\\x{:02x}'.format(code - 0xdc00)
+    if code < 0x80:
+        return '\\x{:02x}'.format(code)
+    # \u, not \x: a C1 control stays distinct from the undecodable byte
+    # of the same value.
+    return '\\u{:04x}'.format(code)
+
+
 def shown(text):
-    """Text safe to print or store: a file name's bytes that are not UTF-8
-    (held by Python as surrogates) appear as backslash escapes (\\xe9)."""
-    return text.encode('utf-8', 'surrogateescape').decode(
+    """Text safe to print or store, on one line whatever it holds, and
+    different for different texts: a file name's bytes that are not UTF-8
+    (held by Python as surrogates) appear as backslash escapes (\\xe9),
+    control characters as \\n, \\r, \\t, \\x1b (C1 ones and U+2028/9 as
+    \\u0085), and a backslash as \\\\."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def decoded(name):
+    """A file name as text, the form class names take from folder names:
+    bytes that are not UTF-8 appear as in shown() (\\xe9), the rest as it
+    is, backslashes included (a folder a\\b is class a\\b)."""
+    return name.encode('utf-8', 'surrogateescape').decode(
         'utf-8', 'backslashreplace')
+
+
+def controls_in(text):
+    """The control characters text holds, as shown() writes them ('' if
+    none): a name with one cannot be printed or kept one per line."""
+    return ' '.join(shown(c) for c in sorted(set(CONTROL.findall(text))))
+
+
+def one_per_line(names, what, path):
+    """The text of a one-name-per-line file (labels.txt, a list of inputs);
+    a name with a line break is a UserError rather than two lines that
+    shift every later name for the file's readers."""
+    for name in names:
+        if LINE_BREAK.search(name):
+            raise UserError('{} {} has a line break: {} holds one name per '
+                            'line'.format(what, shown(name), shown(path)))
+    return ''.join(name + '\n' for name in names)
 
 
 _OPENING = threading.Lock()
@@ -814,7 +867,10 @@ def read_text_lines(path, what):
     are fine); an unreadable file or another encoding is a UserError."""
     try:
         with open(path, encoding='utf-8-sig') as f:
-            return f.read().splitlines()
+            # Lines end at line ends only (the universal newlines of text
+            # mode: \n, \r\n, \r), not also at the form feeds, \x1c-\x1e,
+            # NEL and U+2028 where str.splitlines would split a name in two.
+            lines = f.read().split('\n')
     except UnicodeDecodeError as e:
         raise UserError('{} {} is not UTF-8 text (byte 0x{:02x} at offset '
                         '{}): save it as UTF-8'.format(
@@ -822,12 +878,35 @@ def read_text_lines(path, what):
     except OSError as e:
         raise UserError('cannot read {} {}: {}'.format(
             what, shown(path), e.strerror or e))
+    if lines[-1] == '':  # the last line's end
+        lines.pop()
+    return lines
 
 
 def read_labels(path):
-    """One label per non-empty line (Caffe's synset_words.txt format)."""
-    return [line.strip() for line in read_text_lines(path, 'label file')
-            if line.strip()]
+    """One label per line (Caffe's synset_words.txt format), surrounding
+    whitespace stripped; blank lines after the last are fine. An empty name
+    before it, a name given twice or one with a control character is a
+    UserError: each would shift, merge or garble the labels."""
+    names = [line.strip() for line in read_text_lines(path, 'label file')]
+    while names and not names[-1]:
+        names.pop()
+    lines = {}
+    for number, name in enumerate(names, 1):
+        where = 'label file {} line {}'.format(shown(path), number)
+        if not name:
+            raise UserError('{} is empty: each line names the class of its '
+                            'number; name the class'.format(where))
+        if controls_in(name):
+            raise UserError('{}: {} has a control character ({})'.format(
+                where, shown(name), controls_in(name)))
+        if name in lines:
+            raise UserError('label file {}: {} is on lines {} and {}; '
+                            'class names must differ'.format(
+                                shown(path), shown(name), lines[name],
+                                number))
+        lines[name] = number
+    return names
 
 
 def usable_cores():

@@ -26,8 +26,9 @@ import tuned_googlenet
 from googlenet_data import model_class_names
 from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
                           check_output_path, fetch_bytes, list_images,
-                          make_once, open_image, positive_float, positive_int,
-                          prefetch, preprocess, save_npz, shown, ten_crops,
+                          make_once, one_per_line, open_image,
+                          positive_float, positive_int, prefetch,
+                          preprocess, save_npz, shown, ten_crops,
                           usable_cores)
 from googlenet_mpi import Single, add_option, on_root, run_main, shard
 
@@ -141,12 +142,15 @@ def save_features(path, names, vectors):
             save_npz(f, {'features': vectors,
                          'inputs': numpy.array(names, dtype=str)})
         return
+    listing = os.path.splitext(path)[0] + '.txt'
+    # The file names' own bytes, so each line opens its file again; a name
+    # with a line break is refused before either file is written.
+    text = one_per_line(names, 'input', listing).encode('utf-8',
+                                                        'surrogateescape')
     with atomic_write(path) as f:
         numpy.save(f, vectors)
-    with atomic_write(os.path.splitext(path)[0] + '.txt') as f:
-        # The file names' own bytes, so each line opens its file again.
-        f.write(''.join(name + '\n' for name in names).encode(
-            'utf-8', 'surrogateescape'))
+    with atomic_write(listing) as f:
+        f.write(text)
 
 
 def top_predictions(probs, labels, k):

@@ -351,6 +351,117 @@ def test_names_that_are_not_utf8_train_with_and_without_the_cache(
         assert names == ['a$b_c%d\\e', 'caf\\xe9', 'plain']
 
 
+def test_folders_whose_class_names_collide_are_refused(capsys, tmp_path,
+                                                       model_3):
+    # caf + byte 0xe9 and a folder literally named caf\xe9: one class name.
+    data = make_classes(tmp_path / 'd', {b'caf\xe9': 2, 'caf\\xe9': 2,
+                                         'plain': 2})
+    err = refused(capsys, train_googlenet.main, '--train', data, '--model',
+                  model_3, '--out', str(tmp_path / 'r'), *QUIET)
+    assert err == ('error: class folders {0}/caf\\\\xe9 and {0}/caf\\xe9 '
+                   'both make class caf\\xe9 (undecodable bytes are written '
+                   '\\xNN): rename one\n'.format(data))
+    assert not os.path.exists(str(tmp_path / 'r' / 'tuned_googlenet.model'))
+    with pytest.raises(googlenet_io.UserError, match='both make class'):
+        googlenet_data.read_folder(data, ['caf\\xe9', 'plain'])
+
+
+def test_folders_named_with_control_characters_are_refused(tmp_path):
+    data = make_classes(tmp_path / 'd', {'a\nb': 1, 'c\x1b[2J': 1,
+                                         'plain': 1})
+    with pytest.raises(googlenet_io.UserError) as e:
+        googlenet_data.read_folder(data)
+    assert str(e.value) == ('class folder {}/a\\nb has a control character '
+                            'in its name (\\n): rename it'.format(data))
+    os.rename(os.path.join(data, 'a\nb'), os.path.join(data, 'ab'))
+    with pytest.raises(googlenet_io.UserError) as e:
+        googlenet_data.read_folder(data, ['ab', 'plain'])
+    assert str(e.value) == ('class folder {}/c\\x1b[2J has a control '
+                            'character in its name (\\x1b): rename it'
+                            .format(data))
+
+
+def test_a_folder_that_is_no_class_is_named_in_its_shown_form(tmp_path):
+    data = make_classes(tmp_path / 'd', {b'caf\xe9': 1})
+    with pytest.raises(googlenet_io.UserError) as e:
+        googlenet_data.read_folder(data, ['ant', 'bee'])
+    assert str(e.value) == ("{}: folder 'caf\\xe9' is not one of the 2 "
+                            "training classes (ant, bee)".format(data))
+
+
+def test_shown_escapes_controls_and_backslashes_one_way():
+    shown = googlenet_io.shown
+    assert shown('a\nb\rc\td\x1b[31m\x07\x7f') == (
+        'a\\nb\\rc\\td\\x1b[31m\\x07\\x7f')
+    undecodable = os.fsdecode(b'caf\xe9 \x85')
+    assert shown(undecodable) == 'caf\\xe9 \\x85'
+    # A literal backslash sequence, a C1 control and U+2028 differ from it.
+    assert shown('caf\\xe9') == 'caf\\\\xe9'
+    assert shown('\x85\u2028') == '\\u0085\\u2028'
+    assert shown('plain caf\xe9') == 'plain caf\xe9'
+
+
+def test_prediction_prints_control_characters_escaped(capsys, tmp_path):
+    output = googlenet_predict.Output(False, str(tmp_path / 'p.csv'), 1)
+    name = 'a\nb\x1b[2J\x07\r.png'
+    output.result(name, [{'label': 'ant', 'probability': 0.5}])
+    output.error(name, 'not an image')
+    output.close()
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == 'a\\nb\\x1b[2J\\x07\\r.png'
+    assert len(out.splitlines()) == 2
+    assert err == 'error: a\\nb\\x1b[2J\\x07\\r.png: not an image\n'
+    with open(str(tmp_path / 'p.csv'), newline='') as f:
+        rows = list(csv.reader(f))
+    assert [row[0] for row in rows[1:]] == ['a\\nb\\x1b[2J\\x07\\r.png'] * 2
+    output = googlenet_predict.Output(True, None, 1)
+    output.result(name, [{'label': 'ant', 'probability': 0.5}])
+    assert json.loads(capsys.readouterr().out)['input'] == (
+        'a\\nb\\x1b[2J\\x07\\r.png')
+
+
+def test_label_files_with_duplicate_empty_or_control_names_are_refused(
+        tmp_path):
+    names = tmp_path / 'names.txt'
+
+    def error(text):
+        names.write_text(text)
+        with pytest.raises(googlenet_io.UserError) as e:
+            googlenet_io.read_labels(str(names))
+        return str(e.value)
+    assert error('a\na\nc\n') == ('label file {}: a is on lines 1 and 2; '
+                                   'class names must differ'.format(names))
+    assert error('a\n b\nc\nb\t\n') == (
+        'label file {}: b is on lines 2 and 4; class names must differ'
+        .format(names))
+    assert error('a\n  \nc\n') == ('label file {} line 2 is empty: each '
+                                    'line names the class of its number; '
+                                    'name the class'.format(names))
+    assert error('a\nb\tc\n') == ('label file {} line 2: b\\tc has a '
+                                   'control character (\\t)'.format(names))
+    # A form feed is no line end here (str.splitlines would split there).
+    assert error('a\nb\x0cc\nd\n') == (
+        'label file {} line 2: b\\x0cc has a control character (\\x0c)'
+        .format(names))
+    names.write_text('a\nb\n\n \n')  # blank lines after the last name
+    assert googlenet_io.read_labels(str(names)) == ['a', 'b']
+
+
+def test_train_refuses_duplicate_labels_for_a_list_file(capsys, tmp_path,
+                                                        model_3):
+    data = make_classes(tmp_path / 'd', {'a': 2, 'b': 2, 'c': 2})
+    listing = tmp_path / 'train.txt'
+    listing.write_text('a/0.png 0\na/1.png 0\nb/0.png 1\nb/1.png 1\n'
+                       'c/0.png 2\nc/1.png 2\n')
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('ant\nbee\nant \n')
+    err = refused(capsys, train_googlenet.main, '--train', str(listing),
+                  '--root', data, '--labels', str(labels), '--model',
+                  model_3, '--out', str(tmp_path / 'r'), *QUIET)
+    assert err == ('error: label file {}: ant is on lines 1 and 3; class '
+                   'names must differ\n'.format(labels))
+
+
 def test_confusion_plot_draws_names_literally(tmp_path, monkeypatch):
     import matplotlib.text
     drawn = []

@@ -246,6 +246,28 @@ def test_undecodable_names_are_shown_escaped(tmp_path):
         assert 'caf\\xe9' in f.read()
 
 
+def test_duplicate_labels_and_colliding_folders_are_refused(
+        five_class_model, tmp_path, capsys, rng):
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('ant\nbee\ncat\ndog\nbee\n')
+    data = str(tmp_path / 'test')
+    make_images(data, {'ant': (40, 60, 200)}, 1, rng)
+    code, out, err = run(capsys, '--model', five_class_model, '--data', data,
+                         '--labels', str(labels))
+    assert code == 1 and out == ''
+    assert err == ('error: label file {}: bee is on lines 2 and 5; class '
+                   'names must differ\n'.format(labels))
+    # A folder whose undecodable byte reads as another's literal name.
+    make_images(data, {'caf\\xe9': (90, 90, 30)}, 1, rng)
+    os.rename(os.path.join(os.fsencode(data), b'ant'),
+              os.path.join(os.fsencode(data), b'caf\xe9'))
+    code, out, err = run(capsys, '--model', five_class_model, '--data', data)
+    assert code == 1 and out == ''
+    assert err == ('error: class folders {0}/caf\\\\xe9 and {0}/caf\\xe9 '
+                   'both make class caf\\xe9 (undecodable bytes are written '
+                   '\\xNN): rename one\n'.format(data))
+
+
 def test_top_k_is_named_by_its_k():
     probs = numpy.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]], numpy.float32)
     report = googlenet_data.evaluation_report(

@@ -213,3 +213,36 @@ def test_outputs_that_would_replace_the_model_or_a_device_are_refused(
         assert err.count('\n') == 1
     assert open(model_1000, 'rb').read() == before
     assert not os.path.isfile('/dev/null')
+
+
+def test_a_class_name_with_a_line_break_is_not_written(tmp_path, capsys,
+                                                       five_class_model):
+    """A model whose stored names hold a newline (trained before folder
+    names were checked): labels.txt would get a line too many, shifting
+    every later label, so nothing is written."""
+    model, _ = tuned_googlenet.load_model(five_class_model)
+    path = str(tmp_path / 'newline.model')
+    tuned_googlenet.save_model(path, model, ['ant', 'a\nb', 'cat', 'dog',
+                                             'eel'])
+    folder, onnx_file = tmp_path / 'caffe', tmp_path / 'x.onnx'
+    assert export_googlenet.main(['--model', path, '--onnx', str(onnx_file),
+                                  '--caffe', str(folder)]) == 1
+    assert capsys.readouterr().err == (
+        'error: class a\\nb has a line break: {} holds one name per line\n'
+        .format(folder / 'labels.txt'))
+    assert not folder.exists() and not onnx_file.exists()
+    with pytest.raises(export_googlenet.UserError, match='line break'):
+        export_googlenet.export_caffe(model, str(folder), FIVE[:4] + ['e\r'])
+    assert not folder.exists()
+
+
+def test_duplicate_labels_are_refused(tmp_path, capsys, five_class_model):
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('ant\nbee\ncat\n ant\neel\n')
+    assert export_googlenet.main(['--model', five_class_model, '--labels',
+                                  str(labels), '--caffe',
+                                  str(tmp_path / 'c')]) == 1
+    assert capsys.readouterr().err == (
+        'error: label file {}: ant is on lines 1 and 4; class names must '
+        'differ\n'.format(labels))
+    assert not (tmp_path / 'c').exists()

@@ -225,6 +225,17 @@ def test_label_file_of_the_wrong_length_is_refused(capsys, tmp_path,
         labels)
 
 
+def test_label_file_with_a_duplicate_is_refused(capsys, tmp_path,
+                                                five_class_model):
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('one\ntwo\nthree\nfour\n two\n')
+    code, out, err = run(capsys, '--model', five_class_model, '--labels',
+                         str(labels))
+    assert code == 1 and out == ''
+    assert err == ('error: label file {}: two is on lines 2 and 5; class '
+                   'names must differ\n'.format(labels))
+
+
 # --- the first run ----------------------------------------------------------
 
 def models_folder(root):
@@ -445,3 +456,13 @@ def test_a_reader_that_goes_away_stops_it_quietly(tmp_path, five_class_model):
     assert process.wait(timeout=120) == 141
     assert json.loads(first)['input'].endswith('p00.png')
     assert err == b''
+
+
+def test_feature_names_with_a_line_break_are_not_written(tmp_path):
+    path = str(tmp_path / 'f.npy')
+    with pytest.raises(googlenet_io.UserError) as e:
+        googlenet_predict.save_features(
+            path, ['a.png', 'b\n.png'], [numpy.zeros((2, 1024))])
+    assert str(e.value) == ('input b\\n.png has a line break: {} holds one '
+                            'name per line'.format(tmp_path / 'f.txt'))
+    assert os.listdir(str(tmp_path)) == []
