@@ -22,8 +22,8 @@ from googlenet_data import (check_labels, evaluation_report,
                             format_evaluation, matching_names,
                             model_class_names, plot_confusion,
                             predict_dataset, read_dataset)
-from googlenet_io import (UserError, atomic_write, positive_int, progress,
-                          shown)
+from googlenet_io import (UserError, atomic_write, check_outside,
+                          check_writable, positive_int, progress, shown)
 from googlenet_mpi import Single, add_option, on_root, run_main, shard
 
 
@@ -40,7 +40,9 @@ def write_outputs(folder, report, class_names):
     """report.json, report.txt, confusion.png and confusion_normalized.png
     in folder, each written atomically."""
     try:
-        os.makedirs(folder, exist_ok=True)
+        # The last level only: check_out_folder found its parent.
+        if not os.path.isdir(folder):
+            os.mkdir(folder)
     except OSError as e:
         raise UserError('cannot create {}: {}'.format(folder,
                                                       e.strerror or e))
@@ -56,6 +58,19 @@ def write_outputs(folder, report, class_names):
                        title='test confusion matrix')
 
 
+def check_out_folder(out, data, root):
+    """Refuses, before any scoring, an --out that is a file, lies in the
+    data (--data, or the --root of a list file), or whose folder (its
+    parent when it is to be made) is missing or cannot be written: found
+    at the end, each would cost the whole evaluation."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError('--out {} is a file, not a folder'.format(shown(out)))
+    folders = [data] if os.path.isdir(data) else [root] if root else []
+    check_outside(out, folders, '--out')
+    check_writable(out if os.path.isdir(out) else os.path.dirname(
+        os.path.abspath(out)), '--out')
+
+
 def evaluate(args, comm=Single()):
     """Scores the model on --data and reports. Under MPI rank 0 checks the
     arguments and lists the data; each rank scores its contiguous share
@@ -65,10 +80,8 @@ def evaluate(args, comm=Single()):
 
     def setup():
         nonlocal model
-        if args.out and os.path.exists(args.out) and not os.path.isdir(
-                args.out):
-            raise UserError('--out {} is a file, not a folder'.format(
-                shown(args.out)))
+        if args.out:
+            check_out_folder(args.out, args.data, args.root)
         model_path = googlenet_caffe.model_or_default(args.model)
         model, stored = tuned_googlenet.load_model(model_path, classify=True)
         class_names = model_class_names(model.n_classes, args.labels, stored)

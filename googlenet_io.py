@@ -240,15 +240,22 @@ def _umask():
     return mask
 
 
-def check_output_path(path, inputs=(), what='output'):
+def check_output_path(path, inputs=(), what='output', kind=None):
     """Refuses an output that would overwrite something it must not.
 
     ``path`` must be nothing yet or a regular file (a symlink is judged by
-    its target), and none of ``inputs`` (paths that need not exist).
+    its target), none of ``inputs`` (paths that need not exist) and inside
+    none of those that are folders (check_outside). ``kind`` is (test,
+    description) of what an existing ``path`` must be to be replaced, e.g.
+    a model this project wrote: anything else there (a photo) is more
+    likely a slip of the keyboard than a file to lose.
     Raises UserError in one line otherwise.
     """
+    target = os.path.realpath(path)
     for source in inputs:
-        if os.path.realpath(path) == os.path.realpath(source):
+        if os.path.isdir(source):
+            check_outside(path, [source], what)
+        elif target == os.path.realpath(source):
             raise UserError('{} {} is the input {}; choose another file'
                             .format(what, path, source))
     try:
@@ -264,6 +271,41 @@ def check_output_path(path, inputs=(), what='output'):
     if not stat.S_ISREG(mode):
         raise UserError('{} {} is not a regular file (a device, FIFO or '
                         'socket); give a file name'.format(what, path))
+    if kind is not None and not kind[0](path):
+        raise UserError('{} {} exists and is not {}: it is kept; choose '
+                        'another file'.format(what, path, kind[1]))
+
+
+def check_outside(path, folders, what):
+    """Refuses a path (file or folder, existing or not) that is one of
+    ``folders`` or lies inside one: what is written there would replace an
+    input or be read as one by the next run (a folder ``features`` as a
+    class). Paths are compared with their links resolved; a folder inside
+    ``path`` is fine."""
+    target = os.path.realpath(path)
+    for folder in folders:
+        real = os.path.realpath(folder)
+        if target == real:
+            raise UserError('{} {} is the input folder {}; choose another '
+                            'place'.format(what, shown(path), shown(folder)))
+        if os.path.commonpath([target, real]) == real:
+            raise UserError('{} {} lies inside the input folder {}; choose '
+                            'a place outside it'.format(
+                                what, shown(path), shown(folder)))
+
+
+def check_writable(folder, option):
+    """Refuses, before any work, an output folder that is missing or
+    cannot be written: found only at the end, it would cost the run."""
+    if not os.path.isdir(folder):
+        raise UserError('cannot write {} in {}: no such folder'.format(
+            option, folder))
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError('cannot write {} in {}: {}'.format(
+            option, folder, e.strerror or e))
 
 
 @contextlib.contextmanager

@@ -25,8 +25,8 @@ import googlenet_caffe
 import tuned_googlenet
 from googlenet_data import model_class_names
 from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
-                          check_output_path, fetch_bytes, list_images,
-                          make_once, one_per_line, open_image,
+                          check_output_path, check_writable, fetch_bytes,
+                          list_images, make_once, one_per_line, open_image,
                           positive_float, positive_int, prefetch,
                           preprocess, save_npz, shown, ten_crops,
                           usable_cores)
@@ -216,16 +216,27 @@ class Output:
             f.write(text.getvalue().encode('utf-8'))
 
 
-def check_outputs(args):
-    """Refuses, before any work, a --csv or --features file that is one of
-    the inputs, the model, the other output, or not a regular file."""
-    inputs = list(args.paths) + ([args.model] if args.model else [])
-    if args.csv not in (None, '-'):
-        check_output_path(args.csv, inputs, '--csv')
-        inputs.append(args.csv)
+def check_outputs(args, paths, items):
+    """Refuses, before any work, a --csv or --features file (or the .txt
+    beside a .npy) that is one of the inputs, the files found in input
+    folders (``items``, expand_inputs's) included, lies inside an input
+    folder, is the model or the other output, is not a regular file, or
+    whose folder is missing or cannot be written."""
+    inputs = list(paths) + [source for _, source in items
+                            if isinstance(source, str) and
+                            not isinstance(source, ImageURL)]
+    inputs += [args.model] if args.model else []
+    outputs = [('--csv', args.csv)] if args.csv not in (None, '-') else []
     if args.features:
         check_features_path(args.features)
-        check_output_path(args.features, inputs, '--features')
+        outputs.append(('--features', args.features))
+        if args.features.lower().endswith('.npy'):
+            outputs.append(('--features', os.path.splitext(
+                args.features)[0] + '.txt'))
+    for option, path in outputs:
+        check_output_path(path, inputs, option)
+        check_writable(os.path.dirname(os.path.abspath(path)), option)
+        inputs.append(path)
 
 
 def classify(args, comm=Single()):
@@ -237,21 +248,18 @@ def classify(args, comm=Single()):
     others' in rank order: the same output as one process.
     """
     def setup():
-        check_outputs(args)
+        paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
+        items = expand_inputs(args.urls, paths)
+        check_outputs(args, paths, items)
         if args.json and args.csv == '-':
             raise UserError('--json and --csv - both print to stdout: give '
                             '--csv a file name')
-        if args.csv not in (None, '-') and not os.path.isdir(
-                os.path.dirname(os.path.abspath(args.csv))):
-            raise UserError('cannot write {}: no such folder'.format(
-                args.csv))
         model_path = args.model
         if model_path is None:
             model_path = googlenet_caffe.default_model()
             ensure_model(model_path, args.caffemodel
                          or googlenet_caffe.default_caffemodel())
-        paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
-        return model_path, expand_inputs(args.urls, paths)
+        return model_path, items
     model_path, items = on_root(comm, setup)
 
     def prepared(item):

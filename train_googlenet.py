@@ -49,6 +49,7 @@ from googlenet_data import (check_labels, class_report,  # noqa: E402
                             stratified_split, write_report)
 from googlenet_io import (CENTER, CROP, DEFAULT_MAX_PIXELS,  # noqa: E402
                           RESIZE, UserError, atomic_write, check_output_path,
+                          check_outside, check_writable,
                           crop, file_sha1, non_negative_float,
                           non_negative_int, one_line, random_seed,
                           open_image, positive_float, positive_int, progress,
@@ -1009,24 +1010,30 @@ def prepare_data(args, n_classes):
 
 def check_out(args):
     """Makes --out, checks that it and --output's folder can be written,
-    and removes what a killed earlier session of this run left
+    that neither lies in a data folder, that --output replaces nothing but
+    a model, and removes what a killed earlier session of this run left
     half-written; returns --output's path and what of a run --out holds
     (snapshots, log, best model: check_new_run decides)."""
     out = args.out
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError('--out {} is a file, not a folder'.format(out))
+    output = args.output or os.path.join(out, 'tuned_googlenet.model')
+    # Before --out is made: nothing is created inside the data.
+    folders = data_folders(args)
+    check_outside(out, folders, '--out')
+    check_outside(output, folders, '--output')
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
         raise UserError('cannot create --out {}: {}'.format(
             out, e.strerror or e))
     check_writable(out, '--out')
-    output = args.output or os.path.join(out, 'tuned_googlenet.model')
     if os.path.isdir(output):
         raise UserError('--output {} is a folder; give a file name'.format(
             output))
     check_writable(os.path.dirname(os.path.abspath(output)), '--output')
-    check_output_path(output, [args.model], '--output')
+    check_output_path(output, [args.model], '--output', kind=(
+        tuned_googlenet.is_model_file, 'a model this project wrote'))
     taken = [name for name in os.listdir(out)
              if SNAPSHOT_PATTERN.match(name) or name == 'log'
              or os.path.join(out, name) == output]
@@ -1073,16 +1080,14 @@ def snapshot_to_resume(args, config, taken):
     return snapshot
 
 
-def check_writable(folder, option):
-    if not os.path.isdir(folder):
-        raise UserError('cannot write {} in {}: no such folder'.format(
-            option, folder))
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise UserError('cannot write {} in {}: {}'.format(
-            option, folder, e.strerror or e))
+def data_folders(args):
+    """The folders training reads images from: a --train or --val folder,
+    and the --root given for a list file."""
+    data = [path for path in (args.train, args.val) if path]
+    folders = [path for path in data if os.path.isdir(path)]
+    if args.root is not None and len(folders) < len(data):
+        folders.append(args.root)
+    return folders
 
 
 def check_disk_space(out, needed):

@@ -461,6 +461,17 @@ def save_model(path, model, class_names=None, untrained=()):
         save_npz(f, arrays)
 
 
+def is_model_file(path):
+    """Whether path is a zip holding a model's arrays (loss3_fc/W, as
+    save_model writes it): what training's --output may replace. Reads
+    the zip's directory only."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return 'loss3_fc/W.npy' in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def read_npz(path):
     """{name: array} of an .npz file, as numpy.load(path) would give them.
 

@@ -683,7 +683,8 @@ def test_csv_has_a_row_per_input_and_json_an_object(capsys, tmp_path,
     nowhere = str(tmp_path / 'no' / 'out.csv')
     err = refused(capsys, googlenet_predict.main, '--model', model_1000,
                   '--csv', nowhere, str(good))
-    assert err == 'error: cannot write {}: no such folder\n'.format(nowhere)
+    assert err == 'error: cannot write --csv in {}: no such folder\n' \
+        .format(os.path.dirname(nowhere))
     err = refused(capsys, googlenet_predict.main, '--model', model_1000,
                   '--csv', '-', '--json', str(good))
     assert err == ('error: --json and --csv - both print to stdout: give '

@@ -227,6 +227,55 @@ def test_bad_inputs_are_one_line_errors(five_class_model, tmp_path, capsys,
     assert code == 1 and err.startswith('error: model file not found')
 
 
+def test_out_in_the_data_missing_or_unwritable_is_refused_first(
+        five_class_model, tmp_path, capsys, rng, monkeypatch):
+    data = str(tmp_path / 'test')
+    make_images(data, {'cat': (200, 60, 40)}, 1, rng)
+    listing = tmp_path / 'list.txt'
+    listing.write_text('cat/0.png 2\n')
+    inside = os.path.join(data, 'cat', 'eval')
+    nowhere = str(tmp_path / 'nonexistent' / 'x' / 'y')
+    for argv, message in [
+            (['--data', data, '--out', inside],
+             '--out {} lies inside the input folder {}; choose a place '
+             'outside it'.format(inside, data)),
+            (['--data', data, '--out', data],
+             '--out {0} is the input folder {0}'.format(data)),
+            (['--data', str(listing), '--root', data, '--out', inside],
+             'lies inside the input folder {}'.format(data)),
+            # Only the last level is made, never its missing parents.
+            (['--data', data, '--out', nowhere],
+             '--out in {}: no such folder'.format(os.path.dirname(nowhere)))]:
+        code, printed, err = run(capsys, '--model', five_class_model, *argv)
+        assert (code, printed) == (1, '') and err.count('\n') == 1, err
+        assert err.startswith('error: cannot write ' if 'such' in message
+                              else 'error: ') and message in err, err
+    assert sorted(os.listdir(data)) == ['cat'] and not os.path.exists(inside)
+    assert not os.path.exists(str(tmp_path / 'nonexistent'))
+
+    real = googlenet_io.tempfile.TemporaryFile
+    locked = str(tmp_path / 'locked')
+    os.mkdir(locked)
+
+    def temporary_file(*args, dir=None, **kwargs):
+        if dir == locked:
+            raise PermissionError(13, 'Permission denied')
+        return real(*args, dir=dir, **kwargs)
+    monkeypatch.setattr(googlenet_io.tempfile, 'TemporaryFile',
+                        temporary_file)
+    for out in (locked, os.path.join(locked, 'new')):  # there, or to make
+        code, printed, err = run(capsys, '--model', five_class_model,
+                                 '--data', data, '--out', out)
+        assert (code, printed, err) == (1, '', 'error: cannot write --out in '
+                                        '{}: Permission denied\n'.format(
+                                            locked))
+    monkeypatch.undo()
+    made = str(tmp_path / 'eval')
+    code, _, _ = run(capsys, '--model', five_class_model, '--data', data,
+                     '--out', made)
+    assert code == 0 and 'report.json' in os.listdir(made)
+
+
 def test_undecodable_names_are_shown_escaped(tmp_path):
     """A class folder and file named in Latin-1 on a UTF-8 system: the
     report prints and stores them with the bytes escaped, no traceback."""

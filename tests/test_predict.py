@@ -420,6 +420,61 @@ def test_outputs_that_are_inputs_or_devices_are_refused_first(
     assert os.path.exists('/dev/null') and not os.path.isfile('/dev/null')
 
 
+def test_outputs_in_input_folders_or_unwritable_are_refused_first(
+        capsys, tmp_path, model_1000, monkeypatch):
+    folder = tmp_path / 'photos'
+    (folder / 'sub').mkdir(parents=True)
+    (folder / 'ok.png').write_bytes(png_bytes())
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'x.png').write_bytes(png_bytes((9, 9, 9)))
+    # A link inside the folder: other/x.png is one of its inputs.
+    os.symlink(str(other), str(folder / 'link'))
+    named = tmp_path / 'named.txt'
+    named.write_text('keep')
+    before = {p: p.read_bytes() for p in (folder / 'ok.png', other / 'x.png',
+                                          named)}
+    for argv, message in [
+            (['--csv', str(folder / 'ok.png'), str(folder)],
+             '--csv {} lies inside the input folder {}'.format(
+                 folder / 'ok.png', folder)),
+            (['--csv', str(folder / 'new.csv'), str(folder)],
+             'lies inside the input folder'),
+            (['--features', str(folder / 'sub' / 'f.npz'), str(folder)],
+             'lies inside the input folder'),
+            (['--csv', str(other / 'x.png'), str(folder)],
+             '--csv {} is the input {}'.format(other / 'x.png',
+                                               folder / 'link' / 'x.png')),
+            (['--features', str(tmp_path / 'named.npy'), str(named)],
+             '--features {} is the input {}'.format(named, named)),
+            (['--features', str(tmp_path / 'f.npy'), '--csv',
+              str(tmp_path / 'f.txt'), str(other)],
+             '--features {} is the input {}'.format(tmp_path / 'f.txt',
+                                                    tmp_path / 'f.txt'))]:
+        code, out, err = run(capsys, '--model', model_1000, *argv)
+        assert (code, out) == (1, '') and err.count('\n') == 1, err
+        assert err.startswith('error: ') and message in err, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(os.listdir(str(folder))) == ['link', 'ok.png', 'sub']
+
+    real = googlenet_io.tempfile.TemporaryFile
+    locked = str(tmp_path / 'locked')
+    os.mkdir(locked)
+
+    def temporary_file(*args, dir=None, **kwargs):
+        if dir == locked:
+            raise PermissionError(13, 'Permission denied')
+        return real(*args, dir=dir, **kwargs)
+    monkeypatch.setattr(googlenet_io.tempfile, 'TemporaryFile',
+                        temporary_file)
+    for option, name in (('--csv', 'out.csv'), ('--features', 'f.npz')):
+        code, out, err = run(capsys, '--model', model_1000, option,
+                             os.path.join(locked, name), str(other))
+        assert (code, out) == (1, '')
+        assert err == 'error: cannot write {} in {}: Permission ' \
+            'denied\n'.format(option, locked)
+
+
 def test_a_fifo_is_refused_or_passed_over_never_waited_for(
         capsys, tmp_path, model_1000):
     folder = tmp_path / 'odd'

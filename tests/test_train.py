@@ -866,3 +866,68 @@ def test_snapshots_from_before_aux_heads_and_mpi_still_resume():
     assert train_googlenet.config_difference(old, current) == ''
     assert train_googlenet.config_difference(old, dict(
         current, processes=2)) == 'MPI processes (1 in the snapshot, 2 now)'
+
+
+# --- outputs never land in the data nor replace what is not a model ----------
+
+def _snapshot(folder):
+    """{path: bytes} of every file under folder."""
+    return {os.path.join(d, name): open(os.path.join(d, name), 'rb').read()
+            for d, _, names in os.walk(folder) for name in names}
+
+
+def test_output_in_the_data_or_over_a_non_model_is_refused(
+        capsys, tmp_path, model_3):
+    data = make_dataset(tmp_path / 'data', 2)
+    val = make_dataset(tmp_path / 'val', 1)
+    listing = tmp_path / 'list.txt'
+    photo = os.path.join(data, 'red', '0.png')
+    listing.write_text('{} 2\n{} 0\n'.format(
+        photo, os.path.join(data, 'blue', '0.png')))
+    jpeg = tmp_path / 'photo.jpg'
+    jpeg.write_bytes(b'\xff\xd8\xff\xe0 not a model')
+    before = _snapshot(str(tmp_path))
+    for argv, message in [
+            (['--train', data, '--output', photo],
+             '--output {} lies inside the input folder {}; choose a place '
+             'outside it'.format(photo, data)),
+            (['--train', data, '--val', val, '--output',
+              os.path.join(val, 'new.model')], 'inside the input folder '
+             '{}'.format(val)),
+            (['--train', str(listing), '--root', data, '--output',
+              os.path.join(data, 'new.model')], 'inside the input folder '
+             '{}'.format(data)),
+            # A list file's image outside any folder: there, not a model.
+            (['--train', str(listing), '--output', photo],
+             '--output {} exists and is not a model this project wrote: it '
+             'is kept'.format(photo)),
+            (['--train', data, '--output', str(jpeg)],
+             '--output {} exists and is not a model'.format(jpeg))]:
+        err = _refused(capsys, tmp_path, '--model', model_3, *argv)
+        assert message in err, err
+    assert _snapshot(str(tmp_path)) == before  # nothing written, no --out
+    # A model this project wrote may be replaced (a run's own best model).
+    model = tmp_path / 'best.model'
+    shutil.copy(model_3, model)
+    assert train_googlenet.check_out(args_for(
+        '--train', data, '--model', model_3, '--out', str(tmp_path / 'r'),
+        '--output', str(model)))[0] == str(model)
+
+
+def test_out_that_is_or_lies_in_a_data_folder_is_refused(
+        capsys, tmp_path, model_3):
+    data = make_dataset(tmp_path / 'data', 2)
+    before = _snapshot(data)
+    assert _run('--train', data, '--model', model_3, '--out', data) == 1
+    assert _one_error_line(capsys) == 'error: --out {0} is the input folder ' \
+        '{0}; choose another place\n'.format(data)
+    inside = os.path.join(data, 'red', 'run')
+    assert _run('--train', data, '--model', model_3, '--out', inside) == 1
+    assert _one_error_line(capsys) == 'error: --out {} lies inside the ' \
+        'input folder {}; choose a place outside it\n'.format(inside, data)
+    assert _snapshot(data) == before and not os.path.exists(inside)
+    # A data folder inside --out is fine.
+    out = tmp_path / 'r'
+    assert train_googlenet.check_out(args_for(
+        '--train', make_dataset(out / 'data', 2), '--model', model_3,
+        '--out', str(out)))[0] == str(out / 'tuned_googlenet.model')
