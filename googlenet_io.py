@@ -1145,6 +1145,10 @@ class RowCache:
     def _read_index(self, note):
         if not os.path.exists(self.index_path):
             return None
+        if not os.path.isfile(self.index_path):  # a FIFO would block
+            note('{}: not a regular file: recomputing the cache'.format(
+                self.index_path))
+            return None
         try:
             with open(self.index_path) as f:
                 index = json.load(f)
@@ -1162,6 +1166,9 @@ class RowCache:
         fmt = numpy.lib.format
         if not os.path.exists(self.path):
             note('{}: missing: recomputing it'.format(self.path))
+            return False
+        if not os.path.isfile(self.path):  # opening a FIFO would block
+            note('{}: not a regular file: recomputing it'.format(self.path))
             return False
         try:
             with open(self.path, 'rb') as f:
@@ -1187,6 +1194,12 @@ class RowCache:
         return problem is None
 
     def _create(self):
+        if os.path.lexists(self.path) and not os.path.isfile(self.path):
+            try:  # what _open_file found in the cache's place
+                os.unlink(self.path)
+            except OSError as e:
+                raise UserError('cannot replace {}: {}'.format(
+                    self.path, e.strerror or e))
         array = numpy.lib.format.open_memmap(self.path, mode='w+',
                                              dtype=self.dtype,
                                              shape=self.shape)

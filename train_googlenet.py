@@ -26,6 +26,7 @@ import argparse  # noqa: E402
 import collections  # noqa: E402
 import concurrent.futures.process  # noqa: E402
 import contextlib  # noqa: E402
+import ctypes  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -326,11 +327,18 @@ def make_iterator(dataset, batchsize, loaderjob, loader_timeout, order=None,
 
 _worker = {}
 SPOOL_PREFIX = 'googlenet-loader.'
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-def _start_worker(dataset, spool):
+def _start_worker(dataset, spool, parent):
     # Ctrl-C reaches the whole process group; the main process reports it
     # and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A run killed outright (kill -9) would leave its workers waiting on
+    # their task queue forever: on Linux they get SIGKILL when it dies.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before prctl
+        os._exit(0)
     _worker.update(dataset=dataset, spool=spool)
 
 
@@ -425,7 +433,7 @@ class LoaderIterator(chainer.iterators.SerialIterator):
                 self._spool = self._spool or make_spool()
                 self._executor = concurrent.futures.ProcessPoolExecutor(
                     self.n_processes, multiprocessing.get_context('fork'),
-                    _start_worker, (self.dataset, self._spool))
+                    _start_worker, (self.dataset, self._spool, os.getpid()))
             try:
                 return [self._executor.submit(_load_example, int(i))
                         for i in indices]

@@ -99,8 +99,14 @@ def _overwrite_row_3(path):
         f.write(b'\x7f' * 16)
 
 
+def _fifo(path):
+    os.unlink(path)
+    os.mkfifo(path)  # opened, it would wait for a writer forever
+
+
 @pytest.mark.parametrize('damage, file, note, passes', [
     (_truncate, 'c.npy', 'bytes where', 2),
+    (_fifo, 'c.npy', 'c.npy: not a regular file: recomputing it', 2),
     (_empty, 'c.npy', 'damaged (not a .npy file', 2),
     (_empty, 'c.json', 'damaged index', 2),
     (os.unlink, 'c.npy', 'c.npy: missing: recomputing it', 2),

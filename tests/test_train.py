@@ -931,3 +931,38 @@ def test_out_that_is_or_lies_in_a_data_folder_is_refused(
     assert train_googlenet.check_out(args_for(
         '--train', make_dataset(out / 'data', 2), '--model', model_3,
         '--out', str(out)))[0] == str(out / 'tuned_googlenet.model')
+
+
+def _alive(pid):
+    try:
+        with open('/proc/{}/stat'.format(pid)) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+def test_loader_workers_die_with_a_run_killed_outright():
+    process = subprocess.Popen([sys.executable, '-c', '''
+import sys, time
+sys.path.insert(0, {!r})
+import numpy, train_googlenet
+iterator = train_googlenet.make_iterator(
+    [numpy.zeros(3, numpy.float32)] * 8, 2, 2, 60.0)
+next(iterator)
+print('ready', flush=True)
+time.sleep(600)
+'''.format(os.path.dirname(train_googlenet.__file__))],
+        stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert process.stdout.readline() == 'ready\n'
+        workers = _children(process.pid)
+        assert len(workers) == 2
+        os.kill(process.pid, signal.SIGKILL)  # as kill -9 of the run
+        process.wait()
+        deadline = time.time() + 30
+        while any(map(_alive, workers)) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_alive, workers))
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
