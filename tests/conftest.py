@@ -106,3 +106,28 @@ def dataset_root(tmp_path_factory, monkeypatch):
     chainer.dataset.set_dataset_root(root)
     yield root
     chainer.dataset.set_dataset_root(previous)
+
+
+@pytest.fixture
+def locked_folder(tmp_path, monkeypatch):
+    """Makes folders in which writing fails with EACCES, as for a user
+    without write permission (the tests run as root, whom chmod does not
+    stop): googlenet_io.check_writable's probe file cannot be made there.
+    Undone with monkeypatch.undo() or at the test's end."""
+    import googlenet_io
+    real = googlenet_io.tempfile.TemporaryFile
+    locked = set()
+
+    def temporary_file(*args, dir=None, **kwargs):
+        if dir in locked:
+            raise PermissionError(13, 'Permission denied')
+        return real(*args, dir=dir, **kwargs)
+    monkeypatch.setattr(googlenet_io.tempfile, 'TemporaryFile',
+                        temporary_file)
+
+    def make():
+        folder = str(tmp_path / 'locked{}'.format(len(locked)))
+        os.mkdir(folder)
+        locked.add(folder)
+        return folder
+    return make

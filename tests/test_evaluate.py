@@ -228,7 +228,7 @@ def test_bad_inputs_are_one_line_errors(five_class_model, tmp_path, capsys,
 
 
 def test_out_in_the_data_missing_or_unwritable_is_refused_first(
-        five_class_model, tmp_path, capsys, rng, monkeypatch):
+        five_class_model, tmp_path, capsys, rng, monkeypatch, locked_folder):
     data = str(tmp_path / 'test')
     make_images(data, {'cat': (200, 60, 40)}, 1, rng)
     listing = tmp_path / 'list.txt'
@@ -253,16 +253,7 @@ def test_out_in_the_data_missing_or_unwritable_is_refused_first(
     assert sorted(os.listdir(data)) == ['cat'] and not os.path.exists(inside)
     assert not os.path.exists(str(tmp_path / 'nonexistent'))
 
-    real = googlenet_io.tempfile.TemporaryFile
-    locked = str(tmp_path / 'locked')
-    os.mkdir(locked)
-
-    def temporary_file(*args, dir=None, **kwargs):
-        if dir == locked:
-            raise PermissionError(13, 'Permission denied')
-        return real(*args, dir=dir, **kwargs)
-    monkeypatch.setattr(googlenet_io.tempfile, 'TemporaryFile',
-                        temporary_file)
+    locked = locked_folder()
     for out in (locked, os.path.join(locked, 'new')):  # there, or to make
         code, printed, err = run(capsys, '--model', five_class_model,
                                  '--data', data, '--out', out)

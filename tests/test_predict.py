@@ -421,7 +421,7 @@ def test_outputs_that_are_inputs_or_devices_are_refused_first(
 
 
 def test_outputs_in_input_folders_or_unwritable_are_refused_first(
-        capsys, tmp_path, model_1000, monkeypatch):
+        capsys, tmp_path, model_1000, locked_folder):
     folder = tmp_path / 'photos'
     (folder / 'sub').mkdir(parents=True)
     (folder / 'ok.png').write_bytes(png_bytes())
@@ -457,16 +457,7 @@ def test_outputs_in_input_folders_or_unwritable_are_refused_first(
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(os.listdir(str(folder))) == ['link', 'ok.png', 'sub']
 
-    real = googlenet_io.tempfile.TemporaryFile
-    locked = str(tmp_path / 'locked')
-    os.mkdir(locked)
-
-    def temporary_file(*args, dir=None, **kwargs):
-        if dir == locked:
-            raise PermissionError(13, 'Permission denied')
-        return real(*args, dir=dir, **kwargs)
-    monkeypatch.setattr(googlenet_io.tempfile, 'TemporaryFile',
-                        temporary_file)
+    locked = locked_folder()
     for option, name in (('--csv', 'out.csv'), ('--features', 'f.npz')):
         code, out, err = run(capsys, '--model', model_1000, option,
                              os.path.join(locked, name), str(other))
