@@ -681,6 +681,14 @@ class SeededUpdater(training.updaters.StandardUpdater):
         super().update_core()
 
 
+def observed(trainer, key):
+    """The value reported under key in this iteration, as a float (None if
+    nothing was)."""
+    value = trainer.observation.get(key)
+    return None if value is None else float(
+        chainer.backend.CpuDevice().send(chainer.as_array(value)))
+
+
 class EarlyStopping(training.Extension):
     """--patience N: the run stops once validation accuracy has not improved
     for N evaluations (what Chainer's EarlyStoppingTrigger does).
@@ -703,11 +711,9 @@ class EarlyStopping(training.Extension):
         self.count = 0
 
     def __call__(self, trainer):
-        value = trainer.observation.get(self.monitor)
+        value = observed(trainer, self.monitor)
         if value is None:
             return
-        value = float(chainer.backend.CpuDevice().send(
-            chainer.as_array(value)))
         if value > self.best:
             self.best, self.count = value, 0
         else:
@@ -781,12 +787,8 @@ class StopOnNonFinite(training.Extension):
         self.priority = priority
 
     def __call__(self, trainer):
-        value = trainer.observation.get(self.key)
-        if value is None:
-            return
-        value = float(chainer.backend.CpuDevice().send(
-            chainer.as_array(value)))
-        if not numpy.isfinite(value):
+        value = observed(trainer, self.key)
+        if value is not None and not numpy.isfinite(value):
             raise UserError(
                 'the {} became {} at iteration {}: the learning rate is too '
                 'high for these features; train again with a lower --lr '

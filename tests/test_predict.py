@@ -214,26 +214,18 @@ def test_label_file_overrides(capsys, tmp_path, five_class_model):
     assert got == {'one', 'two', 'three', 'four', 'five'}
 
 
-def test_label_file_of_the_wrong_length_is_refused(capsys, tmp_path,
-                                                   five_class_model):
+@pytest.mark.parametrize('text, message', [
+    ('one\ntwo\n', '{} has 2 labels but the model has 5 classes'),
+    ('one\ntwo\nthree\nfour\n two\n',
+     'label file {}: two is on lines 2 and 5; class names must differ')])
+def test_label_file_of_the_wrong_length_or_a_duplicate_is_refused(
+        capsys, tmp_path, five_class_model, text, message):
     labels = tmp_path / 'labels.txt'
-    labels.write_text('one\ntwo\n')
+    labels.write_text(text)
     code, out, err = run(capsys, '--model', five_class_model, '--labels',
                          str(labels))
     assert code == 1 and out == ''
-    assert err == 'error: {} has 2 labels but the model has 5 classes\n'.format(
-        labels)
-
-
-def test_label_file_with_a_duplicate_is_refused(capsys, tmp_path,
-                                                five_class_model):
-    labels = tmp_path / 'labels.txt'
-    labels.write_text('one\ntwo\nthree\nfour\n two\n')
-    code, out, err = run(capsys, '--model', five_class_model, '--labels',
-                         str(labels))
-    assert code == 1 and out == ''
-    assert err == ('error: label file {}: two is on lines 2 and 5; class '
-                   'names must differ\n'.format(labels))
+    assert err == 'error: ' + message.format(labels) + '\n'
 
 
 # --- the first run ----------------------------------------------------------
