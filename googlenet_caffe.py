@@ -100,9 +100,16 @@ def read_caffemodel(path):
         raise UserError('{} holds both layer and layers (the current and the '
                         'V1 format), as Caffe refuses too'.format(path))
     layers = net.layer if len(net.layer) else net.layers
-    blobs = {layer.name: [_blob_array(path, layer.name, i, blob)
-                          for i, blob in enumerate(layer.blobs)]
-             for layer in layers if len(layer.blobs)}
+    blobs = {}
+    for layer in layers:
+        if not len(layer.blobs):
+            continue
+        if layer.name in blobs:  # Caffe would copy the last one silently
+            raise UserError('{} holds two layers named {} with weights: '
+                            'which one is meant cannot be told'.format(
+                                path, layer.name))
+        blobs[layer.name] = [_blob_array(path, layer.name, i, blob)
+                             for i, blob in enumerate(layer.blobs)]
     if not blobs:
         raise UserError('{} holds no layers with weights: not a caffemodel'
                         .format(path))

@@ -524,3 +524,16 @@ def test_a_converted_model_with_a_fresh_classifier_never_classifies(
         out, err = capsys.readouterr()
         assert refused.format(classes) in err and err.count('\n') == 1, err
     assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_two_layers_of_one_name_are_refused(tmp_path, capsys, caffemodels):
+    def repeat_conv1(net):
+        layer, = [l for l in net.layer if l.name == 'conv1/7x7_s2']
+        copy = net.layer.add()
+        copy.CopyFrom(layer)
+        for blob in copy.blobs:
+            blob.data[:] = [0.0] * len(blob.data)
+    path = _edited(caffemodels['v2'], tmp_path / 'twice.caffemodel',
+                   repeat_conv1)
+    err = _bad(tmp_path, capsys, path)
+    assert 'holds two layers named conv1/7x7_s2 with weights' in err
