@@ -251,7 +251,8 @@ def print_report(name, pairs, class_names, unreadable, skipped=None):
 def data_warnings(train, val, class_names, batchsize):
     """Lines on what will not train well, each saying what the run does
     about it: single-image classes, a training set smaller than the batch,
-    classes RARE_RATIO times rarer than the commonest."""
+    an image in two classes or in both sets, classes RARE_RATIO times rarer
+    than the commonest."""
     lines = []
     counts = numpy.bincount([label for _, label in train],
                             minlength=len(class_names))
@@ -266,6 +267,25 @@ def data_warnings(train, val, class_names, batchsize):
         lines.append('the training set ({} images) is smaller than the '
                       'batch ({}): batches of {} are used'.format(
                           len(train), batchsize, len(train)))
+    # The same file (by its real path: links count) twice: under two
+    # labels it teaches both; in both sets it inflates validation.
+    labels_of = {}
+    for path, label in train:
+        labels_of.setdefault(os.path.realpath(path), set()).add(label)
+    mixed = [path for path, labels in labels_of.items() if len(labels) > 1]
+    if mixed:
+        lines.append('{} image{} in more than one class (by file, links '
+                     'followed), e.g. {}: each counts in every class it is '
+                     'in; check the folders or the list'.format(
+                         len(mixed), ' is' if len(mixed) == 1 else 's are',
+                         shown(sorted(mixed)[0])))
+    shared = [path for path, _ in val if os.path.realpath(path) in labels_of]
+    if shared:
+        lines.append('{} validation image{} also in the training set, e.g. '
+                     '{}: the validation accuracy overstates what the model '
+                     'does on new images'.format(
+                         len(shared), ' is' if len(shared) == 1 else 's are',
+                         shown(shared[0])))
     common = counts.max()
     for label, count in enumerate(counts):
         if 0 < count and count * RARE_RATIO <= common:

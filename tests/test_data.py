@@ -706,3 +706,22 @@ def test_json_never_holds_nan(capsys, tmp_path, model_3):
               'its weights are broken')
     assert json.loads(out) == {'input': str(good), 'error': reason}
     assert err == 'error: {}: {}\n'.format(good, reason)
+
+
+def test_an_image_in_two_classes_or_in_both_sets_is_warned_of(tmp_path):
+    for name in ('a.png', 'b.png', 'c.png'):
+        Image.new('RGB', (8, 8)).save(str(tmp_path / name))
+    (tmp_path / 'link.png').symlink_to(tmp_path / 'a.png')
+    a, b, c, link = (str(tmp_path / n) for n in
+                     ('a.png', 'b.png', 'c.png', 'link.png'))
+    lines = googlenet_data.data_warnings(
+        [(a, 0), (link, 1), (b, 1), (c, 0)], [(b, 1)], ['x', 'y'], 2)
+    assert lines == [
+        '1 image is in more than one class (by file, links followed), e.g. '
+        '{}: each counts in every class it is in; check the folders or the '
+        'list'.format(a),
+        '1 validation image is also in the training set, e.g. {}: the '
+        'validation accuracy overstates what the model does on new '
+        'images'.format(b)]
+    assert googlenet_data.data_warnings([(a, 0), (b, 1)], [(c, 0), (c, 1)],
+                                        ['x', 'y'], 2) == []
