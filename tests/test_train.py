@@ -642,15 +642,15 @@ def test_train_without_a_converted_model(dataset, tmp_path, capsys):
         _one_error_line(capsys)
 
 
-def test_predict_takes_the_device_option(model_3, dataset, capsys):
+def test_predict_takes_the_device_option(model_1000, dataset, capsys):
     image = os.path.join(dataset, 'red', '0.png')
-    assert googlenet_predict.main(['--model', model_3, '-d', '@bogus',
+    assert googlenet_predict.main(['--model', model_1000, '-d', '@bogus',
                                    image]) == 1
     assert 'not a Chainer device' in _one_error_line(capsys)
-    assert googlenet_predict.main(['--model', model_3, '-g', '-1',
+    assert googlenet_predict.main(['--model', model_1000, '-g', '-1',
                                    image]) == 0
-    assert googlenet_predict.main(['--model', model_3, '--device', '@numpy',
-                                   image]) == 0
+    assert googlenet_predict.main(['--model', model_1000, '--device',
+                                   '@numpy', image]) == 0
 
 
 def test_converter_seed_fixes_the_fresh_heads(caffemodels, tmp_path):
