@@ -1008,6 +1008,10 @@ def prepare_data(args, n_classes):
                  train.skipped)
     print_report('validation set', val_pairs, class_names, bad_val,
                  val.skipped if val is not None else None)
+    if pairs and not val_pairs and val is None:
+        raise UserError('no class of {} has two readable images, so none can '
+                        'be held out for validation: add images, or give '
+                        '--val'.format(args.train))
     if not pairs or not val_pairs:
         raise UserError('no readable images left in the {} set'.format(
             'training' if not pairs else 'validation'))

@@ -250,6 +250,14 @@ def test_single_class(capsys, tmp_path, model_3):
     assert 'single class' in err
 
 
+def test_one_image_per_class_says_why_nothing_is_held_out(capsys, tmp_path,
+                                                         model_3):
+    data = make_dataset(tmp_path / 'd', 1)
+    err = _refused(capsys, tmp_path, '--train', data, '--model', model_3)
+    assert 'no class of {} has two readable images, so none can be held ' \
+        'out for validation: add images, or give --val'.format(data) in err
+
+
 def test_list_label_out_of_range(capsys, tmp_path, dataset, model_3):
     listing = tmp_path / 'l.txt'
     listing.write_text('red/0.png 0\nred/1.png 1\nblue/0.png 7\n')
