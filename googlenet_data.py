@@ -61,6 +61,14 @@ def matching_names(class_names):
     return list(class_names)
 
 
+def few(names, n=10):
+    """Up to n names joined, and how many more: a 1000-class model's list
+    would fill a screen."""
+    more = len(names) - n
+    return ', '.join(list(names)[:n]) + (
+        ', and {} more'.format(more) if more > 0 else '')
+
+
 def read_folder(root, class_names=None):
     """The Data of a folder of class folders.
 
@@ -125,7 +133,7 @@ def read_folder(root, class_names=None):
             raise UserError('{}: folder \'{}\' is not one of the {} '
                             'training classes ({})'.format(
                                 shown(root), shown(entry.name),
-                                len(class_names), ', '.join(class_names)))
+                                len(class_names), few(class_names)))
         images, left_out = list_images(entry.path, recursive=True)
         for reason, n in left_out.items():
             _count(skipped, reason, n)

@@ -600,6 +600,8 @@ def _receive(response, part, offset, name, progress, stall_timeout):
             raise UserError('cannot write {}: {}'.format(
                 part, e.strerror or e))
         done = offset
+        # On a terminal one line redrawn; elsewhere (a log) a line a tenth.
+        tty = sys.stderr.isatty()
         try:
             with out:
                 for chunk in iter_body(response, stall_timeout):
@@ -610,13 +612,14 @@ def _receive(response, part, offset, name, progress, stall_timeout):
                                         'so far is kept for the next try)'
                                         .format(part, e.strerror or e))
                     done += len(chunk)
-                    if progress:
-                        _show_progress(name, done, total)
+                    if progress and (tty or _tenth(done - len(chunk), total)
+                                     != _tenth(done, total)):
+                        _show_progress(name, done, total, tty)
         except OSError as e:  # the buffered last bytes, written at close
             raise UserError('cannot write {}: {}'.format(
                 part, e.strerror or e))
         finally:
-            if progress and done > offset:
+            if progress and tty and done > offset:
                 print(file=sys.stderr)  # end the progress line
 
 
@@ -625,14 +628,20 @@ def _total_size(response, offset):
     return offset + int(length) if length and length.isdigit() else None
 
 
-def _show_progress(name, done, total):
+def _tenth(done, total):
+    """Which tenth of the download (of 10 MB steps when the size is not
+    known) done bytes are in."""
+    return 10 * done // total if total else done // 10 ** 7
+
+
+def _show_progress(name, done, total, tty):
     # Bytes, not MB: a slow server's progress must visibly move.
     if total:
-        text = '\rdownloading {} {:5.1f}% {:,} of {:,} bytes'.format(
+        text = 'downloading {} {:5.1f}% {:,} of {:,} bytes'.format(
             name, 100.0 * done / total, done, total)
     else:
-        text = '\rdownloading {} {:,} bytes'.format(name, done)
-    sys.stderr.write(text)
+        text = 'downloading {} {:,} bytes'.format(name, done)
+    sys.stderr.write('\r' + text if tty else text + '\n')
     sys.stderr.flush()
 
 

@@ -560,8 +560,11 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL, classify=False):
     predict, evaluate or export), also when loss3/classifier was never
     trained: its guesses would be a random classifier's.
     """
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise UserError('model file not found: {}'.format(path))
+    if not os.path.isfile(path):
+        raise UserError('model file {} is a folder or a device, not a file'
+                        .format(path))
     try:
         npz = read_npz(path)
         n_classes = npz['loss3_fc/W'].shape[0]

@@ -725,3 +725,10 @@ def test_an_image_in_two_classes_or_in_both_sets_is_warned_of(tmp_path):
         'images'.format(b)]
     assert googlenet_data.data_warnings([(a, 0), (b, 1)], [(c, 0), (c, 1)],
                                         ['x', 'y'], 2) == []
+
+
+def test_long_class_lists_are_cut_in_messages():
+    names = ['n{:02}'.format(i) for i in range(12)]
+    assert googlenet_data.few(names) == ', '.join(names[:10]) + \
+        ', and 2 more'
+    assert googlenet_data.few(names[:3]) == 'n00, n01, n02'

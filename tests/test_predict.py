@@ -504,3 +504,11 @@ def test_feature_names_with_a_line_break_are_not_written(tmp_path):
     assert str(e.value) == ('input b\\n.png has a line break: {} holds one '
                             'name per line'.format(tmp_path / 'f.txt'))
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_model_that_is_a_folder_or_device_is_named_so(capsys, tmp_path):
+    for model in (str(tmp_path), '/dev/null'):
+        code, out, err = run(capsys, '--model', model)
+        assert (code, out) == (1, '')
+        assert err == 'error: model file {} is a folder or a device, not a ' \
+            'file\n'.format(model)
