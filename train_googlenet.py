@@ -1240,8 +1240,9 @@ class Session:
         log = trainer.get_extension('LogReport').log
         if trainer.updater.epoch < self.args.epoch:
             print('stopped early at epoch {}: validation accuracy has not '
-                  'improved for {} epochs (--patience)'.format(
-                      trainer.updater.epoch, self.args.patience))
+                  'improved for {} epoch{} (--patience)'.format(
+                      trainer.updater.epoch, self.args.patience,
+                      '' if self.args.patience == 1 else 's'))
         best, _ = tuned_googlenet.load_model(self.output, self.freeze_until)
         best.to_device(self.device)
         confusion = validate(best, self.val_set, len(self.class_names),
