@@ -124,11 +124,7 @@ def evaluate(args, comm=Single()):
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--model', default=None,
-                        help='a model this project wrote (default: {} in '
-                        'Chainer\'s model folder, which '
-                        'googlenet_predict.py\'s first run makes)'.format(
-                            googlenet_caffe.MODEL_NAME))
+    googlenet_caffe.add_model_option(parser)
     parser.add_argument('--data', required=True,
                         help='folder of class folders, or a list file')
     parser.add_argument('--root', default=None,

@@ -353,11 +353,7 @@ def export(args):
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--model', default=None,
-                        help='a model this project wrote (default: {} in '
-                        'Chainer\'s model folder, which '
-                        'googlenet_predict.py\'s first run makes)'.format(
-                            googlenet_caffe.MODEL_NAME))
+    googlenet_caffe.add_model_option(parser)
     parser.add_argument('--labels', help='class names, one per line '
                         '(default: those stored with the model)')
     parser.add_argument('--onnx', metavar='FILE',

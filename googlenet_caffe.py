@@ -209,6 +209,16 @@ def default_model():
     return os.path.join(model_directory(), MODEL_NAME)
 
 
+def add_model_option(parser):
+    """--model as evaluation and export take it: None (model_or_default)
+    stands for the model googlenet_predict.py's first run makes."""
+    parser.add_argument('--model', default=None,
+                        help='a model this project wrote (default: {} in '
+                        'Chainer\'s model folder, which '
+                        'googlenet_predict.py\'s first run makes)'.format(
+                            MODEL_NAME))
+
+
 def model_or_default(path):
     """path, or default_model() when it is None: UserError if that one is
     not there yet, saying what makes it."""

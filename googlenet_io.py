@@ -60,27 +60,14 @@ def report_errors(function, *args, **kwargs):
 
 def positive_int(text):
     """An argparse type: a whole number above zero."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            'expected a positive whole number, got {!r}'.format(text))
-    return value
+    return _whole_in(text, lambda value: value > 0, 'a positive whole number')
 
 
 def non_negative_int(text):
     """An argparse type: a whole number, zero or above (seeds, counts that
     may be none)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(
-            'expected a whole number, zero or above, got {!r}'.format(text))
-    return value
+    return _whole_in(text, lambda value: value >= 0,
+                     'a whole number, zero or above')
 
 
 def random_seed(text):
@@ -107,6 +94,17 @@ def unit_fraction(text):
     """An argparse type: a finite number in [0, 1) (a momentum)."""
     return _finite_in(text, lambda value: 0 <= value < 1,
                       'a number from 0 up to (not including) 1')
+
+
+def _whole_in(text, accept, expected):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError('expected {}, got {!r}'.format(
+            expected, text))
+    return value
 
 
 def _finite_in(text, accept, expected):

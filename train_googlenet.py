@@ -681,12 +681,16 @@ class SeededUpdater(training.updaters.StandardUpdater):
         super().update_core()
 
 
+def as_float(value):
+    """A reported value (a Variable or an array, on any device) as a float."""
+    return float(chainer.backend.CpuDevice().send(chainer.as_array(value)))
+
+
 def observed(trainer, key):
     """The value reported under key in this iteration, as a float (None if
     nothing was)."""
     value = trainer.observation.get(key)
-    return None if value is None else float(
-        chainer.backend.CpuDevice().send(chainer.as_array(value)))
+    return None if value is None else as_float(value)
 
 
 class EarlyStopping(training.Extension):
@@ -760,8 +764,7 @@ class ExactEvaluator(extensions.Evaluator):
                     chainer.no_backprop_mode():
                 target(*inputs)
             for key, value in observation.items():
-                sums[key] += labelled * float(
-                    chainer.backend.CpuDevice().send(chainer.as_array(value)))
+                sums[key] += labelled * as_float(value)
             count += labelled
         parts = self.comm.gather((dict(sums), count))
         if not self.comm.rank:
