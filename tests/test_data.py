@@ -732,3 +732,14 @@ def test_long_class_lists_are_cut_in_messages():
     assert googlenet_data.few(names) == ', '.join(names[:10]) + \
         ', and 2 more'
     assert googlenet_data.few(names[:3]) == 'n00, n01, n02'
+
+
+def test_a_link_that_loops_is_passed_over(tmp_path):
+    folder = tmp_path / 'cat'
+    folder.mkdir()
+    Image.new('RGB', (8, 8)).save(str(folder / 'a.png'))
+    (folder / 'loop.jpg').symlink_to('loop.jpg')  # ELOOP when followed
+    (folder / 'gone.jpg').symlink_to('nowhere.jpg')
+    images, skipped = googlenet_io.list_images(str(tmp_path), recursive=True)
+    assert images == [str(folder / 'a.png')]
+    assert skipped == {'not a regular file': 2}

@@ -292,3 +292,16 @@ def test_an_html_page_for_an_image_says_the_server_sent_html(
     assert code == 1
     assert err == 'error: {}: the server sent an HTML page, not an ' \
         'image\n'.format(server.url('/x.png'))
+
+
+@pytest.mark.parametrize('url, reason', [
+    ('http://[::1/x.jpg', 'not a valid URL: Invalid IPv6 URL'),
+    ('http://127.0.0.1:port/x.jpg', 'not a valid URL: Port could not be '
+     'cast to integer value'),
+    ('http://{}.org/x.jpg'.format('a' * 70), 'label empty or too long')])
+def test_a_malformed_url_is_that_inputs_one_line(capsys, model_1000, url,
+                                                 reason):
+    code, out, err = predict_errors(capsys, model_1000, url)
+    assert code == 1 and out == ''
+    assert err.startswith('error: {}: '.format(url)) and reason in err
+    assert err.count('\n') == 1
