@@ -351,23 +351,32 @@ def _max_along(x, axis, k, s, pad, size_out):
         index[axis] = slice(start, stop, step)
         return tuple(index)
 
+    # Each offset's inputs and the range of outputs they reach.
     shape = list(x.shape)
     shape[axis] = size_out
-    out = None
-    # The offset with every window inside goes first, as a copy.
-    offsets = sorted(range(k), key=lambda d: d != pad)
-    for d in offsets:
+    out = numpy.empty(shape, x.dtype)
+    parts = []
+    for d in range(k):
         first = max(0, -((d - pad) // s))  # j with j*s - pad + d >= 0
         last = min(size_out, (size - 1 - d + pad) // s + 1)
-        if last <= first:
-            continue
-        source = x[along(first * s - pad + d, (last - 1) * s - pad + d + 1,
-                         s)]
-        if out is None:
-            if first == 0 and last == size_out:
-                out = source.copy()
-                continue
-            out = numpy.full(shape, -numpy.inf, x.dtype)
+        if last > first:
+            parts.append((x[along(first * s - pad + d,
+                                  (last - 1) * s - pad + d + 1, s)],
+                          first, last))
+    # Widest first: the first two start the output with one maximum (and
+    # a copy at the edges the second misses), not a copy and a maximum.
+    parts.sort(key=lambda part: part[1] - part[2])
+    if not parts or parts[0][2] - parts[0][1] < size_out:
+        out.fill(-numpy.inf)
+    elif len(parts) == 1:
+        numpy.copyto(out, parts.pop(0)[0])
+    else:
+        (whole, _, _), (source, first, last) = parts.pop(0), parts.pop(0)
+        numpy.maximum(whole[along(first, last)], source,
+                      out=out[along(first, last)])
+        for edge in (along(0, first), along(last, size_out)):
+            numpy.copyto(out[edge], whole[edge])
+    for source, first, last in parts:
         target = out[along(first, last)]
         numpy.maximum(target, source, out=target)
     return out

@@ -185,7 +185,8 @@ def _nchw(x):
 @pytest.mark.parametrize('shape, k, s, pad', [
     ((2, 112, 112, 8), 3, 2, 0), ((1, 28, 28, 5), 3, 1, 1),
     ((2, 14, 14, 3), 3, 2, 0), ((1, 15, 13, 3), 3, 2, 0),
-    ((1, 9, 9, 2), 3, 2, 1), ((1, 2, 2, 4), 3, 2, 0)])
+    ((1, 9, 9, 2), 3, 2, 1), ((1, 2, 2, 4), 3, 2, 0), ((1, 1, 1, 2), 3, 2, 1),
+    ((2, 6, 5, 3), 2, 2, 1), ((1, 7, 8, 2), 5, 1, 2)])
 def test_max_pool_matches_cover_all_pooling(rng, shape, k, s, pad):
     x = rng.randn(*shape).astype(numpy.float32)
     expected = F.max_pooling_2d(_nchw(x), k, s, pad, cover_all=True).array
