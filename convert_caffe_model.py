@@ -52,7 +52,8 @@ def build_parser():
 
 def run(args):
     caffemodel = args.caffemodel or default_caffemodel()
-    check_output_path(args.output, [caffemodel])
+    check_output_path(args.output, [caffemodel],
+                      kind=tuned_googlenet.MODEL_KIND)
     if args.download:
         ensure_caffemodel(caffemodel, args.url, args.sha1)
     elif not os.path.lexists(caffemodel):

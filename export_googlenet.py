@@ -228,6 +228,20 @@ def _onnx():
     return onnx, numpy_helper
 
 
+PRODUCER = 'googlenet_chainer'
+
+
+def is_onnx_export(path):
+    """Whether path holds an ONNX model this project exported (its
+    producer_name): what --onnx may replace."""
+    onnx, _ = _onnx()
+    try:
+        return onnx.load(path, load_external_data=False).producer_name == (
+            PRODUCER)
+    except Exception:  # not protobuf, not ONNX: not ours either way
+        return False
+
+
 def onnx_model(model, class_names):
     """The deploy network as an onnx.ModelProto (opset 13).
 
@@ -301,7 +315,7 @@ def onnx_model(model, class_names):
                                        ['N', model.n_classes])],
         initializers)
     result = helper.make_model(
-        graph, producer_name='googlenet_chainer',
+        graph, producer_name=PRODUCER,
         opset_imports=[helper.make_opsetid('', OPSET)],
         ir_version=ONNX_IR_VERSION,
         doc_string='BVLC GoogLeNet, fine-tuned in Chainer. Input: float32 '
@@ -332,7 +346,8 @@ def export(args):
         raise UserError('nothing to do: give --onnx FILE and/or --caffe DIR')
     args.model = googlenet_caffe.model_or_default(args.model)
     if args.onnx:
-        check_output_path(args.onnx, [args.model], '--onnx')
+        check_output_path(args.onnx, [args.model], '--onnx', kind=(
+            is_onnx_export, 'an ONNX model this project exported'))
     if args.caffe and os.path.exists(args.caffe) and not os.path.isdir(
             args.caffe):
         raise UserError('--caffe {} is a file, not a folder'.format(

@@ -292,7 +292,8 @@ def convert(caffemodel, output, n_classes=None, fresh_heads=False,
     ``seed`` seeds the fresh heads' initial weights (Chainer's initializers
     draw from numpy's global generator); None leaves them to chance.
     """
-    check_output_path(output, [caffemodel])
+    check_output_path(output, [caffemodel],
+                      kind=tuned_googlenet.MODEL_KIND)
     blobs = read_caffemodel(caffemodel)
     if seed is not None:
         numpy.random.seed(seed)

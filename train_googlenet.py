@@ -1049,8 +1049,8 @@ def check_out(args):
         raise UserError('--output {} is a folder; give a file name'.format(
             output))
     check_writable(os.path.dirname(os.path.abspath(output)), '--output')
-    check_output_path(output, [args.model], '--output', kind=(
-        tuned_googlenet.is_model_file, 'a model this project wrote'))
+    check_output_path(output, [args.model], '--output',
+                      kind=tuned_googlenet.MODEL_KIND)
     taken = [name for name in os.listdir(out)
              if SNAPSHOT_PATTERN.match(name) or name == 'log'
              or os.path.join(out, name) == output]

@@ -463,13 +463,17 @@ def save_model(path, model, class_names=None, untrained=()):
 
 def is_model_file(path):
     """Whether path is a zip holding a model's arrays (loss3_fc/W, as
-    save_model writes it): what training's --output may replace. Reads
-    the zip's directory only."""
+    save_model writes it). Reads the zip's directory only."""
     try:
         with zipfile.ZipFile(path) as archive:
             return 'loss3_fc/W.npy' in archive.namelist()
     except (OSError, zipfile.BadZipFile):
         return False
+
+
+# check_output_path's kind for a model output (convert's, training's): an
+# existing file is replaced only if it is a model.
+MODEL_KIND = (is_model_file, 'a model this project wrote')
 
 
 def read_npz(path):

@@ -235,7 +235,8 @@ def test_unwritable_output_path(tmp_path, capsys, caffemodels):
 def test_failed_save_leaves_old_model_in_place(tmp_path, caffemodels,
                                                monkeypatch):
     out = tmp_path / 'keep.model'
-    out.write_bytes(b'old')
+    googlenet_caffe.convert(caffemodels['v2'], str(out), **QUIET)
+    old = out.read_bytes()
 
     def broken_savez(f, **arrays):
         f.write(b'partial')
@@ -243,7 +244,7 @@ def test_failed_save_leaves_old_model_in_place(tmp_path, caffemodels,
     monkeypatch.setattr(numpy, 'savez', broken_savez)
     with pytest.raises(OSError):
         googlenet_caffe.convert(caffemodels['v1'], str(out), **QUIET)
-    assert out.read_bytes() == b'old'
+    assert out.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ['keep.model']
 
 
@@ -436,6 +437,26 @@ def test_output_that_is_the_input_is_refused(tmp_path, capsys, caffemodels):
         assert err == ('error: output {} is the input {}; choose another '
                        'file\n'.format(output, path))
     assert _sha1(path) == before
+
+
+def test_output_over_a_file_that_is_not_a_model_is_refused(tmp_path,
+                                                           capsys,
+                                                           caffemodels):
+    photo = tmp_path / 'cat.model'
+    photo.write_bytes(b'\x89PNG a photo kept under a model-like name')
+    before = _sha1(photo)
+    assert convert_caffe_model.main(['--caffemodel', caffemodels['v1'],
+                                     '--output', str(photo)]) == 1
+    assert capsys.readouterr().err == (
+        'error: output {} exists and is not a model this project wrote: it '
+        'is kept; choose another file\n'.format(photo))
+    assert _sha1(photo) == before
+    # A model is replaced.
+    model = tmp_path / 'googlenet.model'
+    for _ in range(2):
+        assert convert_caffe_model.main(['--caffemodel', caffemodels['v1'],
+                                         '--output', str(model)]) == 0
+    capsys.readouterr()
 
 
 def test_output_that_is_a_folder_or_a_device_is_refused(tmp_path, capsys,

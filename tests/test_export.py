@@ -41,8 +41,10 @@ def test_onnx_runs_in_onnxruntime_like_predict(which, model_1000,
                                                capsys):
     path = model_1000 if which == '1000' else five_class_model
     out = str(tmp_path / 'googlenet.onnx')
-    assert export_googlenet.main(['--model', path, '--onnx', out]) == 0
-    assert 'wrote ' + out in capsys.readouterr().out
+    # The second export replaces the first: it is this project's own.
+    for _ in range(2):
+        assert export_googlenet.main(['--model', path, '--onnx', out]) == 0
+        assert 'wrote ' + out in capsys.readouterr().out
     proto = onnx.load(out)
     onnx.checker.check_model(proto, full_check=True)
     assert proto.opset_import[0].version >= 13
@@ -203,15 +205,21 @@ def test_errors_are_one_line(tmp_path, capsys, model_1000):
 def test_outputs_that_would_replace_the_model_or_a_device_are_refused(
         model_1000, tmp_path, capsys):
     before = open(model_1000, 'rb').read()
+    photo = str(tmp_path / 'holiday.onnx')
+    with open(photo, 'wb') as f:
+        f.write(b'\xff\xd8\xff\xe0 a JPEG by another name')
     for argv, message in [
             (['--onnx', model_1000], 'is the input'),
             (['--onnx', '/dev/null'], 'is not a regular file'),
+            (['--onnx', photo], 'exists and is not an ONNX model this '
+             'project exported: it is kept'),
             (['--caffe', model_1000], 'is a file, not a folder')]:
         assert export_googlenet.main(['--model', model_1000] + argv) == 1
         err = capsys.readouterr().err
         assert err.startswith('error: ') and message in err, err
         assert err.count('\n') == 1
     assert open(model_1000, 'rb').read() == before
+    assert open(photo, 'rb').read().startswith(b'\xff\xd8')
     assert not os.path.isfile('/dev/null')
 
 
