@@ -303,13 +303,14 @@ def _sixes(d, out, scratch):
     out[5] -= d[3]
 
 
-def winograd_f4_pays(h, w):
-    """Whether F(4x4) runs an h x w image faster than F(2x2). Measured one
-    image at a time, as tuned_googlenet's chunks run them (one core,
-    2026-11-30): 1.19x at conv2 (56x56, 64 -> 192), 0.92-1.01x at 28x28
-    (inc3a/inc3b: at 7x7 tiles a GEMM has 49 rows), 0.8-0.9x at 14x14 and
-    7x7 (inc4*, inc5*: tiles padded by a third, and fewer rows still)."""
-    return h % 4 == 0 and w % 4 == 0 and min(h, w) >= 56
+def winograd_f4_pays(n, h, w):
+    """Whether F(4x4) runs n h x w images faster than F(2x2): where the
+    tiles fit without padding and are enough for its GEMMs, at least two
+    28x28 images' worth (98 rows). Measured (one core, 2026-11-30): 1.12-
+    1.19x at conv2 (56x56, 64 -> 192) from one image; at 28x28 (inc3a,
+    inc3b) 0.92-1.10x from one image, 1.06-1.30x from two or four; at 14x14
+    and 7x7 (inc4*, inc5*: tiles padded by a third) 0.6-0.9x."""
+    return h % 4 == 0 and w % 4 == 0 and n * h * w >= 2 * 28 * 28
 
 
 def winograd_conv_relu(link, x, out=None, kernels=None):
@@ -324,7 +325,7 @@ def winograd_conv_relu(link, x, out=None, kernels=None):
     W, b = link.W.array, link.b.array
     o, c = W.shape[:2]
     n, h, w, _ = x.shape
-    if winograd_f4_pays(h, w):
+    if winograd_f4_pays(n, h, w):
         m, g = 4, WINOGRAD_F4_G
         buffers, block_function = _winograd4_buffers, _winograd4_block
     else:

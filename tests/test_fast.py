@@ -70,7 +70,7 @@ def test_winograd_matches_the_direct_convolution(rng, monkeypatch, n, h, w,
     if block != 'default':
         monkeypatch.setattr(fast_ops, 'WINOGRAD_BLOCK_FLOATS', 1)
     monkeypatch.setattr(fast_ops, 'winograd_f4_pays',
-                        lambda h, w: tile == 4)
+                        lambda n, h, w: tile == 4)
     link = chainer.links.Convolution2D(c, o, 3, pad=1)
     link.b.array[:] = rng.randn(o)
     x = rng.randn(n, h, w, c).astype(numpy.float32)
