@@ -306,10 +306,11 @@ def _sixes(d, out, scratch):
 def winograd_f4_pays(n, h, w):
     """Whether F(4x4) runs n h x w images faster than F(2x2): where the
     tiles fit without padding and are enough for its GEMMs, at least two
-    28x28 images' worth (98 rows). Measured (one core, 2026-11-30): 1.12-
-    1.19x at conv2 (56x56, 64 -> 192) from one image; at 28x28 (inc3a,
-    inc3b) 0.92-1.10x from one image, 1.06-1.30x from two or four; at 14x14
-    and 7x7 (inc4*, inc5*: tiles padded by a third) 0.6-0.9x."""
+    28x28 images' worth (98 rows). Measured on one core (2026-11-30, a
+    shared machine, medians of alternating runs): 1.1-1.3x at conv2 (56x56,
+    64 -> 192) from one image; at 28x28 (inc3a, inc3b) 0.92-1.10x from one
+    image, 1.05-1.45x from two or four; 0.4-0.9x at 14x14 and 7x7 (inc4*,
+    inc5*: tiles padded by a third, few GEMM rows)."""
     return h % 4 == 0 and w % 4 == 0 and n * h * w >= 2 * 28 * 28
 
 
