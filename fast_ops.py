@@ -213,37 +213,54 @@ def conv_relu(link, x, out=None, kernels=None):
     return y.reshape(shape + (o,))
 
 
-# Winograd F(2x2, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional
-# Neural Networks", CVPR 2016): a 2x2 output tile of a 3x3 convolution is
-# A^T [(G g G^T) * (B^T d B)] A for the 4x4 input tile d around it, 16
-# multiplications per channel instead of 36. B^T and A^T hold only 0 and +-1,
-# so the input and output transforms are additions.
+# Winograd F(m x m, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional
+# Neural Networks", CVPR 2016): an m x m output tile of a 3x3 convolution is
+# A^T [(G g G^T) * (B^T d B)] A for the (m+2) x (m+2) input tile d around it,
+# (m+2)**2 multiplications per channel instead of 9 m**2: F(2x2) at 4 per
+# output, F(4x4) at 2.25. F(2x2)'s B^T and A^T hold only 0 and +-1; F(4x4)'s
+# (points 0, 1, -1, 2, -2 and infinity) also 2, 4, 5 and 8.
 # Floats of GEMM products per block of tiles (4 MB).
 WINOGRAD_BLOCK_FLOATS = 1 << 20
 WINOGRAD_G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+WINOGRAD_F4_G = numpy.array([
+    [1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+WINOGRAD_F4_AT = numpy.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0],
+                              [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
+# (16, 36): the outputs (dy, dx) of a tile from its 36 products.
+WINOGRAD_F4_AT2 = numpy.kron(WINOGRAD_F4_AT, WINOGRAD_F4_AT).astype(
+    numpy.float32)
 
 
-def winograd_kernel(W):
-    """(O, C, 3, 3) filters -> (16, C, O): G g G^T at each of the 16 tile
-    positions, as the right-hand sides of 16 GEMMs. Transformed in float64
-    and rounded once."""
+def winograd_kernel(W, g=WINOGRAD_G):
+    """(O, C, 3, 3) filters -> (a*a, C, O): G g G^T at each of the a*a tile
+    positions (a = len(g), 4 for WINOGRAD_G, 6 for WINOGRAD_F4_G), as the
+    right-hand sides of a*a GEMMs. Transformed in float64 and rounded
+    once."""
     o, c = W.shape[:2]
-    g = WINOGRAD_G
-    out = numpy.empty((4, 4, c, o), W.dtype)
+    a = len(g)
+    out = numpy.empty((a, a, c, o), W.dtype)
     # In blocks of output channels whose float64 temporaries (512 KB) are
     # reused from the heap: whole-layer ones are fresh pages each time, and
     # their page faults were most of a fresh process's first forward pass.
     # Two tensordots (BLAS), not a three-operand einsum (0.27 s in C
     # loops); either way the same float64 sums of three, so the same
     # rounded kernels.
-    step = max(1, (1 << 16) // (16 * c))
+    step = max(1, (1 << 16) // (a * a * c))
     for first in range(0, o, step):
         w = W[first:first + step].astype(numpy.float64)
         u = numpy.tensordot(numpy.tensordot(g, w, axes=(1, 2)), g,
                             axes=(3, 1))
         # (i, o, c, j) -> (i, j, c, o)
         out[:, :, :, first:first + step] = u.transpose(0, 3, 2, 1)
-    return out.reshape(16, c, o)
+    return out.reshape(a * a, c, o)
+
+
+def _taps(a, axis, tiles, stride, i):
+    """Tap i of every tile's window along axis: a[i::stride], tiles long."""
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(i, i + stride * tiles, stride)
+    return a[tuple(index)]
 
 
 def _pairs(a, axis, out):
@@ -252,51 +269,102 @@ def _pairs(a, axis, out):
     tiles = out.shape[axis + 1]
 
     def d(i):
-        index = [slice(None)] * a.ndim
-        index[axis] = slice(i, i + 2 * tiles, 2)
-        return a[tuple(index)]
+        return _taps(a, axis, tiles, 2, i)
     numpy.subtract(d(0), d(2), out=out[0])
     numpy.add(d(1), d(2), out=out[1])
     numpy.subtract(d(2), d(1), out=out[2])
     numpy.subtract(d(1), d(3), out=out[3])
 
 
+def _sixes(d, out, scratch):
+    """F(4x4)'s B^T over six taps d[0..5] (arrays of out[0]'s shape; Lavin
+    and Gray 2016): out[0..5] = (4 d0 - 5 d2 + d4, -4 d1 - 4 d2 + d3 + d4,
+    4 d1 - 4 d2 - d3 + d4, -2 d1 - d2 + 2 d3 + d4, 2 d1 - d2 - 2 d3 + d4,
+    4 d1 - 5 d3 + d5); scratch is out[0]'s shape."""
+    # Shared sums, each a pass fewer than the rows one by one:
+    # out1, out2 = r +- q with q = d3 - 4 d1, r = d4 - 4 d2;
+    # out3, out4 = t +- s with t = d4 - d2, s = 2 (d3 - d1).
+    numpy.multiply(d[1], -4, out=scratch)
+    scratch += d[3]
+    numpy.multiply(d[2], -4, out=out[2])
+    out[2] += d[4]
+    numpy.add(out[2], scratch, out=out[1])
+    out[2] -= scratch
+    numpy.subtract(d[4], d[2], out=scratch)
+    numpy.subtract(d[0], d[2], out=out[0])
+    out[0] *= 4
+    out[0] += scratch
+    numpy.subtract(d[3], d[1], out=out[5])
+    out[5] *= 2
+    numpy.add(scratch, out[5], out=out[3])
+    numpy.subtract(scratch, out[5], out=out[4])
+    out[5] *= -2
+    out[5] += d[5]
+    out[5] -= d[3]
+
+
+def winograd_f4_pays(n, h, w):
+    """Whether F(4x4) runs n h x w images faster than F(2x2): where the
+    tiles fit without padding and are enough for its GEMMs, at least two
+    28x28 images' worth (98 rows). Measured on one core (2026-11-30, a
+    shared machine, medians of alternating runs): 1.1-1.3x at conv2 (56x56,
+    64 -> 192) from one image; at 28x28 (inc3a, inc3b) 0.92-1.10x from one
+    image, 1.05-1.45x from two or four; 0.4-0.9x at 14x14 and 7x7 (inc4*,
+    inc5*: tiles padded by a third, few GEMM rows)."""
+    return h % 4 == 0 and w % 4 == 0 and n * h * w >= 2 * 28 * 28
+
+
 def winograd_conv_relu(link, x, out=None, kernels=None):
     """ReLU of a 3x3, stride 1, pad 1 convolution of NHWC x by Winograd
-    F(2x2, 3x3): 16 GEMMs of (N*ceil(H/2)*ceil(W/2), C) by (C, O).
+    F(m x m, 3x3), m = 4 where winograd_f4_pays, else 2: (m+2)**2 GEMMs of
+    (N*ceil(H/m)*ceil(W/m), C) by (C, O).
 
-    Same shapes and ``out`` as conv_relu. Its rounding: each transformed
-    value sums up to 4 inputs (or 9 weights/4), so the error bound grows by
-    (8/3)**2 over the direct sum (tests/numeric.py, WINOGRAD_F2_GROWTH).
+    Same shapes and ``out`` as conv_relu. Its rounding grows over the
+    direct sum's by (8/3)**2 for F(2x2), 16**2 for F(4x4)
+    (tests/numeric.py, WINOGRAD_F2_GROWTH and WINOGRAD_F4_GROWTH).
     """
     W, b = link.W.array, link.b.array
     o, c = W.shape[:2]
     n, h, w, _ = x.shape
-    th, tw = (h + 1) // 2, (w + 1) // 2
-    kernel = _kernel(link, W, lambda: winograd_kernel(W), kernels)
-    padded = numpy.zeros((n, 2 * th + 2, 2 * tw + 2, c), x.dtype)
+    if winograd_f4_pays(n, h, w):
+        m, g = 4, WINOGRAD_F4_G
+        buffers, block_function = _winograd4_buffers, _winograd4_block
+    else:
+        m, g = 2, WINOGRAD_G
+        buffers, block_function = _winograd_buffers, _winograd_block
+    th, tw = -(-h // m), -(-w // m)
+    kernel = _kernel((link, m), W, lambda: winograd_kernel(W, g), kernels)
+    padded = numpy.zeros((n, m * th + 2, m * tw + 2, c), x.dtype)
     padded[:, 1:h + 1, 1:w + 1] = x
     if out is None:
         out = numpy.empty((n * h * w, o), x.dtype)
     image = out.reshape(n, h, w, o)
-    # Rows of tiles in blocks whose 16 GEMM products stay in the cache
+    # Rows of tiles in blocks whose GEMM products stay in the cache
     # between the GEMMs and the output transform.
-    step = max(1, WINOGRAD_BLOCK_FLOATS // (16 * o * n * tw))
-    rows = numpy.empty((4, n, min(step, th), 2 * tw + 2, c), x.dtype)
-    v = numpy.empty((4, 4, n, min(step, th), tw, c), x.dtype)
+    step = max(1, WINOGRAD_BLOCK_FLOATS // ((m + 2) ** 2 * o * n * tw))
+    space = buffers(n, min(step, th), tw, c, x.dtype)
     for first in range(0, th, step):
         block = min(step, th - first)
-        _winograd_block(padded[:, 2 * first:2 * (first + block) + 2],
-                        rows[:, :, :block], v[:, :, :, :block], kernel, b,
-                        image[:, 2 * first:2 * (first + block)])
+        block_function(padded[:, m * first:m * (first + block) + 2], space,
+                       kernel, b, image[:, m * first:m * (first + block)])
     return image
 
 
-def _winograd_block(padded, rows, v, kernel, b, image):
-    """Tiles of one block of rows: input transform, GEMMs, output
-    transform, ReLU, into image (the block's output rows)."""
+def _winograd_buffers(n, tile_rows, tw, c, dtype):
+    """F(2x2)'s work space for blocks of up to tile_rows rows of tw tiles:
+    the input transformed along the rows, then along the columns."""
+    return (numpy.empty((4, n, tile_rows, 2 * tw + 2, c), dtype),
+            numpy.empty((4, 4, n, tile_rows, tw, c), dtype))
+
+
+def _winograd_block(padded, space, kernel, b, image):
+    """F(2x2) on the tiles of one block of rows, padded (N, 2*rows + 2,
+    2*tiles + 2, C): input transform, GEMMs, output transform, ReLU, into
+    image (the block's output rows). space is _winograd_buffers'."""
     c, o = kernel.shape[1:]
-    n, tiles_y, tw = v.shape[2:5]
+    tiles_y = (padded.shape[1] - 2) // 2
+    rows, v = space[0][:, :, :tiles_y], space[1][:, :, :, :tiles_y]
+    n, tw = v.shape[2], v.shape[4]
     _pairs(padded, 1, rows)
     for i in range(4):
         _pairs(rows[i], 2, v[i])
@@ -322,6 +390,48 @@ def _winograd_block(padded, rows, v, kernel, b, image):
                 numpy.subtract(t[1], t[2], out=target)
                 target -= t[3]
             numpy.maximum(target, 0, out=target)
+
+
+def _winograd4_buffers(n, tile_rows, tw, c, dtype):
+    """F(4x4)'s work space for blocks of up to tile_rows rows of tw tiles:
+    the input transformed along the rows, then along the columns (v), and
+    a scratch for each step."""
+    width = 4 * tw + 2
+    return (numpy.empty((6, n, tile_rows, width, c), dtype),
+            numpy.empty((6, 6, n, tile_rows, tw, c), dtype),
+            numpy.empty((n, tile_rows, width, c), dtype),
+            numpy.empty((n, tile_rows, tw, c), dtype))
+
+
+def _winograd4_block(padded, space, kernel, b, image):
+    """F(4x4) on the tiles of one block of rows, as _winograd_block:
+    padded (N, 4*rows + 2, 4*tiles + 2, C), space _winograd4_buffers'."""
+    c, o = kernel.shape[1:]
+    tiles_y = (padded.shape[1] - 2) // 4
+    rows, v = space[0][:, :, :tiles_y], space[1][:, :, :, :tiles_y]
+    row_scratch, scratch = space[2][:, :tiles_y], space[3][:, :tiles_y]
+    n, tw = v.shape[2], v.shape[4]
+    _sixes([_taps(padded, 1, tiles_y, 4, i) for i in range(6)], rows,
+           row_scratch)
+    for j in range(6):
+        _sixes([_taps(rows[j], 2, tw, 4, i) for i in range(6)], v[j],
+               scratch)
+    m = numpy.matmul(v.reshape(36, -1, c), kernel)
+    # Column 1 of A^T is all ones: the bias added at tile position (1, 1)
+    # reaches all sixteen outputs once.
+    m[7] += b
+    # A^T m A of every tile and channel as one GEMM by A^T (x) A^T, the
+    # outputs at (dy, dx) of their tiles: a third faster than the sums
+    # as passes over m, which leave the cache between passes.
+    y = WINOGRAD_F4_AT2 @ m.reshape(36, -1)
+    height, width = image.shape[1:3]
+    full = height == 4 * tiles_y and width == 4 * tw
+    target = image if full else numpy.empty(
+        (n, 4 * tiles_y, 4 * tw, o), image.dtype)
+    tiles = y.reshape(4, 4, n, tiles_y, tw, o).transpose(2, 3, 0, 4, 1, 5)
+    numpy.maximum(tiles, 0, out=target.reshape(n, tiles_y, 4, tw, 4, o))
+    if not full:
+        image[...] = target[:, :height, :width]
 
 
 def pooled_size(size, k, s, pad):

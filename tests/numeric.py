@@ -80,6 +80,17 @@ WINOGRAD_F2_GROWTH = _winograd_growth(
     g=[[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]],
     bt=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
 
+# F(4x4, 3x3) with the points 0, 1, -1, 2, -2 and infinity (Lavin and Gray
+# 2016), as fast_ops.winograd_conv_relu runs it where winograd_f4_pays:
+# 16**2 = 256, the last output row summing 8 times the products at +-2.
+WINOGRAD_F4_GROWTH = _winograd_growth(
+    at=[[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+        [0, 1, -1, 8, -8, 1]],
+    g=[[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+       [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+    bt=[[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])
+
 # Issue 13's acceptance bound for the fast path against the standard one on
 # photos and random inputs: a probability may move by 2e-4 of itself, far
 # tighter than the worst case PROB_RTOL (the errors do not all line up);
@@ -92,7 +103,8 @@ FAST_PROB_RTOL = 2e-4
 def assert_close(actual, expected, terms=PATH_TERMS, growth=1.0):
     """Activations or logits that sum ``terms`` products along their path:
     relative to the largest magnitude of ``expected``. ``growth`` widens the
-    bound for an algorithm whose rounding grows (WINOGRAD_F2_GROWTH)."""
+    bound for an algorithm whose rounding grows (WINOGRAD_F2_GROWTH,
+    WINOGRAD_F4_GROWTH)."""
     actual, expected = numpy.asarray(actual), numpy.asarray(expected)
     assert actual.shape == expected.shape
     rtol = rtol_for(terms) * growth

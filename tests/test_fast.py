@@ -16,7 +16,7 @@ import fast_ops
 import tuned_googlenet
 from googlenet_io import UserError, open_image, prefetch, preprocess
 from numeric import (FAST_PROB_RTOL, PATH_TERMS, PROB_ATOL, PROB_RTOL,
-                     WINOGRAD_F2_GROWTH, assert_close,
+                     WINOGRAD_F2_GROWTH, WINOGRAD_F4_GROWTH, assert_close,
                      assert_probabilities_close)
 
 ROOT = os.path.dirname(os.path.abspath(fast_ops.__file__))
@@ -61,18 +61,23 @@ def test_chunk_sizes_do_not_change_the_result(model, rng, monkeypatch):
 
 
 @pytest.mark.parametrize('n, h, w, c, o', [
-    (2, 7, 7, 16, 24), (1, 5, 6, 3, 4), (2, 14, 14, 40, 8), (1, 1, 2, 2, 3)])
+    (2, 7, 7, 16, 24), (1, 5, 6, 3, 4), (2, 14, 14, 40, 8), (1, 1, 2, 2, 3),
+    (2, 28, 28, 16, 24), (1, 9, 13, 5, 7)])
 @pytest.mark.parametrize('block', ['default', 'one row of tiles'])
+@pytest.mark.parametrize('tile', [2, 4])
 def test_winograd_matches_the_direct_convolution(rng, monkeypatch, n, h, w,
-                                                 c, o, block):
+                                                 c, o, block, tile):
     if block != 'default':
         monkeypatch.setattr(fast_ops, 'WINOGRAD_BLOCK_FLOATS', 1)
+    monkeypatch.setattr(fast_ops, 'winograd_f4_pays',
+                        lambda n, h, w: tile == 4)
     link = chainer.links.Convolution2D(c, o, 3, pad=1)
     link.b.array[:] = rng.randn(o)
     x = rng.randn(n, h, w, c).astype(numpy.float32)
     expected = F.relu(link(_nchw(x))).array
     got = fast_ops.winograd_conv_relu(link, x)
-    assert_close(_nchw(got), expected, terms=9 * c, growth=WINOGRAD_F2_GROWTH)
+    growth = WINOGRAD_F4_GROWTH if tile == 4 else WINOGRAD_F2_GROWTH
+    assert_close(_nchw(got), expected, terms=9 * c, growth=growth)
     # Into a slice of a wider output, as an Inception module writes.
     wide = numpy.full((n * h * w, o + 5), 7, numpy.float32)
     fast_ops.winograd_conv_relu(link, x, out=wide[:, 2:2 + o])
