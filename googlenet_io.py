@@ -734,7 +734,8 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
     high byte of each sample). Transparency is dropped, not composited.
     Images over ``max_pixels`` (width x height) are refused before they
     are decoded; so are modes without an honest RGB reading (LAB, 32-bit
-    integers, premultiplied La), by name. Every failure is a UserError.
+    integers, premultiplied La), by name, and images with nothing in them
+    to classify (check_content). Every failure is a UserError.
     """
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     if isinstance(source, str):
@@ -751,8 +752,9 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
                 warnings.simplefilter('error', Image.DecompressionBombWarning)
                 with Image.open(stream) as image:
                     image.load()
+                    _check_jpeg_end(image)
                     ImageOps.exif_transpose(image, in_place=True)
-                    return _to_rgb(image)
+                    return _check_content(_to_rgb(image))
         except FileNotFoundError:
             raise UserError('no such file')
         except IsADirectoryError:
@@ -772,6 +774,41 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
             raise UserError('cannot decode image ({})'.format(text))
         finally:
             Image.MAX_IMAGE_PIXELS = previous
+
+
+# The rows of a JPEG's last MCU row (8 or 16) that _check_jpeg_end reads.
+JPEG_END_ROWS = 8
+
+
+def _check_jpeg_end(image):
+    """UserError for a baseline JPEG whose last rows are all exactly
+    mid-grey: libjpeg decodes the blocks past the end of data cut short as
+    zero coefficients, flat 128 in every channel, and Pillow passes its
+    warning over; a file cut and closed with an EOI marker then decodes
+    without error, its lost part grey (a progressive one blurs instead)."""
+    if image.format != 'JPEG' or image.info.get('progressive') or (
+            image.mode not in ('L', 'RGB')):
+        return
+    height = image.height
+    bottom = image.crop((0, max(0, height - JPEG_END_ROWS), image.width,
+                         height))
+    extrema = bottom.getextrema()
+    bands = extrema if image.mode == 'RGB' else (extrema,)
+    if all(band == (128, 128) for band in bands):
+        raise UserError('truncated image (its last rows are the flat grey '
+                        'that a JPEG decoder fills in for missing data)')
+
+
+def _check_content(image):
+    """image, or UserError if it is one colour throughout: a blank frame
+    (a lens cap, a failed capture, an empty canvas) has no object in it,
+    and the network would still name one with confidence."""
+    extrema = image.getextrema()
+    if all(low == high for low, high in extrema):
+        raise UserError('one colour throughout (RGB {}): nothing to '
+                        'classify'.format(', '.join(str(low) for low, _ in
+                                                   extrema)))
+    return image
 
 
 def _bomb_reason(exc, max_pixels):

@@ -14,6 +14,19 @@ FEATURES_ARGV = ['--cache-features', '--val-ratio', '0.25',
 COLOURS = {'blue': (30, 40, 220), 'green': (30, 200, 40), 'red': (220, 30, 30)}
 
 
+def two_tone(color, size, mode='RGB'):
+    """Image.new(mode, size, color) with its right half in the opposite
+    colour (255 - each of R, G, B or L; alpha kept): an image of one
+    colour throughout is refused, as there is nothing in it to classify."""
+    image = Image.new(mode, size, color)
+    if isinstance(color, int):
+        other = 255 - color
+    else:
+        other = tuple(255 - c for c in color[:3]) + tuple(color[3:])
+    image.paste(other, (size[0] // 2, 0, size[0], size[1]))
+    return image
+
+
 def make_dataset(root, per_class, colours=COLOURS):
     """One folder of per_class noisy PNGs per colour; returns root."""
     rng = numpy.random.RandomState(0)

@@ -19,6 +19,7 @@ import googlenet_io
 import googlenet_predict
 import train_googlenet
 import tuned_googlenet
+from image_fixtures import two_tone
 from numeric import assert_probabilities_close
 
 PHOTO = numpy.random.RandomState(5).randint(0, 256, (40, 50, 3)).astype(
@@ -194,7 +195,7 @@ def test_training_refuses_images_over_its_pixel_limit(capsys, tmp_path):
 def test_a_108_megapixel_photo_is_classified_in_under_1_5_gb(tmp_path,
                                                             model_1000):
     photo = str(tmp_path / 'phone_108mp.jpg')
-    Image.new('RGB', (12000, 9000), (120, 90, 60)).save(photo, quality=80)
+    two_tone((120, 90, 60), (12000, 9000)).save(photo, quality=80)
     child = ('import resource, sys, googlenet_predict;'
              'code = googlenet_predict.main(sys.argv[1:]);'
              'print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,'
@@ -743,3 +744,15 @@ def test_a_link_that_loops_is_passed_over(tmp_path):
     images, skipped = googlenet_io.list_images(str(tmp_path), recursive=True)
     assert images == [str(folder / 'a.png')]
     assert skipped == {'not a regular file': 2}
+
+
+def test_a_one_colour_image_is_left_out_of_training_with_its_reason(
+        tmp_path):
+    blank, photo = str(tmp_path / 'blank.png'), str(tmp_path / 'photo.png')
+    Image.new('RGB', (30, 20), (12, 34, 56)).save(blank)
+    Image.fromarray(PHOTO).save(photo)
+    good, bad = googlenet_data.drop_unreadable([(blank, 0), (photo, 1)],
+                                               show=False)
+    assert good == [(photo, 1)]
+    assert bad == ['{}: one colour throughout (RGB 12, 34, 56): nothing to '
+                   'classify'.format(blank)]

@@ -15,6 +15,7 @@ import googlenet_io
 import googlenet_predict
 import tuned_googlenet
 from http_fixtures import closed_port, cut_off_after, stall
+from image_fixtures import two_tone
 from numeric import assert_probabilities_close
 
 LINE = re.compile(r'^ {0,2}\d{1,3} +\d{1,3}\.\d\d% n\d{8} \S')
@@ -22,7 +23,7 @@ LINE = re.compile(r'^ {0,2}\d{1,3} +\d{1,3}\.\d\d% n\d{8} \S')
 
 def png_bytes(color=(200, 30, 30), size=(40, 30), mode='RGB', fmt='PNG'):
     buf = io.BytesIO()
-    Image.new(mode, size, color).save(buf, fmt)
+    two_tone(color, size, mode).save(buf, fmt)
     return buf.getvalue()
 
 
@@ -99,7 +100,7 @@ def test_batching_does_not_change_results(capsys, tmp_path, model_1000):
     paths = []
     for i, color in enumerate([(250, 0, 0), (0, 250, 0), (0, 0, 250)]):
         paths.append(str(tmp_path / '{}.png'.format(i)))
-        Image.new('RGB', (50, 60), color).save(paths[-1])
+        two_tone(color, (50, 60)).save(paths[-1])
     _, one, _ = run(capsys, '--model', model_1000, '--json', '-b', '1',
                     *paths)
     _, three, _ = run(capsys, '--model', model_1000, '--json', '-b', '3',
@@ -137,12 +138,12 @@ def test_solid_colour_becomes_bgr_minus_mean():
 
 
 def test_grey_is_replicated_and_alpha_dropped(tmp_path):
-    Image.new('L', (64, 64), 90).save(tmp_path / 'grey.png')
+    two_tone(90, (64, 64), 'L').save(tmp_path / 'grey.png')
     grey = googlenet_io.preprocess(
         googlenet_io.open_image(str(tmp_path / 'grey.png')))
     assert numpy.array_equal(grey[:, 0, 0], [90 - 104, 90 - 117, 90 - 123])
     path = tmp_path / 'rgba.png'
-    Image.new('RGBA', (64, 64), (10, 20, 30, 0)).save(path)
+    two_tone((10, 20, 30, 0), (64, 64), 'RGBA').save(path)
     rgba = googlenet_io.preprocess(googlenet_io.open_image(str(path)))
     assert numpy.array_equal(rgba[:, 0, 0], [30 - 104, 20 - 117, 10 - 123])
 
@@ -328,6 +329,63 @@ def test_unreadable_model_file(capsys, tmp_path):
 
 
 # --- bad inputs: reported one line each, the rest still classified --------
+
+def _jpeg(array, **options):
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, 'JPEG', quality=90, **options)
+    return buf.getvalue()
+
+
+def test_a_blank_or_cut_short_image_is_refused_not_classified(
+        capsys, tmp_path, model_1000):
+    """Nothing to classify: the network would still name a class with
+    confidence, for a black frame as for the grey that a JPEG cut short
+    (and closed with an EOI marker, so that it decodes without error)
+    leaves below the cut."""
+    noise = numpy.random.RandomState(0).randint(0, 256, (96, 80, 3))
+    noise = noise.astype(numpy.uint8)
+    inputs = {
+        'black.png': _png_of(numpy.zeros((20, 30, 3), numpy.uint8)),
+        'ok.jpg': _jpeg(noise),
+        'flat.png': _png_of(numpy.full((20, 30), 77, numpy.uint8))}
+    for subsampling in (0, 2):  # 8 and 16 rows per MCU row
+        whole = _jpeg(noise, subsampling=subsampling)
+        inputs['cut{}.jpg'.format(subsampling)] = (
+            whole[:len(whole) * 6 // 10] + b'\xff\xd9')
+    for name, data in inputs.items():
+        (tmp_path / name).write_bytes(data)
+    code, out, err = run(capsys, '--model', model_1000, '--json',
+                         *[str(tmp_path / name) for name in inputs])
+    assert code == 1
+    errors = {json.loads(line)['input']: json.loads(line).get('error')
+              for line in out.splitlines()}
+    assert errors == {
+        str(tmp_path / 'black.png'): 'one colour throughout (RGB 0, 0, 0): '
+                                     'nothing to classify',
+        str(tmp_path / 'ok.jpg'): None,
+        str(tmp_path / 'flat.png'): 'one colour throughout (RGB 77, 77, '
+                                    '77): nothing to classify',
+        str(tmp_path / 'cut0.jpg'): 'truncated image (its last rows are the '
+                                    'flat grey that a JPEG decoder fills in '
+                                    'for missing data)',
+        str(tmp_path / 'cut2.jpg'): 'truncated image (its last rows are the '
+                                    'flat grey that a JPEG decoder fills in '
+                                    'for missing data)'}
+    assert err.count('\n') == 4
+    # A photo whose last rows are grey only in part, or grey but not 128
+    # in every channel, is a photo.
+    band = noise.copy()
+    band[-8:, :40] = 128
+    band[-8:, 40:] = (128, 128, 127)
+    assert googlenet_io.open_image(_jpeg(band, subsampling=0)).size == (80,
+                                                                        96)
+
+
+def _png_of(array):
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, 'PNG')
+    return buf.getvalue()
+
 
 def test_each_bad_input_is_reported_and_the_rest_classified(
         capsys, tmp_path, server, model_1000, monkeypatch):
