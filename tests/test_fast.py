@@ -322,7 +322,8 @@ def test_prefetch_starts_before_the_first_next_and_close_stops_it():
 def test_images_opened_in_threads_keep_their_own_pixel_limits(tmp_path):
     from PIL import Image
     path = str(tmp_path / 'a.png')
-    Image.fromarray(numpy.zeros((40, 50, 3), numpy.uint8)).save(path)
+    Image.fromarray(numpy.arange(6000, dtype=numpy.uint8).reshape(
+        40, 50, 3)).save(path)
     default = Image.MAX_IMAGE_PIXELS
 
     def opened(limit):
