@@ -221,7 +221,9 @@ def check_outputs(args, paths, items):
     beside a .npy) that is one of the inputs, the files found in input
     folders (``items``, expand_inputs's) included, lies inside an input
     folder, is the model or the other output, is not a regular file, or
-    whose folder is missing or cannot be written."""
+    whose folder is missing or cannot be written; and an input whose name
+    the .txt beside a .npy could not hold on one line (save_features
+    checks again what it writes)."""
     inputs = list(paths) + [source for _, source in items
                             if isinstance(source, str) and
                             not isinstance(source, ImageURL)]
@@ -231,8 +233,9 @@ def check_outputs(args, paths, items):
         check_features_path(args.features)
         outputs.append(('--features', args.features))
         if args.features.lower().endswith('.npy'):
-            outputs.append(('--features', os.path.splitext(
-                args.features)[0] + '.txt'))
+            listing = os.path.splitext(args.features)[0] + '.txt'
+            outputs.append(('--features', listing))
+            one_per_line([name for name, _ in items], 'input', listing)
     for option, path in outputs:
         check_output_path(path, inputs, option)
         check_writable(os.path.dirname(os.path.abspath(path)), option)

@@ -554,14 +554,30 @@ def test_a_reader_that_goes_away_stops_it_quietly(tmp_path, five_class_model):
     assert err == b''
 
 
-def test_feature_names_with_a_line_break_are_not_written(tmp_path):
+def test_feature_names_with_a_line_break_are_not_written(tmp_path, capsys,
+                                                        model_1000):
+    # Refused before the model loads or any image is decoded.
+    images = tmp_path / 'in'
+    images.mkdir()
+    for name in ('a.png', 'b\n.png'):
+        (images / name).write_bytes(png_bytes())
+    loaded = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tuned_googlenet, 'load_model',
+                      lambda *a, **k: loaded.append(a))
+        code, out, err = run(capsys, '--model', model_1000, '--features',
+                             str(tmp_path / 'f.npy'), str(images))
+    assert (code, out, loaded) == (1, '', [])
+    assert err == ('error: input {} has a line break: {} holds one name '
+                   'per line\n'.format(images / 'b\\n.png',
+                                       tmp_path / 'f.txt'))
     path = str(tmp_path / 'f.npy')
     with pytest.raises(googlenet_io.UserError) as e:
         googlenet_predict.save_features(
             path, ['a.png', 'b\n.png'], [numpy.zeros((2, 1024))])
     assert str(e.value) == ('input b\\n.png has a line break: {} holds one '
                             'name per line'.format(tmp_path / 'f.txt'))
-    assert os.listdir(str(tmp_path)) == []
+    assert sorted(os.listdir(str(tmp_path))) == ['in']
 
 
 def test_a_model_that_is_a_folder_or_device_is_named_so(capsys, tmp_path):
