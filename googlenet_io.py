@@ -749,6 +749,11 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
             # decoding; its warning (at the limit) becomes the refusal.
             Image.MAX_IMAGE_PIXELS = max_pixels
             with warnings.catch_warnings():
+                # Pillow's UserWarnings (corrupt EXIF data: the pixels
+                # decode, the tags it cannot read are skipped) would print
+                # two lines of its source per image among the results.
+                warnings.filterwarnings('ignore', category=UserWarning,
+                                        module='PIL')
                 warnings.simplefilter('error', Image.DecompressionBombWarning)
                 with Image.open(stream) as image:
                     image.load()

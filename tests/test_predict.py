@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy
 import pytest
@@ -194,6 +195,23 @@ def test_exif_orientation_is_applied(tmp_path):
     assert image.size == (20, 40)
     top, bottom = image.getpixel((10, 5)), image.getpixel((10, 35))
     assert top[0] > 200 and top[2] < 50 and bottom[2] > 200
+
+
+def test_corrupt_exif_is_passed_over_quietly(capsys, tmp_path,
+                                             five_class_model):
+    # An orientation tag whose value runs past the end of the EXIF block:
+    # Pillow warns (two lines of its source) and reads the pixels.
+    exif = (b'Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00\x12\x01\x03'
+            b'\x00\x01\x00\x00\x00\x06\x00\x00\x00\xff\xff\x04\x00\x01')
+    path = tmp_path / 'exif.jpg'
+    Image.fromarray(numpy.random.RandomState(0).randint(
+        0, 256, (32, 32, 3)).astype(numpy.uint8)).save(path, exif=exif)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter('always')
+        code, out, err = run(capsys, '--model', five_class_model, str(path))
+    assert (code, err) == (0, '')
+    assert out.startswith(str(path))
+    assert [str(w.message) for w in seen] == []
 
 
 # --- class names ------------------------------------------------------------
