@@ -136,27 +136,38 @@ def atomic_write(path, mode='wb'):
     atomic_write of the same ``path`` removes every such file whose process
     (by the PID in its name) no longer runs on this machine.
 
+    A symlink is written through, as ``>`` in a shell writes: its target is
+    replaced and the link kept (a rename onto the link would turn it into a
+    file and leave its target stale). The new file keeps the permissions of
+    the one it replaces (a model kept 0640 stays so), else 0666 less the
+    umask.
+
     Raises UserError naming ``path`` when the folder cannot be written or the
     disk fills up (any OSError with an errno), and when ``path`` is a folder,
     a device, a FIFO or a socket, which a rename would replace (as root,
     /dev/null itself); the old file stays in place.
     """
     check_output_path(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    prefix = '.' + os.path.basename(path) + '.'
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    directory = os.path.dirname(os.path.abspath(target))
+    prefix = '.' + os.path.basename(target) + '.'
     remove_stale_temporaries(directory, prefix)
+    try:
+        permissions = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        permissions = 0o666 & ~_umask()
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp',
                                    prefix='{}{}.'.format(prefix, os.getpid()))
     except OSError as e:
         raise UserError('cannot write {}: {}'.format(path, e.strerror or e))
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets
+        os.chmod(tmp, permissions)  # mkstemp's 0600 is for secrets
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -269,6 +280,10 @@ def check_output_path(path, inputs=(), what='output', kind=None):
     if not stat.S_ISREG(mode):
         raise UserError('{} {} is not a regular file (a device, FIFO or '
                         'socket); give a file name'.format(what, path))
+    if kind is not None and not os.access(path, os.R_OK):
+        raise UserError('{} {} exists and cannot be read to check that it is '
+                        '{}: it is kept; choose another file'.format(
+                            what, path, kind[1]))
     if kind is not None and not kind[0](path):
         raise UserError('{} {} exists and is not {}: it is kept; choose '
                         'another file'.format(what, path, kind[1]))

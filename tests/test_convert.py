@@ -451,6 +451,18 @@ def test_output_over_a_file_that_is_not_a_model_is_refused(tmp_path,
         'error: output {} exists and is not a model this project wrote: it '
         'is kept; choose another file\n'.format(photo))
     assert _sha1(photo) == before
+    # One it cannot read is not called a photo (root reads anything: the
+    # check is made to fail).
+    real_access = os.access
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, 'access', lambda path, mode: (
+            str(path) != str(photo) and real_access(path, mode)))
+        assert convert_caffe_model.main(['--caffemodel', caffemodels['v1'],
+                                         '--output', str(photo)]) == 1
+    assert capsys.readouterr().err == (
+        'error: output {} exists and cannot be read to check that it is a '
+        'model this project wrote: it is kept; choose another file\n'
+        .format(photo))
     # A model is replaced.
     model = tmp_path / 'googlenet.model'
     for _ in range(2):

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -74,6 +75,30 @@ def test_kill_9_during_a_write_leaves_a_temporary_the_next_write_removes(
         f.write(b'new')
     assert target.read_bytes() == b'new'
     assert temporaries(tmp_path) == []
+
+
+def test_a_link_is_written_through_and_permissions_are_kept(tmp_path):
+    versions = tmp_path / 'versions'
+    versions.mkdir()
+    target = versions / 'v2.model'
+    target.write_bytes(b'v2')
+    os.chmod(target, 0o640)
+    link = tmp_path / 'latest.model'
+    link.symlink_to(target)
+    with googlenet_io.atomic_write(str(link)) as f:
+        f.write(b'v3')
+    assert os.readlink(link) == str(target)
+    assert target.read_bytes() == b'v3'
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o640
+    assert sorted(os.listdir(tmp_path)) == ['latest.model', 'versions']
+    assert os.listdir(versions) == ['v2.model']
+    # A new file: 0666 less the umask.
+    fresh = tmp_path / 'fresh.model'
+    with googlenet_io.atomic_write(str(fresh)) as f:
+        f.write(b'x')
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o666 & ~umask
 
 
 def test_a_running_writers_temporary_and_other_targets_are_left_alone(
