@@ -796,27 +796,45 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
             Image.MAX_IMAGE_PIXELS = previous
 
 
-# The rows of a JPEG's last MCU row (8 or 16) that _check_jpeg_end reads.
-JPEG_END_ROWS = 8
-
-
 def _check_jpeg_end(image):
-    """UserError for a baseline JPEG whose last rows are all exactly
-    mid-grey: libjpeg decodes the blocks past the end of data cut short as
-    zero coefficients, flat 128 in every channel, and Pillow passes its
-    warning over; a file cut and closed with an EOI marker then decodes
-    without error, its lost part grey (a progressive one blurs instead)."""
-    if image.format != 'JPEG' or image.info.get('progressive') or (
-            image.mode not in ('L', 'RGB')):
+    """UserError for a JPEG that ends in rows of exactly the grey a decoder
+    fills in for missing data.
+
+    Data cut short and closed with an end marker decodes without error:
+    libjpeg decodes the blocks past the cut as zero coefficients, flat
+    mid-grey in every channel (128; 127 in Pillow's inverted CMYK), from
+    the cut to the end in scan order (in a progressive file, when the cut
+    falls in its first scan), and Pillow passes its warning over. Nothing
+    in the pixels tells that from a picture that really ends in that grey,
+    so the message says both; a band matched by one about as tall at the
+    top (letterboxing) is taken for content, as is an image grey throughout
+    (check_content's case). The last MCU row (8 or 16 pixel rows) is read
+    first; the whole image only when it is grey.
+    """
+    if image.format != 'JPEG' or image.mode not in ('L', 'RGB', 'CMYK'):
         return
+    layers = getattr(image, 'layer', None) or []
+    # One component is coded in 8x8 blocks whatever its sampling factor.
+    mcu = 8 * max(v for _, _, v, _ in layers) if len(layers) > 1 else 8
     height = image.height
-    bottom = image.crop((0, max(0, height - JPEG_END_ROWS), image.width,
-                         height))
-    extrema = bottom.getextrema()
-    bands = extrema if image.mode == 'RGB' else (extrema,)
-    if all(band == (128, 128) for band in bands):
-        raise UserError('truncated image (its last rows are the flat grey '
-                        'that a JPEG decoder fills in for missing data)')
+    last_row = (height - 1) // mcu * mcu
+    extrema = image.crop((0, last_row, image.width, height)).getextrema()
+    bands = extrema if image.mode != 'L' else (extrema,)
+    fill = bands[0][0]
+    if fill not in (127, 128) or any(band != (fill, fill) for band in bands):
+        return
+    grey = (numpy.asarray(image) == fill).reshape(height, -1).all(axis=1)
+    if grey.all():
+        return
+    begin = height - int(numpy.argmin(grey[::-1]))
+    # Letterboxing: a band at the top too, as tall give or take the MCU row
+    # where each band meets the picture (its blocks ring, not exactly grey).
+    if grey[:max(1, height - begin - mcu)].all():
+        return
+    raise UserError('truncated image, or one that really ends in flat grey: '
+                    'its rows from {} on are exactly the grey a JPEG decoder '
+                    'fills in for missing data (save such a picture as PNG '
+                    'to classify it)'.format(begin))
 
 
 def _check_content(image):

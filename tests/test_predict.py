@@ -377,26 +377,68 @@ def test_a_blank_or_cut_short_image_is_refused_not_classified(
     assert code == 1
     errors = {json.loads(line)['input']: json.loads(line).get('error')
               for line in out.splitlines()}
+    cut = re.compile(r'truncated image, or one that really ends in flat '
+                     r'grey: its rows from \d+ on are exactly the grey a JPEG '
+                     r'decoder fills in for missing data \(save such a '
+                     r'picture as PNG to classify it\)$')
+    assert cut.match(errors.pop(str(tmp_path / 'cut0.jpg')))
+    assert cut.match(errors.pop(str(tmp_path / 'cut2.jpg')))
     assert errors == {
         str(tmp_path / 'black.png'): 'one colour throughout (RGB 0, 0, 0): '
                                      'nothing to classify',
         str(tmp_path / 'ok.jpg'): None,
         str(tmp_path / 'flat.png'): 'one colour throughout (RGB 77, 77, '
-                                    '77): nothing to classify',
-        str(tmp_path / 'cut0.jpg'): 'truncated image (its last rows are the '
-                                    'flat grey that a JPEG decoder fills in '
-                                    'for missing data)',
-        str(tmp_path / 'cut2.jpg'): 'truncated image (its last rows are the '
-                                    'flat grey that a JPEG decoder fills in '
-                                    'for missing data)'}
+                                    '77): nothing to classify'}
     assert err.count('\n') == 4
-    # A photo whose last rows are grey only in part, or grey but not 128
-    # in every channel, is a photo.
-    band = noise.copy()
-    band[-8:, :40] = 128
-    band[-8:, 40:] = (128, 128, 127)
+
+
+@pytest.mark.parametrize('mode, options, height', [
+    ('RGB', {'subsampling': 0}, 100), ('RGB', {'subsampling': 2}, 100),
+    ('RGB', {'subsampling': 2}, 96), ('L', {}, 100), ('CMYK', {}, 100),
+    ('RGB', {'progressive': True}, 100)])
+def test_a_jpeg_cut_short_and_closed_is_refused(mode, options, height):
+    # Heights that are and are not a whole number of MCU rows (8 or 16); a
+    # progressive file cut in its first scan.
+    noise = numpy.random.RandomState(1).randint(0, 256, (height, 80, 3))
+    image = Image.fromarray(noise.astype(numpy.uint8)).convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, 'JPEG', quality=90, **options)
+    whole = buf.getvalue()
+    assert googlenet_io.open_image(whole).size == (80, height)
+    first_scan = whole.index(b'\xff\xda')
+    cuts = [first_scan + 100] if options.get('progressive') else [
+        len(whole) * 3 // 10, len(whole) * 6 // 10]
+    for cut in cuts:
+        # Pillow itself finds some cuts: 'truncated image' alone.
+        with pytest.raises(googlenet_io.UserError,
+                           match=r'^truncated image(, or one that really '
+                                 r'ends in flat grey: its rows from \d+ on|$)'):
+            googlenet_io.open_image(whole[:cut] + b'\xff\xd9')
+
+
+def test_grey_bands_that_are_content_are_classified(tmp_path):
+    """Bands of exactly the decoder's grey that a cut does not make: one
+    matched at the top (letterboxing), an image grey throughout (one
+    colour, said so), grey that is not the decoder's in every channel. A
+    band at the bottom alone is refused, saying it may be content."""
+    photo = numpy.random.RandomState(2).randint(0, 256, (100, 80, 3))
+    photo = photo.astype(numpy.uint8)
+    grey = numpy.full((36, 80, 3), 128, numpy.uint8)
+    boxed = numpy.concatenate([grey[:28], photo, grey[:28]])
+    for subsampling in (0, 2):
+        image = googlenet_io.open_image(_jpeg(boxed, subsampling=subsampling))
+        assert image.size == (80, len(boxed))
+    with pytest.raises(googlenet_io.UserError,
+                       match='or one that really ends in flat grey'):
+        googlenet_io.open_image(_jpeg(numpy.concatenate([photo, grey])))
+    # Grey that is not the decoder's in every channel is a photo's.
+    band = photo[:96].copy()
+    band[-8:] = (128, 128, 127)
     assert googlenet_io.open_image(_jpeg(band, subsampling=0)).size == (80,
                                                                         96)
+    with pytest.raises(googlenet_io.UserError, match='^one colour'):
+        googlenet_io.open_image(_jpeg(numpy.full((64, 64, 3), 128,
+                                                 numpy.uint8)))
 
 
 def _png_of(array):
