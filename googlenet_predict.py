@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import sys
+import zipfile
 
 import numpy
 
@@ -177,9 +178,7 @@ class Output:
     def __init__(self, as_json, csv_path, top):
         self.as_json = as_json
         self.csv_path = csv_path
-        self.rows = [['input', 'error'] + [
-            '{}_{}'.format(field, rank) for rank in range(1, top + 1)
-            for field in ('label', 'probability')]]
+        self.rows = [csv_header(top)]
         self.failed = 0
 
     def result(self, name, predictions):
@@ -202,7 +201,8 @@ class Output:
         print('error: {}: {}'.format(name, error), file=sys.stderr)
         if self.as_json:
             print(json.dumps({'input': name, 'error': str(error)}))
-        self.rows.append([name, str(error)])
+        # As many fields as the header, as strict CSV readers want.
+        self.rows.append([name, str(error)] + [''] * (len(self.rows[0]) - 2))
 
     def close(self):
         if self.csv_path is None:
@@ -214,6 +214,66 @@ class Output:
             return
         with atomic_write(self.csv_path) as f:
             f.write(text.getvalue().encode('utf-8'))
+
+
+def csv_header(top):
+    return ['input', 'error'] + ['{}_{}'.format(field, rank)
+                                 for rank in range(1, top + 1)
+                                 for field in ('label', 'probability')]
+
+
+def is_results_csv(path):
+    """Whether path begins with the header Output writes."""
+    start = ','.join(csv_header(1)).encode()
+    with open(path, 'rb') as f:
+        return f.read(len(start)) == start
+
+
+def features_rows(path):
+    """The number of rows of a features file save_features wrote (.npz
+    or .npy, N x 1024 float32), or None for any other file."""
+    try:
+        if path.lower().endswith('.npz'):
+            with zipfile.ZipFile(path) as archive:
+                if sorted(archive.namelist()) != ['features.npy',
+                                                  'inputs.npy']:
+                    return None
+                f = archive.open('features.npy')
+        else:
+            f = open(path, 'rb')
+        with f:
+            version = numpy.lib.format.read_magic(f)
+            read_header = (numpy.lib.format.read_array_header_1_0
+                           if version == (1, 0) else
+                           numpy.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    if len(shape) != 2 or shape[1] != 1024 or dtype != numpy.float32:
+        return None
+    return shape[0]
+
+
+def is_feature_listing(path):
+    """Whether path holds a line per row of the features .npy beside it:
+    the names save_features wrote (a list file of the same name, Caffe's
+    train.txt beside train.npy, is kept)."""
+    rows = features_rows(os.path.splitext(path)[0] + '.npy')
+    if rows is None:
+        return False
+    with open(path, 'rb') as f:
+        return f.read().count(b'\n') == rows
+
+
+# check_output_path's kinds: an existing output file is replaced only if
+# it is what that option writes.
+OUTPUT_KINDS = {
+    'csv': (is_results_csv, 'a CSV of results this project wrote'),
+    'features': (lambda path: features_rows(path) is not None,
+                 'a features file this project wrote'),
+    'listing': (is_feature_listing,
+                'the names of the features file beside it'),
+}
 
 
 def check_outputs(args, paths, items):
@@ -228,16 +288,17 @@ def check_outputs(args, paths, items):
                             if isinstance(source, str) and
                             not isinstance(source, ImageURL)]
     inputs += [args.model] if args.model else []
-    outputs = [('--csv', args.csv)] if args.csv not in (None, '-') else []
+    outputs = [('--csv', args.csv, 'csv')] if args.csv not in (None,
+                                                              '-') else []
     if args.features:
         check_features_path(args.features)
-        outputs.append(('--features', args.features))
+        outputs.append(('--features', args.features, 'features'))
         if args.features.lower().endswith('.npy'):
             listing = os.path.splitext(args.features)[0] + '.txt'
-            outputs.append(('--features', listing))
+            outputs.append(('--features', listing, 'listing'))
             one_per_line([name for name, _ in items], 'input', listing)
-    for option, path in outputs:
-        check_output_path(path, inputs, option)
+    for option, path, kind in outputs:
+        check_output_path(path, inputs, option, kind=OUTPUT_KINDS[kind])
         check_writable(os.path.dirname(os.path.abspath(path)), option)
         inputs.append(path)
 

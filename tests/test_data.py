@@ -673,7 +673,7 @@ def test_csv_has_a_row_per_input_and_json_an_object(capsys, tmp_path,
     probabilities = [float(p) for p in rows[1][3::2]]
     assert probabilities == sorted(probabilities, reverse=True)
     assert rows[1][2].startswith('n') and rows[2] == [missing,
-                                                      'no such file']
+                                                      'no such file'] + [''] * 6
     code = googlenet_predict.main(['--model', model_1000, '--top', '1',
                                    '--csv', '-', str(good)])
     out, _ = capsys.readouterr()

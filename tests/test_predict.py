@@ -507,6 +507,50 @@ def test_each_bad_input_is_reported_and_the_rest_classified(
 
 # --- outputs never replace what they must not; no input blocks -------------
 
+def test_outputs_replace_only_what_they_wrote(capsys, tmp_path, model_1000):
+    """`--csv photo1.jpg photo2.jpg` (--csv taken for a switch) and
+    `--features train.npy` beside Caffe's train.txt must not cost a file;
+    the outputs of an earlier run are replaced."""
+    photo = tmp_path / 'photo2.png'
+    photo.write_bytes(png_bytes())
+    kept = {'photo1.jpg': png_bytes(fmt='JPEG'),
+            'notes.npz': b'PK\x03\x04 not ours',
+            'train.txt': b'a.jpg 0\nb.jpg 1\n'}
+    for name, data in kept.items():
+        (tmp_path / name).write_bytes(data)
+    for argv, what in [
+            (['--csv', 'photo1.jpg'], 'a CSV of results this project wrote'),
+            (['--features', 'notes.npz'],
+             'a features file this project wrote'),
+            (['--features', 'photo1.jpg.npy'], None),
+            (['--features', 'train.npy'],
+             'the names of the features file beside it')]:
+        if what is None:  # an image renamed .npy
+            (tmp_path / 'photo1.jpg.npy').write_bytes(kept['photo1.jpg'])
+            what = 'a features file this project wrote'
+        option, name = argv
+        argv = [option, str(tmp_path / name)]
+        code, out, err = run(capsys, '--model', model_1000, *argv,
+                             str(photo))
+        target = str(tmp_path / name) if not name.endswith('train.npy') \
+            else str(tmp_path / 'train.txt')
+        assert (code, out) == (1, '')
+        assert err == ('error: {} {} exists and is not {}: it is kept; '
+                       'choose another file\n'.format(option, target, what))
+    for name, data in kept.items():
+        assert (tmp_path / name).read_bytes() == data
+    # Each output twice: the second run replaces the first one's files.
+    for argv in (['--csv', str(tmp_path / 'out.csv')],
+                 ['--features', str(tmp_path / 'f.npz')],
+                 ['--features', str(tmp_path / 'f.npy')]):
+        for _ in range(2):
+            code, out, err = run(capsys, '--model', model_1000, *argv,
+                                 str(photo))
+            assert code == 0, err
+    assert googlenet_predict.features_rows(str(tmp_path / 'f.npy')) == 1
+    assert (tmp_path / 'f.txt').read_text() == str(photo) + '\n'
+
+
 def test_outputs_that_are_inputs_or_devices_are_refused_first(
         capsys, tmp_path, model_1000):
     photo = tmp_path / 'in.png'
