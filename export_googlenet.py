@@ -192,11 +192,48 @@ def caffe_net(model, aux, weights):
     return net
 
 
+# The first line of the deploy.prototxt export_caffe writes (a comment to
+# Caffe's parser): what marks a folder as an earlier export's.
+PROTOTXT_MARK = "# written by googlenet_chainer's export_googlenet.py\n"
+
+
+def caffe_paths(folder, stem):
+    return [os.path.join(folder, 'deploy.prototxt'),
+            os.path.join(folder, stem + '.caffemodel'),
+            os.path.join(folder, 'labels.txt')]
+
+
+def check_caffe_folder(folder, stem):
+    """Refuses (UserError) a --caffe folder that holds any of the files
+    export_caffe writes unless its deploy.prototxt is an earlier export's:
+    BVLC's own model folder has a deploy.prototxt and bvlc_googlenet.caffemodel,
+    a user's folder a labels.txt."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError('--caffe {} is a file, not a folder'.format(
+            shown(folder)))
+    paths = caffe_paths(folder, stem)
+    present = [path for path in paths if os.path.lexists(path)]
+    if not present:
+        return
+    try:
+        with open(paths[0], 'rb') as f:
+            ours = f.read(len(PROTOTXT_MARK)) == PROTOTXT_MARK.encode()
+    except OSError:
+        ours = False
+    if not ours:
+        raise UserError('--caffe {}: {} exists and is not an earlier export '
+                        'of this project (its deploy.prototxt is not '
+                        'marked so): it is kept; choose another folder'
+                        .format(shown(folder), shown(present[0])))
+
+
 def export_caffe(model, folder, class_names, stem='googlenet'):
     """Writes FOLDER/deploy.prototxt (text format, the deploy net without
-    weights), FOLDER/STEM.caffemodel (binary, every layer with weights,
-    the aux heads included) and FOLDER/labels.txt (one class per line).
+    weights, PROTOTXT_MARK first), FOLDER/STEM.caffemodel (binary, every
+    layer with weights, the aux heads included) and FOLDER/labels.txt (one
+    class per line), replacing only an earlier export (check_caffe_folder).
     Returns their paths."""
+    check_caffe_folder(folder, stem)
     labels = one_per_line(class_names, 'class',
                           os.path.join(folder, 'labels.txt'))
     try:
@@ -204,10 +241,9 @@ def export_caffe(model, folder, class_names, stem='googlenet'):
     except OSError as e:
         raise UserError('cannot create {}: {}'.format(folder,
                                                       e.strerror or e))
-    paths = [os.path.join(folder, 'deploy.prototxt'),
-             os.path.join(folder, stem + '.caffemodel'),
-             os.path.join(folder, 'labels.txt')]
+    paths = caffe_paths(folder, stem)
     with atomic_write(paths[0], 'w') as f:
+        f.write(PROTOTXT_MARK)
         f.write(text_format.MessageToString(caffe_net(model, False, False)))
     with atomic_write(paths[1]) as f:
         f.write(caffe_net(model, True, True).SerializeToString())
@@ -348,10 +384,9 @@ def export(args):
     if args.onnx:
         check_output_path(args.onnx, [args.model], '--onnx', kind=(
             is_onnx_export, 'an ONNX model this project exported'))
-    if args.caffe and os.path.exists(args.caffe) and not os.path.isdir(
-            args.caffe):
-        raise UserError('--caffe {} is a file, not a folder'.format(
-            shown(args.caffe)))
+    stem = os.path.splitext(os.path.basename(args.model))[0]
+    if args.caffe:
+        check_caffe_folder(args.caffe, stem)
     # load_model refuses a model with NaN or infinite weights.
     model, stored = tuned_googlenet.load_model(args.model, classify=True)
     names = [decoded(name) for name in
@@ -361,7 +396,6 @@ def export(args):
     if args.onnx:
         print('wrote {}'.format(export_onnx(model, args.onnx, names)))
     if args.caffe:
-        stem = os.path.splitext(os.path.basename(args.model))[0]
         for path in export_caffe(model, args.caffe, names, stem):
             print('wrote {}'.format(path))
 

@@ -254,3 +254,34 @@ def test_duplicate_labels_are_refused(tmp_path, capsys, five_class_model):
         'error: label file {}: ant is on lines 1 and 4; class names must '
         'differ\n'.format(labels))
     assert not (tmp_path / 'c').exists()
+
+
+def test_caffe_folder_replaces_only_an_earlier_export(model_1000, tmp_path,
+                                                      capsys):
+    """BVLC's own model folder (its deploy.prototxt and caffemodel) and a
+    folder of the user's with a labels.txt are kept; an earlier export is
+    replaced."""
+    stem = os.path.splitext(os.path.basename(model_1000))[0]
+    bvlc, mine, export = (tmp_path / name for name in ('bvlc', 'mine',
+                                                        'export'))
+    for folder, files in ((bvlc, {'deploy.prototxt': b'name: "GoogleNet"\n',
+                                  stem + '.caffemodel': b'BVLC weights'}),
+                          (mine, {'labels.txt': b'my labels\n'})):
+        folder.mkdir()
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        assert export_googlenet.main(['--model', model_1000, '--caffe',
+                                      str(folder)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith('error: --caffe {}: {} exists and is not an '
+                              'earlier export of this project'.format(
+                                  folder, folder / sorted(files)[0]))
+        assert err.count('\n') == 1
+        for name, data in files.items():
+            assert (folder / name).read_bytes() == data
+        assert sorted(os.listdir(folder)) == sorted(files)
+    for _ in range(2):
+        assert export_googlenet.main(['--model', model_1000, '--caffe',
+                                      str(export)]) == 0
+    assert sorted(os.listdir(export)) == sorted(
+        ['deploy.prototxt', stem + '.caffemodel', 'labels.txt'])
