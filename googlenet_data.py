@@ -237,7 +237,7 @@ def drop_unreadable(pairs, max_pixels=DEFAULT_MAX_PIXELS, show=True,
 
 def print_report(name, pairs, class_names, unreadable, skipped=None):
     """The images per class of a set; a class without images shows 0; the
-    files left out, counted by reason; each unreadable file by path."""
+    files left out, counted by reason; each file that cannot be used (unreadable, refused) by path."""
     counts = numpy.bincount([label for _, label in pairs],
                             minlength=len(class_names))
     print('{}: {} images'.format(name, len(pairs)))
@@ -253,7 +253,7 @@ def print_report(name, pairs, class_names, unreadable, skipped=None):
                 '{} {}'.format(n, reason)
                 for reason, n in sorted(skipped.items()))))
     for line in unreadable:
-        print('  skipped unreadable {}'.format(line))
+        print('  left out {}'.format(line))
 
 
 def data_warnings(train, val, class_names, batchsize):
@@ -365,7 +365,23 @@ def write_report(report, json_path, text_path):
     with atomic_write(json_path, 'w') as f:
         json.dump(report, f, indent=1)
     with atomic_write(text_path, 'w') as f:
-        f.write(format_report(report) + '\n')
+        f.write(report_text(report) + '\n')
+
+
+def report_text(report):
+    """A training report's table, then the files its run left out."""
+    return '\n'.join([format_report(report)] + left_out(report))
+
+
+def left_out(report):
+    """The lines that name the files a report's run could not use (its
+    'unreadable': 'PATH: why' each), for the text beside the scores."""
+    lines = report.get('unreadable') or []
+    if not lines:
+        return []
+    return ['left out, could not be used ({} file{}):'.format(
+        len(lines), '' if len(lines) == 1 else 's')] + [
+            '  ' + line for line in lines]
 
 
 def plot_confusion(confusion, class_names, path, normalized=False,
@@ -504,7 +520,7 @@ def format_evaluation(report):
         report['top1'], round(report['top1'] * n), n),
         'top-{} accuracy {:.4f} ({} of {} images)'.format(
             k, report['top{}'.format(k)],
-            round(report['top{}'.format(k)] * n), n),
+            round(report['top{}'.format(k)] * n), n)] + left_out(report) + [
         format_report(report)]
     if report['misclassified']:
         lines.append('misclassified ({}):'.format(

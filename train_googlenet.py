@@ -45,8 +45,8 @@ from chainer.training import extensions  # noqa: E402
 
 import tuned_googlenet  # noqa: E402
 from googlenet_data import (check_labels, class_report,  # noqa: E402
-                            data_warnings, drop_unreadable, format_report,
-                            plot_confusion, print_report, read_dataset,
+                            data_warnings, drop_unreadable, plot_confusion,
+                            print_report, read_dataset, report_text,
                             stratified_split, write_report)
 from googlenet_io import (CENTER, CROP, DEFAULT_MAX_PIXELS,  # noqa: E402
                           RESIZE, UserError, atomic_write, check_output_path,
@@ -967,7 +967,8 @@ def balanced_class_weight(labels, n_classes):
 
 
 def prepare_data(args, n_classes):
-    """Reads, checks, splits and reports the data; returns the sets.
+    """Reads, checks, splits and reports the data; returns the sets, the
+    class names and a line per file left out ('PATH: why').
 
     The validation split is drawn from the readable images. A training set
     smaller than the batch lowers args.batchsize to its size.
@@ -999,6 +1000,7 @@ def prepare_data(args, n_classes):
     if val is not None:
         check_labels(val.pairs, n_classes, args.val)
     show = not args.no_progress
+    given = {label for _, label in pairs}
     pairs, bad_train = drop_unreadable(pairs, args.max_pixels, show,
                                        'checking training images')
     if val is not None:
@@ -1011,6 +1013,17 @@ def prepare_data(args, n_classes):
                  train.skipped)
     print_report('validation set', val_pairs, class_names, bad_val,
                  val.skipped if val is not None else None)
+    # As a class folder without images is refused: the model could never
+    # predict a class it saw no image of.
+    kept = {label for _, label in pairs}
+    if val is None:  # split from the readable images
+        kept |= {label for _, label in val_pairs}
+    lost = sorted(given - kept)
+    if lost and pairs:
+        raise UserError('class {} has images but none of them could be used '
+                        '(each is listed above): the model could never '
+                        'predict it; replace them, or remove the class'
+                        .format(class_names[lost[0]]))
     if pairs and not val_pairs and val is None:
         raise UserError('no class of {} has two readable images, so none can '
                         'be held out for validation: add images, or give '
@@ -1022,7 +1035,7 @@ def prepare_data(args, n_classes):
                               args.batchsize):
         print('warning: {}'.format(line))
     args.batchsize = min(args.batchsize, len(pairs))
-    return pairs, val_pairs, class_names
+    return pairs, val_pairs, class_names, bad_train + bad_val
 
 
 def check_out(args):
@@ -1156,6 +1169,7 @@ class Session:
         self.comm = comm
         self.aux = args.aux_heads == 'on'
         self.model = None
+        self.unreadable = []  # rank 0's, for the report
         (self.output, pairs, val_pairs, self.class_names, self.config,
          self.snapshot, args.batchsize) = on_root(comm, self._prepare)
         self.freeze_until = self.config['freeze_until']
@@ -1208,7 +1222,7 @@ class Session:
                             'number of classes of --train), or pass --model'
                             .format(args.model))
         self.model, _ = tuned_googlenet.load_model(args.model, freeze_until)
-        pairs, val_pairs, class_names = prepare_data(
+        pairs, val_pairs, class_names, self.unreadable = prepare_data(
             args, self.model.n_classes)
         config = run_config(args, freeze_until, class_names, pairs,
                             val_pairs, self.comm.size)
@@ -1253,7 +1267,8 @@ class Session:
         report = class_report(confusion, self.class_names)
         report['best_epoch'], report['best_validation_accuracy'] = \
             best_epoch(log)
-        print(format_report(report))
+        report['unreadable'] = self.unreadable
+        print(report_text(report))
         out = self.args.out
         write_report(report, os.path.join(out, 'report.json'),
                      os.path.join(out, 'report.txt'))

@@ -187,7 +187,7 @@ def test_training_refuses_images_over_its_pixel_limit(capsys, tmp_path):
     Image.new('RGB', (60, 60)).save(tmp_path / 'd' / 'a' / 'big.png')
     (train, val, _), out, _ = prepare(capsys, 2, '--train', data,
                                       '--max-pixels', '3000')
-    assert 'skipped unreadable {}: larger than the pixel limit (3600 ' \
+    assert 'left out {}: larger than the pixel limit (3600 ' \
         'pixels > 3000'.format(tmp_path / 'd' / 'a' / 'big.png') in out
     assert len(train) + len(val) == 6
 
@@ -248,7 +248,7 @@ def test_an_undecodable_image_is_reported_once_by_path(capsys, tmp_path):
     (train, val, _), out, _ = prepare(capsys, 2, '--train', data,
                                       '--val-ratio', '0.5')
     assert out.count(str(broken)) == 1
-    assert 'skipped unreadable {}: '.format(broken) in out
+    assert 'left out {}: '.format(broken) in out
     # The split is drawn from the readable images, half of each held out.
     assert sorted(label for _, label in val) == [0, 0, 1, 1]
     assert len(train) == 4 and str(broken) not in dict(train + val)
@@ -756,3 +756,19 @@ def test_a_one_colour_image_is_left_out_of_training_with_its_reason(
     assert good == [(photo, 1)]
     assert bad == ['{}: one colour throughout (RGB 12, 34, 56): nothing to '
                    'classify'.format(blank)]
+
+
+def test_a_class_whose_images_are_all_left_out_is_refused(capsys, tmp_path,
+                                                          model_3):
+    """As a class folder without images is: the model could never predict
+    a class it saw no image of (it trained, exit 0, without a word)."""
+    data = make_classes(tmp_path / 'd', {'a': 3, 'b': 3, 'c': 3})
+    for i in range(3):
+        Image.new('RGB', (50, 40), (9, 9, 9)).save(
+            os.path.join(data, 'c', '{}.png'.format(i)))
+    err = refused(capsys, train_googlenet.main, '--train', data, '--model',
+                  model_3, '--out', str(tmp_path / 'r'), *QUIET)
+    assert err == ('error: class c has images but none of them could be '
+                   'used (each is listed above): the model could never '
+                   'predict it; replace them, or remove the class\n')
+    assert not os.path.exists(str(tmp_path / 'r' / 'tuned_googlenet.model'))

@@ -211,6 +211,14 @@ def test_bad_inputs_are_one_line_errors(five_class_model, tmp_path, capsys,
     report = json.loads(printed)
     assert report['images'] == 2
     assert report['unreadable'] == [err[len('error: '):].strip()]
+    # The table says so too, under the accuracy of the images scored.
+    code, printed, _ = run(capsys, '--model', five_class_model, '--data',
+                           data)
+    lines = printed.splitlines()
+    assert lines[0].startswith('top-1 accuracy') and lines[0].endswith(
+        'of 2 images)')
+    assert lines[2:4] == ['left out, could not be used (1 file):',
+                          '  ' + report['unreadable'][0]]
 
     model, _ = tuned_googlenet.load_model(five_class_model)
     # Finite weights (a NaN one is refused at load) whose logits overflow.

@@ -176,7 +176,16 @@ def test_corrupt_images_are_reported_and_skipped(model_3, tmp_path, capsys):
         '--cache-features', '--epoch', '1', '-B', '4'] + QUIET)
     printed = capsys.readouterr().out
     assert code == 0
-    assert 'skipped unreadable' in printed and 'broken.png' in printed
+    assert 'left out' in printed and 'broken.png' in printed
+    # The saved report names it too.
+    with open(os.path.join(out, 'report.json')) as f:
+        unreadable = json.load(f)['unreadable']
+    assert len(unreadable) == 1 and unreadable[0].startswith(
+        str(tmp_path / 'd' / 'red' / 'broken.png') + ': ')
+    with open(os.path.join(out, 'report.txt')) as f:
+        text = f.read()
+    assert text.endswith('left out, could not be used (1 file):\n  {}\n'.format(
+        unreadable[0]))
 
 
 def _snapshot_iterations(out):
