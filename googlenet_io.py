@@ -774,7 +774,7 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
                     image.load()
                     _check_jpeg_end(image)
                     ImageOps.exif_transpose(image, in_place=True)
-                    return _check_content(_to_rgb(image))
+                    return _check_content(_to_rgb(image), image.mode)
         except FileNotFoundError:
             raise UserError('no such file')
         except IsADirectoryError:
@@ -837,10 +837,12 @@ def _check_jpeg_end(image):
                     'to classify it)'.format(begin))
 
 
-def _check_content(image):
+def _check_content(image, mode):
     """image, or UserError if it is one colour throughout: a blank frame
     (a lens cap, a failed capture, an empty canvas) has no object in it,
-    and the network would still name one with confidence."""
+    and the network would still name one with confidence. ``mode`` is the
+    file's: 16-bit and float samples are judged once read at 8 bits (a
+    level of 65535 apart makes the same network input), and said so."""
     # A 16x16 sample settles a photo in microseconds; the whole image is
     # read (40 ms for 6 MP) only when the sample is one colour.
     sample = image.resize((min(16, image.width), min(16, image.height)),
@@ -849,9 +851,11 @@ def _check_content(image):
         return image
     extrema = image.getextrema()
     if all(low == high for low, high in extrema):
-        raise UserError('one colour throughout (RGB {}): nothing to '
-                        'classify'.format(', '.join(str(low) for low, _ in
-                                                   extrema)))
+        raise UserError('one colour throughout{} (RGB {}): nothing to '
+                        'classify'.format(
+                            '' if mode in RGB_READABLE else
+                            ' once read at 8 bits',
+                            ', '.join(str(low) for low, _ in extrema)))
     return image
 
 
@@ -877,7 +881,8 @@ def _to_rgb(image):
         if not numpy.isfinite(array).all():
             raise UserError('float samples that are NaN or infinite')
         if array.min() < 0 or array.max() > 1:
-            raise UserError('float samples outside 0..1 ({:g}..{:g}); '
+            # 9 digits: a float32 just over 1 does not print as 1.
+            raise UserError('float samples outside 0..1 ({:.9g}..{:.9g}); '
                             'float images are read as 0..1'.format(
                                 array.min(), array.max()))
         array = array * 255.0
