@@ -16,8 +16,8 @@ import sys
 import tuned_googlenet
 from googlenet_caffe import (CAFFEMODEL_NAME, MODEL_DIRECTORY, convert,
                              default_caffemodel, ensure_caffemodel)
-from googlenet_io import (UserError, check_output_path, file_lock,
-                          random_seed, report_errors)
+from googlenet_io import (UserError, check_output_path, check_writable,
+                          file_lock, random_seed, report_errors)
 
 
 def build_parser():
@@ -54,6 +54,7 @@ def run(args):
     caffemodel = args.caffemodel or default_caffemodel()
     check_output_path(args.output, [caffemodel],
                       kind=tuned_googlenet.MODEL_KIND)
+    check_writable(os.path.dirname(os.path.abspath(args.output)), 'output')
     if args.download:
         ensure_caffemodel(caffemodel, args.url, args.sha1)
     elif not os.path.lexists(caffemodel):

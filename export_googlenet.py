@@ -22,8 +22,8 @@ import googlenet_caffe
 import tuned_googlenet
 from googlenet_data import model_class_names
 from googlenet_io import (CROP, MEAN_BGR, UserError, atomic_write,
-                          check_output_path, decoded, one_per_line,
-                          report_errors, shown)
+                          check_output_path, check_writable, decoded,
+                          one_per_line, report_errors, shown)
 
 # bvlc_googlenet's deploy.prototxt. Caffe's LRN divides alpha by local_size,
 # and so does ONNX's (onnx/docs/Operators.md, LRN): both take Caffe's value.
@@ -384,6 +384,8 @@ def export(args):
     if args.onnx:
         check_output_path(args.onnx, [args.model], '--onnx', kind=(
             is_onnx_export, 'an ONNX model this project exported'))
+        check_writable(os.path.dirname(os.path.abspath(args.onnx)),
+                       '--onnx')
     stem = os.path.splitext(os.path.basename(args.model))[0]
     if args.caffe:
         check_caffe_folder(args.caffe, stem)
