@@ -382,8 +382,9 @@ def _classify(args, comm, model_path, ahead):
         output.close()
         if vectors:
             save_features(args.features, vector_names, vectors)
-            print('wrote pool5 features of {} inputs to {}'.format(
-                len(vector_names), shown(args.features)))
+            print('wrote pool5 features of {} input{} to {}'.format(
+                len(vector_names), '' if len(vector_names) == 1 else 's',
+                shown(args.features)))
         return 1 if output.failed else 0
     # Rank 0's verdict, exit code or error, is every rank's.
     return on_root(comm, report)
