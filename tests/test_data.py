@@ -77,10 +77,11 @@ def refused(capsys, main, *argv):
 
 
 def prepare(capsys, n_classes, *argv):
-    """prepare_data's sets and its report, without training."""
+    """prepare_data's sets and class names, and its report, without
+    training (the files it left out are in the report)."""
     args = args_for(*argv)
-    sets = train_googlenet.prepare_data(args, n_classes)
-    return sets, capsys.readouterr().out, args
+    *sets, _ = train_googlenet.prepare_data(args, n_classes)
+    return tuple(sets), capsys.readouterr().out, args
 
 
 # --- 2: samples scaled by the range of their type ---------------------------
