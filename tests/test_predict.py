@@ -444,20 +444,18 @@ def test_grey_bands_that_are_content_are_classified(tmp_path):
 def test_deep_samples_flat_at_8_bits_and_floats_over_1_say_so(tmp_path):
     deep = numpy.full((20, 30), 30000, numpy.uint16)
     deep[0, 0] = 30001  # one level of 65535: the same 8-bit input
-    path = str(tmp_path / 'deep.png')
-    Image.fromarray(deep).save(path)
-    with pytest.raises(googlenet_io.UserError) as e:
-        googlenet_io.open_image(path)
-    assert str(e.value) == ('one colour throughout once read at 8 bits (RGB '
-                            '117, 117, 117): nothing to classify')
     over = numpy.full((20, 30), 0.5, numpy.float32)
     over[3, 4] = numpy.nextafter(numpy.float32(1), numpy.float32(2))
-    path = str(tmp_path / 'over.tif')
-    Image.fromarray(over).save(path)
-    with pytest.raises(googlenet_io.UserError) as e:
-        googlenet_io.open_image(path)
-    assert str(e.value) == ('float samples outside 0..1 (0.5..1.00000012); '
-                            'float images are read as 0..1')
+    for array, name, message in [
+            (deep, 'deep.png', 'one colour throughout once read at 8 bits '
+             '(RGB 117, 117, 117): nothing to classify'),
+            (over, 'over.tif', 'float samples outside 0..1 '
+             '(0.5..1.00000012); float images are read as 0..1')]:
+        path = str(tmp_path / name)
+        Image.fromarray(array).save(path)
+        with pytest.raises(googlenet_io.UserError) as e:
+            googlenet_io.open_image(path)
+        assert str(e.value) == message
 
 
 def _png_of(array):
