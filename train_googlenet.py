@@ -1209,9 +1209,20 @@ class Session:
                                      self.config, self.snapshot, comm)
 
     def _prepare(self):
-        """Rank 0's part: checks, data, run.json; what the others need."""
+        """Rank 0's part: checks, data, run.json; what the others need.
+        A refusal removes the --out folder it made, left empty."""
+        made = not os.path.exists(self.args.out)
+        try:
+            return self._checked(*check_out(self.args))
+        except BaseException:
+            if made:
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.args.out)  # only if still empty
+            raise
+
+    def _checked(self, output, taken):
+        """_prepare's checks after check_out's (output, taken)."""
         args = self.args
-        output, taken = check_out(args)
         freeze_until = tuned_googlenet.parse_freeze_until(args.freeze_until)
         if args.cache_features and freeze_until != 'inc5b':
             raise UserError('--cache-features needs the whole trunk frozen '

@@ -923,6 +923,7 @@ def test_output_in_the_data_or_over_a_non_model_is_refused(
         err = _refused(capsys, tmp_path, '--model', model_3, *argv)
         assert message in err, err
     assert _snapshot(str(tmp_path)) == before  # nothing written, no --out
+    assert not (tmp_path / 'r').exists()  # not even an empty one
     # A model this project wrote may be replaced (a run's own best model).
     model = tmp_path / 'best.model'
     shutil.copy(model_3, model)
