@@ -188,9 +188,10 @@ class Output:
                              allow_nan=False))
         elif self.csv_path != '-':
             print(name)
+            width = max(3, len(str(len(predictions))))
             for rank, p in enumerate(predictions, 1):
-                print('{:3d} {:6.2f}% {}'.format(
-                    rank, 100 * p['probability'], p['label']))
+                print('{:{}d} {:6.2f}% {}'.format(
+                    rank, width, 100 * p['probability'], p['label']))
         self.rows.append([name, ''] + [
             value for p in predictions
             for value in (p['label'], repr(p['probability']))])
