@@ -389,6 +389,9 @@ def export(args):
     stem = os.path.splitext(os.path.basename(args.model))[0]
     if args.caffe:
         check_caffe_folder(args.caffe, stem)
+        if not os.path.exists(args.caffe):  # made, its last level only
+            check_writable(os.path.dirname(os.path.abspath(args.caffe)),
+                           '--caffe')
     # load_model refuses a model with NaN or infinite weights.
     model, stored = tuned_googlenet.load_model(args.model, classify=True)
     names = [decoded(name) for name in

@@ -811,7 +811,10 @@ def _check_jpeg_end(image):
     (check_content's case). The last MCU row (8 or 16 pixel rows) is read
     first; the whole image only when it is grey.
     """
-    if image.format != 'JPEG' or image.mode not in ('L', 'RGB', 'CMYK'):
+    # Pillow names a JPEG with an MPF segment of several images (many
+    # cameras' files) MPO; its first image decodes as any JPEG's.
+    if image.format not in ('JPEG', 'MPO') or image.mode not in (
+            'L', 'RGB', 'CMYK'):
         return
     layers = getattr(image, 'layer', None) or []
     # One component is coded in 8x8 blocks whatever its sampling factor.
@@ -820,8 +823,8 @@ def _check_jpeg_end(image):
     last_row = (height - 1) // mcu * mcu
     extrema = image.crop((0, last_row, image.width, height)).getextrema()
     bands = extrema if image.mode != 'L' else (extrema,)
-    fill = bands[0][0]
-    if fill not in (127, 128) or any(band != (fill, fill) for band in bands):
+    fill = 127 if image.mode == 'CMYK' else 128
+    if any(band != (fill, fill) for band in bands):
         return
     grey = (numpy.asarray(image) == fill).reshape(height, -1).all(axis=1)
     if grey.all():

@@ -133,6 +133,14 @@ def check_features_path(path):
                         '.npy'.format(path))
 
 
+def feature_listing(path):
+    """The .txt that holds the names of the features .npy at path: beside
+    the file itself, a symlink's target (which atomic_write replaces), so
+    the two always go together."""
+    real = os.path.realpath(path) if os.path.islink(path) else path
+    return os.path.splitext(real)[0] + '.txt'
+
+
 def save_features(path, names, vectors):
     """FILE.npz holds ``features`` (N x 1024 float32) and ``inputs`` (the
     N input names); FILE.npy holds the array, with the names one per line
@@ -143,7 +151,7 @@ def save_features(path, names, vectors):
             save_npz(f, {'features': vectors,
                          'inputs': numpy.array(names, dtype=str)})
         return
-    listing = os.path.splitext(path)[0] + '.txt'
+    listing = feature_listing(path)
     # The file names' own bytes, so each line opens its file again; a name
     # with a line break is refused before either file is written.
     text = one_per_line(names, 'input', listing).encode('utf-8',
@@ -255,11 +263,11 @@ def features_rows(path):
     return shape[0]
 
 
-def is_feature_listing(path):
-    """Whether path holds a line per row of the features .npy beside it:
-    the names save_features wrote (a list file of the same name, Caffe's
-    train.txt beside train.npy, is kept)."""
-    rows = features_rows(os.path.splitext(path)[0] + '.npy')
+def lists_rows_of(path, npy):
+    """Whether path holds a line per row of the features file npy: the
+    names save_features wrote beside it (a list file of the same name,
+    Caffe's train.txt beside train.npy, is kept)."""
+    rows = features_rows(npy)
     if rows is None:
         return False
     with open(path, 'rb') as f:
@@ -268,13 +276,9 @@ def is_feature_listing(path):
 
 # check_output_path's kinds: an existing output file is replaced only if
 # it is what that option writes.
-OUTPUT_KINDS = {
-    'csv': (is_results_csv, 'a CSV of results this project wrote'),
-    'features': (lambda path: features_rows(path) is not None,
-                 'a features file this project wrote'),
-    'listing': (is_feature_listing,
-                'the names of the features file beside it'),
-}
+CSV_KIND = (is_results_csv, 'a CSV of results this project wrote')
+FEATURES_KIND = (lambda path: features_rows(path) is not None,
+                 'a features file this project wrote')
 
 
 def check_outputs(args, paths, items):
@@ -289,17 +293,20 @@ def check_outputs(args, paths, items):
                             if isinstance(source, str) and
                             not isinstance(source, ImageURL)]
     inputs += [args.model] if args.model else []
-    outputs = [('--csv', args.csv, 'csv')] if args.csv not in (None,
-                                                              '-') else []
+    outputs = [('--csv', args.csv, CSV_KIND)] if args.csv not in (
+        None, '-') else []
     if args.features:
         check_features_path(args.features)
-        outputs.append(('--features', args.features, 'features'))
+        outputs.append(('--features', args.features, FEATURES_KIND))
         if args.features.lower().endswith('.npy'):
-            listing = os.path.splitext(args.features)[0] + '.txt'
-            outputs.append(('--features', listing, 'listing'))
+            listing = feature_listing(args.features)
+            outputs.append(('--features', listing, (
+                lambda path: lists_rows_of(path, args.features),
+                'the names of the features file {}'.format(
+                    shown(args.features)))))
             one_per_line([name for name, _ in items], 'input', listing)
     for option, path, kind in outputs:
-        check_output_path(path, inputs, option, kind=OUTPUT_KINDS[kind])
+        check_output_path(path, inputs, option, kind=kind)
         check_writable(os.path.dirname(os.path.abspath(path)), option)
         inputs.append(path)
 

@@ -280,6 +280,12 @@ def test_caffe_folder_replaces_only_an_earlier_export(model_1000, tmp_path,
         for name, data in files.items():
             assert (folder / name).read_bytes() == data
         assert sorted(os.listdir(folder)) == sorted(files)
+    # A missing parent is said, not made.
+    assert export_googlenet.main(['--model', model_1000, '--caffe',
+                                  str(tmp_path / 'a' / 'b')]) == 1
+    assert capsys.readouterr().err == (
+        'error: cannot write --caffe in {}: no such folder\n'.format(
+            tmp_path / 'a'))
     for _ in range(2):
         assert export_googlenet.main(['--model', model_1000, '--caffe',
                                       str(export)]) == 0

@@ -392,6 +392,21 @@ def test_a_blank_or_cut_short_image_is_refused_not_classified(
     assert err.count('\n') == 4
 
 
+def test_a_camera_jpeg_with_several_images_cut_short_is_refused():
+    # A JPEG with an MPF segment of two images (many cameras write one):
+    # Pillow names it MPO.
+    noise = numpy.random.RandomState(3).randint(0, 256, (100, 80, 3))
+    frames = [Image.fromarray(noise.astype(numpy.uint8)),
+              Image.fromarray(noise[::-1].astype(numpy.uint8))]
+    buf = io.BytesIO()
+    frames[0].save(buf, 'MPO', save_all=True, append_images=frames[1:])
+    whole = buf.getvalue()
+    assert Image.open(io.BytesIO(whole)).format == 'MPO'
+    with pytest.raises(googlenet_io.UserError,
+                       match=r'^truncated image, or one that really ends'):
+        googlenet_io.open_image(whole[:len(whole) * 3 // 20] + b'\xff\xd9')
+
+
 @pytest.mark.parametrize('mode, options, height', [
     ('RGB', {'subsampling': 0}, 100), ('RGB', {'subsampling': 2}, 100),
     ('RGB', {'subsampling': 2}, 96), ('L', {}, 100), ('CMYK', {}, 100),
@@ -431,6 +446,9 @@ def test_grey_bands_that_are_content_are_classified(tmp_path):
     with pytest.raises(googlenet_io.UserError,
                        match='or one that really ends in flat grey'):
         googlenet_io.open_image(_jpeg(numpy.concatenate([photo, grey])))
+    # 127 is the decoder's grey in Pillow's inverted CMYK only.
+    below = numpy.concatenate([photo, grey - 1])
+    assert googlenet_io.open_image(_jpeg(below)).size == (80, len(below))
     # Grey that is not the decoder's in every channel is a photo's.
     band = photo[:96].copy()
     band[-8:] = (128, 128, 127)
@@ -541,7 +559,8 @@ def test_outputs_replace_only_what_they_wrote(capsys, tmp_path, model_1000):
              'a features file this project wrote'),
             (['--features', 'photo1.jpg.npy'], None),
             (['--features', 'train.npy'],
-             'the names of the features file beside it')]:
+             'the names of the features file {}'.format(
+                 tmp_path / 'train.npy'))]:
         if what is None:  # an image renamed .npy
             (tmp_path / 'photo1.jpg.npy').write_bytes(kept['photo1.jpg'])
             what = 'a features file this project wrote'
@@ -556,16 +575,30 @@ def test_outputs_replace_only_what_they_wrote(capsys, tmp_path, model_1000):
                        'choose another file\n'.format(option, target, what))
     for name, data in kept.items():
         assert (tmp_path / name).read_bytes() == data
-    # Each output twice: the second run replaces the first one's files.
+    # Each output twice: the second run replaces the first one's files
+    # (an upper-case .NPY's .txt included).
     for argv in (['--csv', str(tmp_path / 'out.csv')],
                  ['--features', str(tmp_path / 'f.npz')],
-                 ['--features', str(tmp_path / 'f.npy')]):
+                 ['--features', str(tmp_path / 'f.npy')],
+                 ['--features', str(tmp_path / 'G.NPY')]):
         for _ in range(2):
             code, out, err = run(capsys, '--model', model_1000, *argv,
                                  str(photo))
             assert code == 0, err
     assert googlenet_predict.features_rows(str(tmp_path / 'f.npy')) == 1
     assert (tmp_path / 'f.txt').read_text() == str(photo) + '\n'
+    assert (tmp_path / 'G.txt').read_text() == str(photo) + '\n'
+    # Through a link to the .npy: the names go beside its target, so the
+    # pair stays together and the next run replaces both.
+    (tmp_path / 'latest.npy').symlink_to(tmp_path / 'f.npy')
+    for target in ('latest.npy', 'f.npy'):
+        code, _, err = run(capsys, '--model', model_1000, '--features',
+                           str(tmp_path / target), str(photo), str(photo))
+        assert code == 0, err
+    assert os.path.islink(tmp_path / 'latest.npy')
+    assert not (tmp_path / 'latest.txt').exists()
+    assert googlenet_predict.features_rows(str(tmp_path / 'f.npy')) == 2
+    assert (tmp_path / 'f.txt').read_text() == 2 * (str(photo) + '\n')
 
 
 def test_outputs_that_are_inputs_or_devices_are_refused_first(
