@@ -237,7 +237,8 @@ def drop_unreadable(pairs, max_pixels=DEFAULT_MAX_PIXELS, show=True,
 
 def print_report(name, pairs, class_names, unreadable, skipped=None):
     """The images per class of a set; a class without images shows 0; the
-    files left out, counted by reason; each file that cannot be used (unreadable, refused) by path."""
+    files left out, counted by reason; each file that cannot be used
+    (unreadable, or refused as open_image refuses) by path."""
     counts = numpy.bincount([label for _, label in pairs],
                             minlength=len(class_names))
     print('{}: {} images'.format(name, len(pairs)))

@@ -148,7 +148,7 @@ def atomic_write(path, mode='wb'):
     /dev/null itself); the old file stays in place.
     """
     check_output_path(path)
-    target = os.path.realpath(path) if os.path.islink(path) else path
+    target = written_path(path)
     directory = os.path.dirname(os.path.abspath(target))
     prefix = '.' + os.path.basename(target) + '.'
     remove_stale_temporaries(directory, prefix)
@@ -197,6 +197,24 @@ def remove_stale_temporaries(directory, prefix):
                 shutil.rmtree(path, ignore_errors=True)
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+
+def written_path(path):
+    """The file that atomic_write(path) replaces: path, or the target of
+    the symlink path is."""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def read_npy_header(f):
+    """(shape, fortran_order, dtype) of the .npy array that starts at
+    f's position, read past its header (numpy.lib.format's versions 1.0
+    and 2.0), or None for another version; ValueError if it is not one."""
+    version = numpy.lib.format.read_magic(f)
+    if version == (1, 0):
+        return numpy.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return numpy.lib.format.read_array_header_2_0(f)
+    return None
 
 
 def save_npz(file, arrays):

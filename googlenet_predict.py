@@ -29,8 +29,8 @@ from googlenet_io import (DEFAULT_MAX_PIXELS, UserError, atomic_write,
                           check_output_path, check_writable, fetch_bytes,
                           list_images, make_once, one_per_line, open_image,
                           positive_float, positive_int, prefetch,
-                          preprocess, save_npz, shown, ten_crops,
-                          usable_cores)
+                          preprocess, read_npy_header, save_npz, shown,
+                          ten_crops, usable_cores, written_path)
 from googlenet_mpi import Single, add_option, on_root, run_main, shard
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -137,8 +137,7 @@ def feature_listing(path):
     """The .txt that holds the names of the features .npy at path: beside
     the file itself, a symlink's target (which atomic_write replaces), so
     the two always go together."""
-    real = os.path.realpath(path) if os.path.islink(path) else path
-    return os.path.splitext(real)[0] + '.txt'
+    return os.path.splitext(written_path(path))[0] + '.txt'
 
 
 def save_features(path, names, vectors):
@@ -251,13 +250,12 @@ def features_rows(path):
         else:
             f = open(path, 'rb')
         with f:
-            version = numpy.lib.format.read_magic(f)
-            read_header = (numpy.lib.format.read_array_header_1_0
-                           if version == (1, 0) else
-                           numpy.lib.format.read_array_header_2_0)
-            shape, _, dtype = read_header(f)
+            header = read_npy_header(f)
     except (OSError, ValueError, zipfile.BadZipFile):
         return None
+    if header is None:
+        return None
+    shape, _, dtype = header
     if len(shape) != 2 or shape[1] != 1024 or dtype != numpy.float32:
         return None
     return shape[0]

@@ -18,7 +18,8 @@ import chainer.links as L
 from chainer import initializer, initializers
 
 import fast_ops
-from googlenet_io import UserError, atomic_write, one_line, save_npz
+from googlenet_io import (UserError, atomic_write, one_line,
+                          read_npy_header, save_npz)
 
 # Number of classes of the replaced heads (loss1_fc2, loss2_fc2, loss3_fc).
 # 1000 is ImageNet's, for which the converter copies every pretrained head.
@@ -515,12 +516,8 @@ def _read_stored_npz(path):
             name_length, extra_length = struct.unpack('<HH', local[26:30])
             start = info.header_offset + 30 + name_length + extra_length
             f.seek(start)
-            version = numpy.lib.format.read_magic(f)
-            if version == (1, 0):
-                header = numpy.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                header = numpy.lib.format.read_array_header_2_0(f)
-            else:
+            header = read_npy_header(f)
+            if header is None:
                 raise _NotPlain(info.filename)
             shape, fortran_order, dtype = header
             if fortran_order or dtype.hasobject:
