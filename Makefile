@@ -56,6 +56,7 @@ bench:
 	$(PY) bench/bench_forward.py
 	$(PY) bench/bench_train_cache.py
 	$(PY) bench/bench_cache_mpi.py
+	$(PY) bench/bench_winograd.py
 	$(PY) bench/bench_versus.py
 
 # A .venv made by another interpreter, or without pip, is rebuilt; the stamp is written only
