@@ -7,17 +7,22 @@ with this project's own caffe_pb2, copies every trunk parameter exactly, copies
 each head whose shape matches, and saves tuned_googlenet.model, ending with a
 summary line. The caffemodel is by default the one in Chainer's model folder
 ($CHAINER_DATASET_ROOT/pfnet/chainer/models, ~/.chainer/dataset/... unless
-set), where googlenet_predict.py keeps it too. The work is googlenet_caffe's.
+set), where googlenet_predict.py keeps it too.
 """
 import argparse
 import os
 import sys
 
 import tuned_googlenet
-from googlenet_caffe import (CAFFEMODEL_NAME, MODEL_DIRECTORY, convert,
-                             default_caffemodel, ensure_caffemodel)
-from googlenet_io import (UserError, check_output_path, check_writable,
-                          file_lock, random_seed, report_errors)
+from googlenet_chainer import cli
+from googlenet_chainer.caffemodel import convert
+from googlenet_chainer.errors import UserError
+from googlenet_chainer.files import (check_output_path, check_writable,
+                                     file_lock)
+from googlenet_chainer.model_file import MODEL_KIND
+from googlenet_chainer.model_store import (CAFFEMODEL_NAME, MODEL_DIRECTORY,
+                                           default_caffemodel,
+                                           ensure_caffemodel)
 
 
 def build_parser():
@@ -36,7 +41,7 @@ def build_parser():
     parser.add_argument('--fresh-heads', action='store_true',
                         help='re-initialise the replaced heads even where '
                         'the pretrained ones fit')
-    parser.add_argument('--seed', type=random_seed, default=None,
+    parser.add_argument('--seed', type=cli.random_seed, default=None,
                         help='seed of the fresh heads\' initial weights '
                         '(default: none, a different start each time)')
     parser.add_argument('--download', action='store_true',
@@ -53,7 +58,7 @@ def build_parser():
 def run(args):
     caffemodel = args.caffemodel or default_caffemodel()
     check_output_path(args.output, [caffemodel],
-                      kind=tuned_googlenet.MODEL_KIND)
+                      kind=MODEL_KIND)
     check_writable(os.path.dirname(os.path.abspath(args.output)), 'output')
     if args.download:
         ensure_caffemodel(caffemodel, args.url, args.sha1)
@@ -67,7 +72,7 @@ def run(args):
 
 
 def main(argv=None):
-    return report_errors(run, build_parser().parse_args(argv))
+    return cli.report_errors(run, build_parser().parse_args(argv))
 
 
 if __name__ == '__main__':

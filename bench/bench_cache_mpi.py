@@ -4,7 +4,7 @@
 
 Builds a synthetic 4-class model and LARGE (default 2,000) small PNG images,
 then computes the trunk features of the first SMALL (default 500) and of all
-LARGE images into a fresh cache (train_googlenet.cached_features: the
+LARGE images into a fresh cache (feature_cache.cached_features: the
 centre crop, blocks of 32) in fresh processes with one BLAS thread each:
 
 - peak resident memory (ru_maxrss) of one process for SMALL and for LARGE:
@@ -44,21 +44,20 @@ def make_images(root, n):
 def worker(model_path, data, n, out):
     """Runs in the measured process (or in each rank): prints one JSON line
     from rank 0 with the extraction's wall time and each rank's peak RSS."""
-    from chainer_compat import chainer
-    import googlenet_data
-    import googlenet_mpi
-    import train_googlenet
-    import tuned_googlenet
-    comm = googlenet_mpi.communicator()
-    model, _ = tuned_googlenet.load_model(model_path)
-    pairs = googlenet_data.read_folder(data).pairs
+    from googlenet_chainer import datasets, model_file, mpi
+    from googlenet_chainer.devices import get_device
+    from googlenet_chainer.inference import Predictor
+    from googlenet_chainer.training import feature_cache
+    comm = mpi.communicator()
+    model, _ = model_file.load_model(model_path)
+    pairs = datasets.read_folder(data).pairs
     pairs = sorted(pairs)[:int(n)]
     comm.barrier()
     start = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime
-    train_googlenet.cached_features(
-        model, pairs, 1, out, 32, chainer.get_device('@numpy'), 0, 60,
+    feature_cache.cached_features(
+        Predictor(model, get_device('@numpy')), pairs, out, 32, 0, 60,
         show=False, comm=comm)
     comm.barrier()
     wall = time.perf_counter() - start
@@ -81,7 +80,7 @@ def main():
     small, large = (int(a) for a in sys.argv[1:3]) if len(sys.argv) > 2 \
         else (500, 2000)
     import caffe_fixtures
-    import googlenet_mpi
+    from googlenet_chainer import mpi
     with tempfile.TemporaryDirectory() as tmp:
         model = caffe_fixtures.converted_model(tmp, 4)
         data = os.path.join(tmp, 'data')
@@ -93,7 +92,7 @@ def main():
         for n in (small, large):
             runs[n] = measure(me + [str(n), os.path.join(tmp, 'one{}.npy'
                                                          .format(n))])
-        two = measure(googlenet_mpi.local_mpiexec(2) + me + [
+        two = measure(mpi.local_mpiexec(2) + me + [
             str(small), os.path.join(tmp, 'two.npy')])
     print('feature cache, 1 view of 70 KB per image, blocks of 32, one '
           'BLAS thread per process')

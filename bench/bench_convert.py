@@ -4,7 +4,7 @@
 
 Writes a synthetic V1 caffemodel with every GoogLeNet layer (about 53.5 MB,
 like the published one), then times, in one run and alternating,
-googlenet_caffe.convert and chainer.links.GoogLeNet.convert_caffemodel_to_npz.
+caffemodel.convert and chainer.links.GoogLeNet.convert_caffemodel_to_npz.
 Chainer's bundled caffe_pb2 only imports under the pure-Python protobuf
 backend, so its side runs in a subprocess with
 PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python, as a user of it must.
@@ -20,13 +20,13 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 import caffe_fixtures  # noqa: E402
-import googlenet_caffe  # noqa: E402
+from googlenet_chainer.caffemodel import convert  # noqa: E402
 
 TARGET_SECONDS = 3.0
 
 CHAINER_SIDE = '''
 import sys, time
-from chainer_compat import chainer
+from googlenet_chainer.compat import chainer
 import chainer.links as L
 start = time.perf_counter()
 L.GoogLeNet.convert_caffemodel_to_npz(sys.argv[1], sys.argv[2])
@@ -36,7 +36,7 @@ print(time.perf_counter() - start)
 
 def time_ours(caffemodel, out):
     start = time.perf_counter()
-    googlenet_caffe.convert(caffemodel, out, log=lambda line: None)
+    convert(caffemodel, out, log=lambda line: None)
     return time.perf_counter() - start
 
 
@@ -66,7 +66,7 @@ def main():
             theirs.append(time_chainer(caffemodel,
                                        os.path.join(tmp, 'b.npz')))
         best_ours, best_theirs = min(ours), min(theirs)
-        print('googlenet_caffe.convert          {:6.2f} s (best of {})'
+        print('caffemodel.convert          {:6.2f} s (best of {})'
               .format(best_ours, rounds))
         print('GoogLeNet.convert_caffemodel_to_npz  {:6.2f} s (best of {}, '
               'wall, in a subprocess)'.format(best_theirs, rounds))

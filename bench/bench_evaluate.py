@@ -5,7 +5,7 @@ model.predict called once per image.
 
 Both sides decode the same 64 synthetic 320x240 PNG files, preprocess them as
 Caffe's reference does and classify them with the same synthetic weights:
-``googlenet_data.predict_dataset`` (what evaluate_googlenet.py runs, batches
+``inference.predict_dataset`` (what evaluate_googlenet.py runs, batches
 of 8 through the fast path) against a loop of open_image, preprocess and
 ``model.predict`` on one image. Alternating rounds; the best of each is
 reported as images/s.
@@ -23,10 +23,11 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 import caffe_fixtures  # noqa: E402
-import googlenet_caffe  # noqa: E402
-import googlenet_data  # noqa: E402
 import tuned_googlenet  # noqa: E402
-from googlenet_io import open_image, preprocess  # noqa: E402
+from googlenet_chainer.caffemodel import transfer  # noqa: E402
+from googlenet_chainer.devices import get_device  # noqa: E402
+from googlenet_chainer.images import open_image, preprocess  # noqa: E402
+from googlenet_chainer.inference import Predictor, predict_dataset  # noqa: E402,E501
 
 IMAGES = 64
 BATCH = 8
@@ -49,13 +50,14 @@ def per_image(model, pairs):
 
 
 def evaluation(model, pairs):
-    return googlenet_data.predict_dataset(model, pairs, BATCH)[0]
+    return predict_dataset(Predictor(model, get_device('@numpy')), pairs,
+                           BATCH)[0]
 
 
 def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     model = tuned_googlenet.GoogLeNet(1000)
-    googlenet_caffe.transfer(
+    transfer(
         {k: list(v) for k, v in caffe_fixtures.random_weights(0).items()},
         model, log=lambda line: None)
     best = {'evaluation': 0.0, 'predict loop': 0.0}

@@ -22,11 +22,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
-from chainer_compat import chainer  # noqa: E402
+from googlenet_chainer.compat import chainer  # noqa: E402
 
 import caffe_fixtures  # noqa: E402
-import googlenet_caffe  # noqa: E402
 import tuned_googlenet  # noqa: E402
+from googlenet_chainer.caffemodel import transfer  # noqa: E402
+from googlenet_chainer.model_file import save_model  # noqa: E402
 
 BATCHES = (1, 8, 32)
 TARGET = 3.0
@@ -35,8 +36,8 @@ TARGET = 3.0
 def networks():
     weights = caffe_fixtures.random_weights(0)
     ours = tuned_googlenet.GoogLeNet(1000)
-    googlenet_caffe.transfer({k: list(v) for k, v in weights.items()},
-                                 ours, log=lambda line: None)
+    transfer({k: list(v) for k, v in weights.items()}, ours,
+             log=lambda line: None)
     return ours, caffe_fixtures.chainer_port(weights)
 
 
@@ -57,12 +58,13 @@ def images_per_second(side, net, x, repeat):
 MEMORY_PROBE = """
 import sys, tracemalloc
 sys.path[:0] = {path!r}
-import numpy, chainer
-import bench_forward, tuned_googlenet
+import numpy
+import bench_forward
 import chainer.links as L
+from googlenet_chainer.model_file import load_model
 side, model, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if side == 'ours':
-    net, _ = tuned_googlenet.load_model(model)
+    net, _ = load_model(model)
 else:
     net = L.GoogLeNet(pretrained_model=model)
 x = numpy.random.RandomState(0).uniform(-120, 130, (batch, 3, 224, 224))
@@ -127,7 +129,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         models = {'ours': os.path.join(tmp, 'ours.model'),
                   'chainer': os.path.join(tmp, 'chainer.npz')}
-        tuned_googlenet.save_model(models['ours'], ours)
+        save_model(models['ours'], ours)
         chainer.serializers.save_npz(models['chainer'], theirs)
         mem = {side: peak_memory_mb(side, path, 32)
                for side, path in models.items()}

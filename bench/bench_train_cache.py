@@ -28,7 +28,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 import caffe_fixtures  # noqa: E402
-import fast_ops  # noqa: E402
+from googlenet_chainer import fast_ops  # noqa: E402
 import train_googlenet  # noqa: E402
 
 TARGET = 50.0

@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/bench_versus.py [ROUNDS]
 
-All three run the same synthetic weights: OpenCV 4.14's dnn module reads the
-caffemodel that the converter reads (with the deploy prototxt written here),
-onnxruntime runs this project's own ONNX export of the converted model
+All three run the same synthetic weights: OpenCV 4.14's dnn module reads this
+project's Caffe export of the converted model (``export_googlenet.py --caffe``:
+deploy.prototxt and a caffemodel), onnxruntime its ONNX export
 (``export_googlenet.py --model M --onnx OUT.onnx``). In one process, the
 three alternate within each round at batch 1, 8 and 32; the median of the
 rounds (at least five) is reported as images/s, with the ratios and a GEMM
@@ -35,9 +35,11 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 import caffe_fixtures  # noqa: E402
-import googlenet_caffe  # noqa: E402
-import tuned_googlenet  # noqa: E402
-from googlenet_io import CENTER, CROP, MEAN_BGR, RESIZE  # noqa: E402
+from googlenet_chainer.caffemodel import convert  # noqa: E402
+from googlenet_chainer.export import export_caffe  # noqa: E402
+from googlenet_chainer.images import CENTER, CROP, MEAN_BGR, RESIZE  # noqa: E402,E501
+from googlenet_chainer.labels import model_class_names  # noqa: E402
+from googlenet_chainer.model_file import load_model  # noqa: E402
 
 BATCHES = (1, 8, 32)
 TARGET = 1.25
@@ -45,67 +47,6 @@ MEMORY_LIMIT_MB = 270
 PHOTOS = 64
 PHOTO_SIZE = (3000, 2000)
 FOLDER_BATCH = 8
-
-
-def deploy_prototxt(weights):
-    """bvlc_googlenet's deploy net (input 'data' N x 3 x 224 x 224, output
-    'prob') as prototxt text, num_output read off the weights; the layer
-    names are BVLC's, which OpenCV matches against the caffemodel's."""
-    lines = ['name: "GoogleNet"', 'input: "data"',
-             'input_shape { dim: 1 dim: 3 dim: 224 dim: 224 }']
-
-    def layer(name, kind, bottoms, top, params=''):
-        lines.append('layer {{ name: "{}" type: "{}" {} top: "{}" {} }}'
-                     .format(name, kind, ' '.join('bottom: "{}"'.format(b)
-                                                  for b in bottoms),
-                             top, params))
-
-    def conv(name, bottom, relu):
-        out, _, k, _ = weights[name][0].shape
-        stride = 2 if name == 'conv1/7x7_s2' else 1
-        layer(name, 'Convolution', [bottom], name,
-              'convolution_param {{ num_output: {} kernel_size: {} pad: {} '
-              'stride: {} }}'.format(out, k, k // 2, stride))
-        layer(relu, 'ReLU', [name], name)
-        return name
-
-    def pool(name, bottom, method, k, s, pad=0):
-        layer(name, 'Pooling', [bottom], name,
-              'pooling_param {{ pool: {} kernel_size: {} stride: {} pad: {} '
-              '}}'.format(method, k, s, pad))
-        return name
-
-    def lrn(name, bottom):
-        layer(name, 'LRN', [bottom], name,
-              'lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 }')
-        return name
-
-    h = conv('conv1/7x7_s2', 'data', 'conv1/relu_7x7')
-    h = lrn('pool1/norm1', pool('pool1/3x3_s2', h, 'MAX', 3, 2))
-    h = conv('conv2/3x3_reduce', h, 'conv2/relu_3x3_reduce')
-    h = conv('conv2/3x3', h, 'conv2/relu_3x3')
-    h = pool('pool2/3x3_s2', lrn('conv2/norm2', h), 'MAX', 3, 2)
-    for stage in ('3a', '3b', '4a', '4b', '4c', '4d', '4e', '5a', '5b'):
-        if stage in ('4a', '5a'):
-            h = pool('pool{}/3x3_s2'.format(stage[0]), h, 'MAX', 3, 2)
-        p = 'inception_{}/'.format(stage)
-        branches = [conv(p + '1x1', h, p + 'relu_1x1'),
-                    conv(p + '3x3', conv(p + '3x3_reduce', h,
-                                         p + 'relu_3x3_reduce'),
-                         p + 'relu_3x3'),
-                    conv(p + '5x5', conv(p + '5x5_reduce', h,
-                                         p + 'relu_5x5_reduce'),
-                         p + 'relu_5x5'),
-                    conv(p + 'pool_proj', pool(p + 'pool', h, 'MAX', 3, 1, 1),
-                         p + 'relu_pool_proj')]
-        layer(p + 'output', 'Concat', branches, p + 'output')
-        h = p + 'output'
-    h = pool('pool5/7x7_s1', h, 'AVE', 7, 1)
-    layer('loss3/classifier', 'InnerProduct', [h], 'loss3/classifier',
-          'inner_product_param {{ num_output: {} }}'.format(
-              weights['loss3/classifier'][0].shape[0]))
-    layer('prob', 'Softmax', ['loss3/classifier'], 'prob')
-    return '\n'.join(lines) + '\n'
 
 
 def export_onnx(model_path, onnx_path):
@@ -139,16 +80,16 @@ def sides(tmp):
     and {name: why not} of the others; writes the shared files to tmp."""
     weights = caffe_fixtures.random_weights(0)
     paths = {name: os.path.join(tmp, name) for name in (
-        'googlenet.caffemodel', 'deploy.prototxt', 'googlenet.model',
-        'googlenet.onnx')}
-    caffe_fixtures.write_caffemodel(paths['googlenet.caffemodel'], weights,
-                                    'v2')
-    with open(paths['deploy.prototxt'], 'w') as f:
-        f.write(deploy_prototxt(weights))
-    googlenet_caffe.convert(paths['googlenet.caffemodel'],
-                                paths['googlenet.model'],
-                                log=lambda line: None)
-    model, _ = tuned_googlenet.load_model(paths['googlenet.model'])
+        'source.caffemodel', 'googlenet.model', 'googlenet.onnx')}
+    caffe_fixtures.write_caffemodel(paths['source.caffemodel'], weights, 'v2')
+    convert(paths['source.caffemodel'], paths['googlenet.model'],
+            log=lambda line: None)
+    model, _ = load_model(paths['googlenet.model'])
+    # The deploy net and caffemodel OpenCV reads: the project's own export.
+    prototxt, caffemodel, _ = export_caffe(
+        model, os.path.join(tmp, 'caffe'), model_class_names(1000))
+    paths.update({'deploy.prototxt': prototxt,
+                  'googlenet.caffemodel': caffemodel})
     runs, missing = {'project': model.predict}, {}
     try:
         import cv2
@@ -283,8 +224,8 @@ def fresh_processes(paths, image, folder, rounds, with_opencv):
 MEMORY_PROBE = """
 import sys
 import numpy
-import tuned_googlenet
-model, _ = tuned_googlenet.load_model(sys.argv[1])
+from googlenet_chainer.model_file import load_model
+model, _ = load_model(sys.argv[1])
 x = numpy.random.RandomState(0).uniform(-120, 130, (32, 3, 224, 224))
 model.predict(x.astype(numpy.float32))
 with open('/proc/self/status') as f:

@@ -22,12 +22,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
-from chainer_compat import chainer  # noqa: E402
+from googlenet_chainer.compat import chainer  # noqa: E402
 
 import caffe_fixtures  # noqa: E402
-import fast_ops  # noqa: E402
-import googlenet_caffe  # noqa: E402
 import tuned_googlenet  # noqa: E402
+from googlenet_chainer import fast_ops  # noqa: E402
+from googlenet_chainer.caffemodel import transfer  # noqa: E402
 
 RULE = fast_ops.winograd_f4_pays
 SIDES = {'F(2x2)': lambda n, h, w: False, 'F(4x4) rule': RULE}
@@ -83,8 +83,8 @@ def main():
         lib.set(threads)
     weights = caffe_fixtures.random_weights(0)
     model = tuned_googlenet.GoogLeNet(1000)
-    googlenet_caffe.transfer({k: list(v) for k, v in weights.items()},
-                             model, log=lambda line: None)
+    transfer({k: list(v) for k, v in weights.items()}, model,
+             log=lambda line: None)
     print('whole forward pass (model.predict):')
     for batch in (1, 8, 32):
         x = rng.uniform(-100, 100, (batch, 3, 224, 224)).astype(

@@ -8,7 +8,7 @@ import os
 
 import numpy
 
-from chainer_compat import chainer  # noqa: F401 (before chainer.links)
+from googlenet_chainer.compat import chainer  # noqa: F401 (before chainer.links)
 import chainer.links as L
 from chainer.links.model.vision import googlenet as chainer_googlenet
 
@@ -146,10 +146,9 @@ def chainer_port(weights):
 def converted_model(folder, n_classes):
     """A model of n_classes converted from a seeded caffemodel written in
     folder (both kept there), as the benchmarks start; returns its path."""
-    import googlenet_caffe
+    from googlenet_chainer.caffemodel import convert
     caffemodel = os.path.join(folder, 'bvlc_googlenet.caffemodel')
     write_caffemodel(caffemodel, random_weights(0))
     model = os.path.join(folder, 'tuned_googlenet.model')
-    googlenet_caffe.convert(caffemodel, model, n_classes=n_classes,
-                            log=lambda line: None)
+    convert(caffemodel, model, n_classes=n_classes, log=lambda line: None)
     return model

@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 
@@ -8,11 +9,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
-from chainer_compat import chainer  # noqa: E402
+from googlenet_chainer.compat import chainer  # noqa: E402
 
 import caffe_fixtures  # noqa: E402
-import googlenet_caffe  # noqa: E402
+from googlenet_chainer import caffemodel, files, model_file  # noqa: E402
 from http_fixtures import LocalServer  # noqa: E402
+from helpers import FIVE, run_training  # noqa: E402
 from image_fixtures import FEATURES_ARGV, QUIET, make_dataset  # noqa: E402
 
 
@@ -36,7 +38,7 @@ def caffemodels(tmp_path_factory, weights):
 def model_1000(tmp_path_factory, caffemodels):
     """A complete 1000-class model converted from the V1 file."""
     path = str(tmp_path_factory.mktemp('models') / 'googlenet.model')
-    googlenet_caffe.convert(caffemodels['v1'], path, log=lambda s: None)
+    caffemodel.convert(caffemodels['v1'], path, log=lambda s: None)
     return path
 
 
@@ -48,7 +50,7 @@ def model_3(tmp_path_factory, caffemodels):
     test asked for them first."""
     path = str(tmp_path_factory.mktemp('m3') / 'tuned_googlenet.model')
     numpy.random.seed(0)
-    googlenet_caffe.convert(caffemodels['v1'], path, n_classes=3,
+    caffemodel.convert(caffemodels['v1'], path, n_classes=3,
                                 log=lambda line: None)
     return path
 
@@ -68,12 +70,43 @@ def features(dataset, model_3, tmp_path_factory):
     out = tmp_path_factory.mktemp('features') / 'r'
     argv = ['--train', dataset, '--model', model_3, '--out', str(out)] + \
         FEATURES_ARGV + QUIET
-    subprocess.run([sys.executable, '-c', 'import sys, train_googlenet; '
-                    'train_googlenet.Session(train_googlenet.build_parser()'
-                    '.parse_args(sys.argv[1:]))'] + argv, check=True,
+    subprocess.run([sys.executable, '-c', 'import sys, run_steps; '
+                    'run_steps.datasets_of(sys.argv[1:])'] + argv, check=True,
                    cwd=ROOT, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, OPENBLAS_NUM_THREADS='1'))
+                   env=dict(os.environ, OPENBLAS_NUM_THREADS='1',
+                            PYTHONPATH=os.path.join(ROOT, 'tests')))
     return str(out / 'features')
+
+
+@pytest.fixture(scope='session')
+def five_class_model(tmp_path_factory, caffemodels):
+    """A 5-class model (FIVE's names) whose loss3 classifier is set, not
+    left as the converter drew it."""
+    path = str(tmp_path_factory.mktemp('five') / 'tuned_googlenet.model')
+    model = caffemodel.convert(caffemodels['v1'], path, n_classes=5,
+                               log=lambda line: None)
+    # Set here, not left to the converter's fresh initialisation: a
+    # session fixture runs before the per-test seeding of numpy.
+    # Seed 6 makes 4 of test_scores_agree_with_an_independent_count's 6
+    # images right: neither score is trivial.
+    rng = numpy.random.RandomState(6)
+    link = model.loss3_fc
+    link.W.array[...] = rng.standard_normal(link.W.shape) * 0.05
+    link.b.array[...] = [0.0, 1.0, -1.0, 0.5, -0.5]
+    model_file.save_model(path, model, FIVE)
+    return path
+
+
+@pytest.fixture
+def cached_run(dataset, model_3, features):
+    """Runs train_googlenet.main on the features fixture's cache."""
+    def run(out, *extra, data=dataset):
+        if data == dataset and not os.path.exists(out / 'features'):
+            shutil.copytree(features, out / 'features')
+        return run_training('--train', data, '--model', model_3, '--out', str(out),
+                    '--cache-features', '-B', '4', '--val-ratio', '0.25',
+                    '--lr', '1e-3', *extra)
+    return run
 
 
 @pytest.fixture
@@ -112,17 +145,16 @@ def dataset_root(tmp_path_factory, monkeypatch):
 def locked_folder(tmp_path, monkeypatch):
     """Makes folders in which writing fails with EACCES, as for a user
     without write permission (the tests run as root, whom chmod does not
-    stop): googlenet_io.check_writable's probe file cannot be made there.
+    stop): files.check_writable's probe file cannot be made there.
     Undone with monkeypatch.undo() or at the test's end."""
-    import googlenet_io
-    real = googlenet_io.tempfile.TemporaryFile
+    real = files.tempfile.TemporaryFile
     locked = set()
 
     def temporary_file(*args, dir=None, **kwargs):
         if dir in locked:
             raise PermissionError(13, 'Permission denied')
         return real(*args, dir=dir, **kwargs)
-    monkeypatch.setattr(googlenet_io.tempfile, 'TemporaryFile',
+    monkeypatch.setattr(files.tempfile, 'TemporaryFile',
                         temporary_file)
 
     def make():

@@ -1,0 +1,182 @@
+"""Reading a caffemodel and copying its weights into the Chain.
+
+Reads the old (V1, ``layers``) and the current (``layer``) format with this
+project's own caffe_pb2, copies every trunk parameter exactly and each head
+whose shape matches.
+"""
+import math
+import os
+import stat
+
+import numpy
+
+import tuned_googlenet
+from googlenet_chainer.caffe_layers import LAYER_MAP, link_of
+from googlenet_chainer.errors import UserError, one_line
+from googlenet_chainer.files import check_output_path
+from googlenet_chainer.model_file import MODEL_KIND, save_model
+
+
+def read_caffemodel(path):
+    """Returns {layer name: [arrays]} of the layers that carry blobs.
+
+    Arrays keep the shape the file declares: BlobShape where present, else
+    the legacy (num, channels, height, width). Raises UserError for a file
+    that is not a regular file, not a caffemodel, truncated, holds both
+    ``layer`` and ``layers`` (Caffe's UpgradeNetAsNeeded refuses that too),
+    or holds NaN or infinite values (naming the layer).
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise UserError('caffemodel not found: {}'.format(path))
+    except OSError as e:
+        raise UserError('cannot read {}: {}'.format(path, e.strerror or e))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise UserError('{} is a folder, not a caffemodel'.format(path))
+        raise UserError('{} is not a regular file (a FIFO, device or '
+                        'socket), not a caffemodel'.format(path))
+    with os.fdopen(fd, 'rb') as f:
+        try:
+            data = f.read()
+        except OSError as e:
+            raise UserError('cannot read {}: {}'.format(
+                path, e.strerror or e))
+    if not data:
+        raise UserError('{} is empty, not a caffemodel'.format(path))
+    # Imported here: protobuf and caffe_pb2 take 30 ms of every start-up,
+    # and prediction with an existing model never reads a caffemodel.
+    from google.protobuf.message import DecodeError
+    import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    try:
+        net.ParseFromString(data)
+    except (DecodeError, RuntimeError) as e:
+        raise UserError('{} is not a caffemodel, or it is truncated ({})'
+                        .format(path, one_line(e)))
+    if len(net.layer) and len(net.layers):
+        raise UserError('{} holds both layer and layers (the current and the '
+                        'V1 format), as Caffe refuses too'.format(path))
+    layers = net.layer if len(net.layer) else net.layers
+    blobs = {}
+    for layer in layers:
+        if not len(layer.blobs):
+            continue
+        if layer.name in blobs:  # Caffe would copy the last one silently
+            raise UserError('{} holds two layers named {} with weights: '
+                            'which one is meant cannot be told'.format(
+                                path, layer.name))
+        blobs[layer.name] = [_blob_array(path, layer.name, i, blob)
+                             for i, blob in enumerate(layer.blobs)]
+    if not blobs:
+        raise UserError('{} holds no layers with weights: not a caffemodel'
+                        .format(path))
+    return blobs
+
+
+def _blob_array(path, layer, index, blob):
+    if blob.HasField('shape'):
+        shape = tuple(blob.shape.dim)
+    else:
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    values = blob.data if len(blob.data) else blob.double_data
+    array = numpy.array(values, dtype=numpy.float32)
+    # math.prod on Python ints: numpy's int64 product wraps around, and a
+    # wrapped product could even equal the number of values.
+    if (any(d < 0 for d in shape) or len(shape) > 32
+            or array.size != math.prod(shape)):
+        raise UserError('{} is truncated or corrupt: blob {} of layer {} '
+                        'holds {} values for shape {}'.format(
+                            path, index, layer, array.size, shape))
+    if not numpy.isfinite(array).all():
+        raise UserError('{}: blob {} of layer {} holds NaN or infinite '
+                        'values'.format(path, index, layer))
+    return array.reshape(shape)
+
+
+def _fit(array, shape):
+    """The array in the parameter's shape, dropping legacy leading 1-dims."""
+    while array.ndim > len(shape) and array.shape[0] == 1:
+        array = array[0]
+    return array if array.shape == tuple(shape) else None
+
+
+def transfer(blobs, model, fresh_heads=False, required_heads=(),
+             log=print):
+    """Copies the caffemodel's blobs into model; returns what it did.
+
+    Trunk problems are errors; a head that is missing or of another shape
+    stays freshly initialised, unless it is in ``required_heads`` (link
+    names), which raises UserError naming the Caffe layer. Returns
+    (trunk layers copied, heads copied, heads left fresh) as lists of link
+    names.
+    """
+    trunk, copied, fresh = [], [], []
+    for caffe_name, link_path in LAYER_MAP.items():
+        link = link_of(model, caffe_name)
+        is_head = link_path in tuned_googlenet.HEADS
+        if is_head and fresh_heads:
+            log('{:22s} -> {:14s} left fresh (--fresh-heads)'.format(
+                caffe_name, link_path))
+            fresh.append(link_path)
+            continue
+        arrays = blobs.get(caffe_name)
+        problem = _mismatch(arrays, link)
+        if problem and not is_head:
+            raise UserError('trunk layer {} {}'.format(caffe_name, problem))
+        if problem and link_path in required_heads:
+            raise UserError('head layer {} {}, so it cannot be copied; '
+                            'a {}-class model for prediction needs it'.format(
+                                caffe_name, problem, model.n_classes))
+        if problem:
+            log('{:22s} -> {:14s} left fresh: {}'.format(
+                caffe_name, link_path, problem))
+            fresh.append(link_path)
+            continue
+        link.W.array[...] = _fit(arrays[0], link.W.shape)
+        link.b.array[...] = _fit(arrays[1], link.b.shape)
+        log('{:22s} -> {:14s} copied W{} b{}'.format(
+            caffe_name, link_path, link.W.shape, link.b.shape))
+        (copied if is_head else trunk).append(link_path)
+    return trunk, copied, fresh
+
+
+def _mismatch(arrays, link):
+    if arrays is None:
+        return 'is missing from the caffemodel'
+    if len(arrays) != 2:
+        return 'has {} blobs, expected weights and bias'.format(len(arrays))
+    for array, param in zip(arrays, (link.W, link.b)):
+        if _fit(array, param.shape) is None:
+            return 'has shape {}, the model needs {}'.format(
+                array.shape, param.shape)
+    return None
+
+
+def convert(caffemodel, output, n_classes=None, fresh_heads=False,
+            required_heads=(), log=print, seed=None):
+    """Reads caffemodel, builds the Chain, copies what fits, saves output.
+
+    Ends the log with a summary line; refuses (UserError) an output that is
+    the caffemodel or not a regular file, and a required head left fresh.
+    ``seed`` seeds the fresh heads' initial weights (Chainer's initializers
+    draw from numpy's global generator); None leaves them to chance.
+    """
+    check_output_path(output, [caffemodel],
+                      kind=MODEL_KIND)
+    blobs = read_caffemodel(caffemodel)
+    if seed is not None:
+        numpy.random.seed(seed)
+    model = tuned_googlenet.GoogLeNet(n_classes)
+    trunk, copied, fresh = transfer(blobs, model, fresh_heads=fresh_heads,
+                                    required_heads=required_heads, log=log)
+    save_model(output, model, untrained=fresh)
+    log('saved {} ({} classes): {} trunk layers copied, {} heads copied, '
+        '{} heads left fresh{}'.format(
+            output, model.n_classes, len(trunk), len(copied), len(fresh),
+            ' ({})'.format(', '.join(fresh)) if fresh else ''))
+    return model

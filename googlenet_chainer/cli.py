@@ -1,0 +1,146 @@
+"""What every script's command line shares: exit codes, value types, options."""
+import argparse
+import math
+import os
+import re
+import sys
+
+from googlenet_chainer.errors import UserError
+from googlenet_chainer.images import DEFAULT_MAX_PIXELS
+from googlenet_chainer.model_store import MODEL_NAME
+
+
+def report_errors(function, *args, **kwargs):
+    """Runs function; a UserError becomes one line on stderr and exit code 1,
+    Ctrl-C ``interrupted`` and 130, and a reader of stdout that went away
+    (``| head``) a quiet stop with 141, as a Unix tool killed by SIGPIPE."""
+    try:
+        result = function(*args, **kwargs)
+    except UserError as e:
+        print('error: {}'.format(e), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # What is still buffered would fail again when Python flushes
+        # stdout at exit (the recipe of Python's signal documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    return 0 if result is None else result
+
+
+def positive_int(text):
+    """An argparse type: a whole number above zero."""
+    return _whole_in(text, lambda value: value > 0, 'a positive whole number')
+
+
+def non_negative_int(text):
+    """An argparse type: a whole number, zero or above (seeds, counts that
+    may be none)."""
+    return _whole_in(text, lambda value: value >= 0,
+                     'a whole number, zero or above')
+
+
+def random_seed(text):
+    """An argparse type: a seed numpy.random.seed takes, 0 to 2**32 - 1."""
+    value = non_negative_int(text)
+    if value >= 2 ** 32:
+        raise argparse.ArgumentTypeError(
+            'expected a seed from 0 to 4294967295, got {!r}'.format(text))
+    return value
+
+
+def positive_float(text):
+    """An argparse type: a finite number above zero."""
+    return _finite_in(text, lambda value: value > 0, 'a positive number')
+
+
+def non_negative_float(text):
+    """An argparse type: a finite number, zero or above."""
+    return _finite_in(text, lambda value: value >= 0,
+                      'a number, zero or above')
+
+
+def unit_fraction(text):
+    """An argparse type: a finite number in [0, 1) (a momentum)."""
+    return _finite_in(text, lambda value: 0 <= value < 1,
+                      'a number from 0 up to (not including) 1')
+
+
+def _whole_in(text, accept, expected):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError('expected {}, got {!r}'.format(
+            expected, text))
+    return value
+
+
+def _finite_in(text, accept, expected):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not (math.isfinite(value) and accept(value)):
+        raise argparse.ArgumentTypeError('expected {}, got {!r}'.format(
+            expected, text))
+    return value
+
+
+def snapshot_interval(text):
+    """An argparse type: 'N' (iterations), 'N epoch' or 'N iteration', as
+    Chainer's triggers take them."""
+    match = re.fullmatch(r'\s*(\d+)\s*(epochs?|iterations?)?\s*', text)
+    if not match or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(
+            'expected "N epoch" or "N iteration" with N > 0, got {!r}'.format(
+                text))
+    unit = match.group(2) or 'iteration'
+    return int(match.group(1)), unit.rstrip('s')
+
+
+def add_model_option(parser):
+    """--model, as prediction, evaluation and export take it: None stands
+    for the 1000-class model in Chainer's model folder
+    (model_store.default_model)."""
+    parser.add_argument('--model', default=None,
+                        help='a model this project wrote (default: {} in '
+                        'Chainer\'s model folder, which '
+                        'googlenet_predict.py converts from BVLC\'s '
+                        'caffemodel on its first run)'.format(MODEL_NAME))
+
+
+def add_labels_option(parser):
+    """--labels, the class names of a model: a file of one per line."""
+    parser.add_argument('--labels', help='class names, one per line '
+                        '(default: those stored with the model; '
+                        'synset_words.txt for ImageNet\'s 1000 classes)')
+
+
+def add_device_option(parser):
+    """-d/--device, a Chainer device spec, and the original's -g/--gpu, an
+    int in the same ``device`` (devices.get_device takes both)."""
+    parser.add_argument('-d', '--device', default='@numpy',
+                        help='Chainer device spec, e.g. @numpy (the CPU) or '
+                        '@cupy:0 (default: %(default)s)')
+    parser.add_argument('-g', '--gpu', dest='device', type=int,
+                        help='the original\'s option: GPU id, -1 for the '
+                        'CPU; -g N is -d @cupy:N (default: --device)')
+
+
+def add_max_pixels_option(parser):
+    """--max-pixels, the size over which images are refused undecoded."""
+    parser.add_argument('--max-pixels', type=positive_int,
+                        default=DEFAULT_MAX_PIXELS,
+                        help='refuse images of more pixels (width x height;'
+                        ' default: %(default)s)')
+
+
+def add_progress_option(parser):
+    """--no-progress: no progress bars even on a terminal."""
+    parser.add_argument('--no-progress', action='store_true',
+                        help='no progress bars (default: shown on a '
+                        'terminal only, so logs get no control codes)')

@@ -1,0 +1,55 @@
+"""Imports Chainer 7.8.1 without its import-time environment check.
+
+Every module of this project imports ``chainer`` through this one, before
+anything else does::
+
+    from googlenet_chainer.compat import chainer
+
+``chainer/__init__.py`` runs ``chainer._environment_check.check()``, which
+imports ``numpy.distutils`` (removed from Python 3.12) and ``pkg_resources``
+(removed from setuptools 70) only to warn about Apple's Accelerate BLAS on
+macOS and about versions of optional packages (CuPy, iDeep) this project does
+not use; it also costs about 0.1 s of every start-up. Registering an empty
+stand-in for that module before Chainer's first import skips the check and
+nothing else: Chainer then imports on Python 3.10 to 3.12 with numpy 1.26.
+
+``chainer.dataset.download`` imports filelock, which imports asyncio: 40 ms
+of every start-up (a fifth of Chainer's own import) for a lock that only
+Chainer's dataset downloads take. A stand-in registered under filelock's
+name imports the real module when one of its names is first used.
+(importlib.util.LazyLoader does not defer here: on Python 3.11 the import
+statement itself reads the module's __spec__, which loads it.)
+"""
+import importlib.machinery
+import importlib.util
+import sys
+import types
+
+
+class _Deferred(types.ModuleType):
+    """Stands for module ``name`` until one of its names is used."""
+
+    def __getattr__(self, attr):
+        # Only names the stand-in lacks come here: all of the module's.
+        real = self.__dict__.get('_module')
+        if real is None:
+            # The import machinery's own steps, the entry in sys.modules
+            # replaced, not removed (someone may be iterating over it).
+            spec = importlib.machinery.PathFinder.find_spec(self.__name__)
+            real = importlib.util.module_from_spec(spec)
+            sys.modules[self.__name__] = real
+            spec.loader.exec_module(real)
+            self._module = real
+        return getattr(real, attr)
+
+
+if 'chainer' not in sys.modules:
+    _skipped = types.ModuleType('chainer._environment_check')
+    _skipped.check = lambda: None
+    sys.modules['chainer._environment_check'] = _skipped
+    if 'filelock' not in sys.modules:
+        sys.modules['filelock'] = _Deferred('filelock')
+
+import chainer  # noqa: E402
+
+__all__ = ['chainer']

@@ -1,0 +1,271 @@
+"""Labelled image data: folders of class folders and list files, read, checked,
+split and reported.
+
+A data set is a folder of class folders (the folder names are the class
+names) or a list file of ``path label`` lines (Caffe's train.txt/val.txt
+format). Classes come from the training data; any other data set (validation,
+test) is mapped onto them by name, so a folder that lacks a class, or lists
+them in another order, cannot shift the labels.
+"""
+import collections
+import os
+import re
+
+import numpy
+
+from googlenet_chainer.console import controls_in, decoded, few, progress, shown
+from googlenet_chainer.errors import UserError
+from googlenet_chainer.images import (DEFAULT_MAX_PIXELS, image_suffixes,
+                                      is_hidden, is_image, list_images,
+                                      open_image)
+from googlenet_chainer.labels import matching_names, read_text_lines
+
+# A class this many times rarer than the commonest is worth a warning.
+RARE_RATIO = 3
+
+Data = collections.namedtuple('Data', 'pairs class_names skipped')
+Data.__doc__ = """A data set as read: [(path, label)], the class names (None
+for a list file without names) and {reason: count} of the files left out."""
+
+
+def _count(skipped, reason, n=1):
+    skipped[reason] = skipped.get(reason, 0) + n
+
+
+def read_folder(root, class_names=None):
+    """The Data of a folder of class folders.
+
+    The visible sub-folders are the classes (dot-folders and __MACOSX are
+    not), each holding its images at any depth, as torchvision's
+    ImageFolder finds them. A name that is not valid UTF-8 becomes its
+    decoded() form; a name with a control character, or two folders with
+    one decoded() name, is a UserError naming the folders. Without
+    ``class_names`` the sorted folder names are the classes; with them
+    (the training set's), each folder is labelled by its name's index
+    there; a folder whose name is not a class is a UserError naming it,
+    and classes without a folder have no images.
+    """
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as e:
+        raise UserError('cannot read folder {}: {}'.format(
+            shown(root), e.strerror or e))
+    folders, loose, skipped = [], [], {}
+    for entry in entries:
+        if is_hidden(entry.name):
+            _count(skipped, 'hidden')
+        elif entry.is_dir():
+            folders.append(entry)
+        else:
+            loose.append(entry.name)
+    suffixes = image_suffixes()
+    loose_images = [name for name in loose
+                    if os.path.splitext(name)[1].lower() in suffixes]
+    if not folders:
+        if loose_images:
+            raise UserError(
+                '{} holds {} image{} but no class sub-folders: put each '
+                'class\'s images in a folder named after the class'.format(
+                    shown(root), len(loose_images),
+                    '' if len(loose_images) == 1 else 's'))
+        raise UserError('{} has no class folders (nor images)'.format(
+            shown(root)))
+    if loose:
+        _count(skipped, 'outside the class folders', len(loose))
+    names = [decoded(entry.name) for entry in folders]
+    first = {}
+    for entry, name in zip(folders, names):
+        if controls_in(name):
+            raise UserError('class folder {} has a control character in its '
+                            'name ({}): rename it'.format(
+                                shown(entry.path), controls_in(name)))
+        # An undecodable byte and a literal backslash escape read alike:
+        # two folders, one class name, and one class left empty.
+        if name in first:
+            raise UserError('class folders {} and {} both make class {} '
+                            '(undecodable bytes are written \\xNN): rename '
+                            'one'.format(shown(first[name].path),
+                                         shown(entry.path), name))
+        first[name] = entry
+    if class_names is None:
+        class_names = names
+    index = {name: i for i, name in enumerate(class_names)}
+    pairs = []
+    for entry, name in zip(folders, names):
+        if name not in index:
+            raise UserError('{}: folder \'{}\' is not one of the {} '
+                            'training classes ({})'.format(
+                                shown(root), shown(entry.name),
+                                len(class_names), few(class_names)))
+        images, left_out = list_images(entry.path, recursive=True)
+        for reason, n in left_out.items():
+            _count(skipped, reason, n)
+        if not images:
+            raise UserError('class folder {} has no images'.format(
+                shown(entry.path)))
+        pairs += [(path, index[name]) for path in images]
+    return Data(pairs, list(class_names), skipped)
+
+
+def read_list(path, root):
+    """The Data of a ``path label`` list file (Caffe's train.txt format:
+    UTF-8, a byte-order mark and CRLF fine, paths may hold spaces), paths
+    relative to root; its class names are None."""
+    pairs = []
+    for number, line in enumerate(read_text_lines(path, 'list file'), 1):
+        if not line.strip():
+            continue
+        fields = line.strip().rsplit(None, 1)
+        if len(fields) != 2 or not re.fullmatch(r'-?\d+', fields[1]):
+            raise UserError('{} line {}: expected "path label", got {!r}'
+                            .format(shown(path), number,
+                                    shown(line.strip())))
+        image = os.path.join(root, fields[0])
+        if not os.path.isfile(image):
+            raise UserError('{} line {}: no such file {}'.format(
+                shown(path), number, shown(image)))
+        pairs.append((image, int(fields[1])))
+    if not pairs:
+        raise UserError('{} lists no images'.format(shown(path)))
+    return Data(pairs, None, {})
+
+
+def read_dataset(data, root, class_names=None):
+    """The Data of DATA, a folder of class folders or a list file.
+
+    ``class_names`` maps a folder's class folders onto known classes by
+    name (see read_folder); a list file's labels are class indices already.
+    """
+    if not os.path.exists(data):
+        raise UserError('no such dataset: {}'.format(shown(data)))
+    if os.path.isdir(data):
+        return read_folder(data, class_names)
+    if is_image(data):
+        raise UserError('{} is an image, not a data set: give a folder of '
+                        'class folders or a list file of "path label" '
+                        'lines'.format(shown(data)))
+    return read_list(data, root if root is not None else os.path.dirname(
+        os.path.abspath(data)))
+
+
+def check_labels(pairs, n_classes, source):
+    labels = {label for _, label in pairs}
+    bad = sorted(label for label in labels if not 0 <= label < n_classes)
+    if bad:
+        raise UserError('{}: label {} is out of range for a model of {} '
+                        'classes (0..{})'.format(source, bad[0], n_classes,
+                                                 n_classes - 1))
+
+
+def stratified_split(pairs, ratio, seed):
+    """Holds out ``ratio`` (0 < ratio < 1) of each class, at least one image
+    of any class with two or more and never a class's last one,
+    reproducibly for a seed."""
+    rng = numpy.random.RandomState(seed)
+    train, val = [], []
+    for label in sorted({label for _, label in pairs}):
+        members = [p for p in pairs if p[1] == label]
+        order = rng.permutation(len(members))
+        # Each class keeps an image for training: a single image stays there.
+        n_val = min(max(int(round(len(members) * ratio)), 1),
+                    len(members) - 1)
+        val += [members[i] for i in order[:n_val]]
+        train += [members[i] for i in order[n_val:]]
+    return train, val
+
+
+def drop_unreadable(pairs, max_pixels=DEFAULT_MAX_PIXELS, show=True,
+                    description='checking images'):
+    """Decodes every image once (with a progress bar when ``show``);
+    returns the readable pairs and one line per unreadable file."""
+    good, bad = [], []
+    for path, label in progress(pairs, description, show):
+        try:
+            open_image(path, max_pixels)
+        except UserError as e:
+            bad.append('{}: {}'.format(shown(path), e))
+        else:
+            good.append((path, label))
+    return good, bad
+
+
+def labelled_inputs(data, root, class_names):
+    """[(path, label)] of DATA with labels in the model's class order."""
+    pairs = read_dataset(data, root, matching_names(class_names)).pairs
+    check_labels(pairs, len(class_names), data)
+    if not pairs:
+        raise UserError('{} has no images'.format(shown(data)))
+    return pairs
+
+
+def print_report(name, pairs, class_names, unreadable, skipped=None):
+    """The images per class of a set; a class without images shows 0; the
+    files left out, counted by reason; each file that cannot be used
+    (unreadable, or refused as open_image refuses) by path."""
+    counts = numpy.bincount([label for _, label in pairs],
+                            minlength=len(class_names))
+    print('{}: {} images'.format(name, len(pairs)))
+    for label, count in enumerate(counts):
+        print('  {:5d}  {}'.format(count, class_names[label]))
+    missing = [class_names[i] for i, count in enumerate(counts) if not count]
+    for class_name in missing:
+        print('  {}: 0 {} images'.format(class_name, name.split()[0]))
+    if skipped:
+        total = sum(skipped.values())
+        print('  skipped {} entr{}: {}'.format(
+            total, 'y' if total == 1 else 'ies', ', '.join(
+                '{} {}'.format(n, reason)
+                for reason, n in sorted(skipped.items()))))
+    for line in unreadable:
+        print('  left out {}'.format(line))
+
+
+def data_warnings(train, val, class_names, batchsize):
+    """Lines on what will not train well, each saying what the run does
+    about it: single-image classes, a training set smaller than the batch,
+    an image in two classes or in both sets, classes RARE_RATIO times rarer
+    than the commonest."""
+    lines = []
+    counts = numpy.bincount([label for _, label in train],
+                            minlength=len(class_names))
+    val_counts = numpy.bincount([label for _, label in val],
+                                minlength=len(class_names))
+    for label, count in enumerate(counts):
+        if count + val_counts[label] == 1:
+            lines.append('class {} has a single image: it trains on it and '
+                         'cannot be validated; add more'.format(
+                             class_names[label]))
+    if len(train) < batchsize:
+        lines.append('the training set ({} images) is smaller than the '
+                      'batch ({}): batches of {} are used'.format(
+                          len(train), batchsize, len(train)))
+    # The same file (by its real path: links count) twice: under two
+    # labels it teaches both; in both sets it inflates validation.
+    labels_of = {}
+    for path, label in train:
+        labels_of.setdefault(os.path.realpath(path), set()).add(label)
+    mixed = [path for path, labels in labels_of.items() if len(labels) > 1]
+    if mixed:
+        lines.append('{} image{} in more than one class (by file, links '
+                     'followed), e.g. {}: each counts in every class it is '
+                     'in; check the folders or the list'.format(
+                         len(mixed), ' is' if len(mixed) == 1 else 's are',
+                         shown(sorted(mixed)[0])))
+    shared = [path for path, _ in val if os.path.realpath(path) in labels_of]
+    if shared:
+        lines.append('{} validation image{} also in the training set, e.g. '
+                     '{}: the validation accuracy overstates what the model '
+                     'does on new images'.format(
+                         len(shared), ' is' if len(shared) == 1 else 's are',
+                         shown(shared[0])))
+    common = counts.max()
+    for label, count in enumerate(counts):
+        if 0 < count and count * RARE_RATIO <= common:
+            lines.append('class {} has {} training image{}, {:.0f}x fewer '
+                         'than the commonest ({}): the run does not '
+                         're-weight classes; watch its recall in the '
+                         'per-class report'.format(
+                             class_names[label], count,
+                             '' if count == 1 else 's', common / count,
+                             common))
+    return lines

@@ -1,0 +1,245 @@
+"""The deploy network written for other toolkits: Caffe and ONNX."""
+import json
+import os
+
+import numpy
+from google.protobuf import text_format
+
+import caffe_pb2
+from googlenet_chainer.caffe_layers import network_layers
+from googlenet_chainer.console import shown
+from googlenet_chainer.errors import UserError
+from googlenet_chainer.files import (atomic_write, check_out_folder,
+                                     make_out_folder)
+from googlenet_chainer.images import CROP, MEAN_BGR
+from googlenet_chainer.labels import one_per_line
+
+OPSET = 13
+ONNX_IR_VERSION = 7  # the oldest IR that opset 13 allows: the most readers
+
+
+def caffe_net(model, aux, weights):
+    """The network as a caffe_pb2.NetParameter (current ``layer`` format),
+    with each parametrised layer's weights and bias as blobs if ``weights``."""
+    net = caffe_pb2.NetParameter(name='GoogleNet')
+    for spec in network_layers(model, aux):
+        layer = net.layer.add(name=spec.name, type=spec.type)
+        layer.bottom.extend(spec.bottom)
+        layer.top.extend(spec.top)
+        p = spec.params
+        if spec.type == 'Input':
+            layer.input_param.shape.add().dim.extend(p['shape'])
+        elif spec.type == 'Convolution':
+            c = layer.convolution_param
+            c.num_output = p['num_output']
+            c.kernel_size.append(p['kernel_size'])
+            if p['stride'] != 1:
+                c.stride.append(p['stride'])
+            if p['pad']:
+                c.pad.append(p['pad'])
+        elif spec.type == 'Pooling':
+            c = layer.pooling_param
+            c.pool = caffe_pb2.PoolingParameter.PoolMethod.Value(p['pool'])
+            c.kernel_size, c.stride = p['kernel_size'], p['stride']
+            if p['pad']:
+                c.pad = p['pad']
+        elif spec.type == 'LRN':
+            c = layer.lrn_param
+            c.local_size, c.alpha, c.beta = (p['local_size'], p['alpha'],
+                                             p['beta'])
+        elif spec.type == 'Concat':
+            layer.concat_param.axis = p['axis']
+        elif spec.type == 'Dropout':
+            layer.dropout_param.dropout_ratio = p['dropout_ratio']
+        elif spec.type == 'InnerProduct':
+            layer.inner_product_param.num_output = p['num_output']
+        if weights and spec.link is not None:
+            for param in (spec.link.W, spec.link.b):
+                array = numpy.asarray(param.array, dtype=numpy.float32)
+                blob = layer.blobs.add()
+                blob.shape.dim.extend(array.shape)
+                # A list converts about 4x faster than a numpy array.
+                blob.data.extend(array.ravel().tolist())
+    return net
+
+
+# The first line of the deploy.prototxt export_caffe writes (a comment to
+# Caffe's parser): what marks a folder as an earlier export's.
+PROTOTXT_MARK = "# written by googlenet_chainer's export_googlenet.py\n"
+
+
+def caffe_paths(folder, stem):
+    return [os.path.join(folder, 'deploy.prototxt'),
+            os.path.join(folder, stem + '.caffemodel'),
+            os.path.join(folder, 'labels.txt')]
+
+
+def check_caffe_folder(folder, stem):
+    """Refuses (UserError) a --caffe folder that holds any of the files
+    export_caffe writes unless its deploy.prototxt is an earlier export's:
+    BVLC's own model folder has a deploy.prototxt and bvlc_googlenet.caffemodel,
+    a user's folder a labels.txt."""
+    check_out_folder(folder, '--caffe')
+    paths = caffe_paths(folder, stem)
+    present = [path for path in paths if os.path.lexists(path)]
+    if not present:
+        return
+    try:
+        with open(paths[0], 'rb') as f:
+            ours = f.read(len(PROTOTXT_MARK)) == PROTOTXT_MARK.encode()
+    except OSError:
+        ours = False
+    if not ours:
+        raise UserError('--caffe {}: {} exists and is not an earlier export '
+                        'of this project (its deploy.prototxt is not '
+                        'marked so): it is kept; choose another folder'
+                        .format(shown(folder), shown(present[0])))
+
+
+def export_caffe(model, folder, class_names, stem='googlenet'):
+    """Writes FOLDER/deploy.prototxt (text format, the deploy net without
+    weights, PROTOTXT_MARK first), FOLDER/STEM.caffemodel (binary, every
+    layer with weights, the aux heads included) and FOLDER/labels.txt (one
+    class per line), replacing only an earlier export (check_caffe_folder).
+    Returns their paths."""
+    check_caffe_folder(folder, stem)
+    labels = one_per_line(class_names, 'class',
+                          os.path.join(folder, 'labels.txt'))
+    make_out_folder(folder, '--caffe')
+    paths = caffe_paths(folder, stem)
+    with atomic_write(paths[0], 'w') as f:
+        f.write(PROTOTXT_MARK)
+        f.write(text_format.MessageToString(caffe_net(model, False, False)))
+    with atomic_write(paths[1]) as f:
+        f.write(caffe_net(model, True, True).SerializeToString())
+    with atomic_write(paths[2], 'w') as f:
+        f.write(labels)
+    return paths
+
+
+def _onnx():
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise UserError('--onnx needs the onnx package: pip install -r '
+                        'requirements-dev.txt')
+    return onnx, numpy_helper
+
+
+PRODUCER = 'googlenet_chainer'
+
+
+def is_onnx_export(path):
+    """Whether path holds an ONNX model this project exported (its
+    producer_name): what --onnx may replace."""
+    onnx, _ = _onnx()
+    try:
+        return onnx.load(path, load_external_data=False).producer_name == (
+            PRODUCER)
+    except Exception:  # not protobuf, not ONNX: not ours either way
+        return False
+
+
+# check_output_path's kind for --onnx: an existing file is replaced only if
+# it is an earlier export.
+ONNX_KIND = (is_onnx_export, 'an ONNX model this project exported')
+
+
+def onnx_model(model, class_names):
+    """The deploy network as an onnx.ModelProto (opset 13).
+
+    Caffe's in-place layers become fresh ONNX values named after the layer;
+    Dropout, an identity at inference, is left out; InnerProduct is Flatten
+    then Gemm with the weights transposed (Caffe's and Chainer's W are
+    out x in). The class names (JSON list), the mean and the channel order
+    go into metadata_props.
+    """
+    onnx, numpy_helper = _onnx()
+    helper = onnx.helper
+    nodes, initializers, current = [], [], {}
+
+    def value(blob):
+        return current.get(blob, blob)
+
+    for spec in network_layers(model):
+        p = spec.params
+        inputs = [value(b) for b in spec.bottom]
+        output = spec.name
+        if spec.link is not None:
+            for suffix, param in (('_W', spec.link.W), ('_b', spec.link.b)):
+                initializers.append(numpy_helper.from_array(
+                    numpy.asarray(param.array, numpy.float32),
+                    spec.name + suffix))
+        weights = [spec.name + '_W', spec.name + '_b']
+        if spec.type == 'Input':
+            continue
+        if spec.type == 'Convolution':
+            k, s, pad = p['kernel_size'], p['stride'], p['pad']
+            nodes.append(helper.make_node(
+                'Conv', inputs + weights, [output], name=spec.name,
+                kernel_shape=[k, k], strides=[s, s], pads=[pad] * 4))
+        elif spec.type == 'ReLU':
+            nodes.append(helper.make_node('Relu', inputs, [output],
+                                          name=spec.name))
+        elif spec.type == 'Pooling':
+            k, s, pad = p['kernel_size'], p['stride'], p['pad']
+            # Caffe rounds the output size up.
+            nodes.append(helper.make_node(
+                'MaxPool' if p['pool'] == 'MAX' else 'AveragePool', inputs,
+                [output], name=spec.name, kernel_shape=[k, k],
+                strides=[s, s], pads=[pad] * 4, ceil_mode=1))
+        elif spec.type == 'LRN':
+            nodes.append(helper.make_node(
+                'LRN', inputs, [output], name=spec.name,
+                size=p['local_size'], alpha=p['alpha'], beta=p['beta'],
+                bias=p['k']))
+        elif spec.type == 'Concat':
+            nodes.append(helper.make_node('Concat', inputs, [output],
+                                          name=spec.name, axis=p['axis']))
+        elif spec.type == 'Dropout':
+            continue
+        elif spec.type == 'InnerProduct':
+            flat = spec.name + '_flatten'
+            nodes += [helper.make_node('Flatten', inputs, [flat],
+                                       name=flat, axis=1),
+                      helper.make_node('Gemm', [flat] + weights, [output],
+                                       name=spec.name, transB=1)]
+        elif spec.type == 'Softmax':
+            nodes.append(helper.make_node('Softmax', inputs, [output],
+                                          name=spec.name, axis=p['axis']))
+        else:
+            raise ValueError('no ONNX form for a {} layer'.format(spec.type))
+        current[spec.top[0]] = output
+    graph = helper.make_graph(
+        nodes, 'googlenet',
+        [helper.make_tensor_value_info('data', onnx.TensorProto.FLOAT,
+                                       ['N', 3, CROP, CROP])],
+        [helper.make_tensor_value_info('prob', onnx.TensorProto.FLOAT,
+                                       ['N', model.n_classes])],
+        initializers)
+    result = helper.make_model(
+        graph, producer_name=PRODUCER,
+        opset_imports=[helper.make_opsetid('', OPSET)],
+        ir_version=ONNX_IR_VERSION,
+        doc_string='BVLC GoogLeNet, fine-tuned in Chainer. Input: float32 '
+        'N x 3 x 224 x 224, BGR, minus mean_bgr (Caffe\'s reference '
+        'preprocessing: resize to 256x256, centre 224 crop). Output: class '
+        'probabilities, N x classes.')
+    helper.set_model_props(result, {
+        'class_names': json.dumps(list(class_names)),
+        'mean_bgr': json.dumps([float(v) for v in MEAN_BGR]),
+        'channel_order': 'BGR',
+        'input_size': '{0}x{0}'.format(CROP),
+    })
+    return result
+
+
+def export_onnx(model, path, class_names):
+    """Writes the checked ONNX model to path, atomically."""
+    onnx, _ = _onnx()
+    proto = onnx_model(model, class_names)
+    onnx.checker.check_model(proto)
+    with atomic_write(path) as f:
+        f.write(proto.SerializeToString())
+    return path

@@ -1,0 +1,599 @@
+"""Inference-only numpy paths for GoogLeNet's trunk, where no gradient is needed.
+
+Chainer's functions keep what backprop needs even under no_backprop_mode:
+max pooling builds im2col columns and an argmax index, the convolutions copy
+their input into columns in NCHW and transpose around tensordot. Here the
+trunk runs channels-last (NHWC), where a 1x1 convolution is one GEMM straight
+on the activations, the 1x1 convolutions of an Inception module that read the
+same input are fused into one GEMM, a kxk convolution is one copy into
+columns and one GEMM, max pooling is a running maximum over strided views
+and LRN a running sum over the (contiguous) channel axis.
+
+Anything that backpropagates keeps Chainer's standard functions. The switch:
+``GOOGLENET_FAST=0`` in the environment, or ``fast_ops.enabled(False)``.
+"""
+import concurrent.futures
+import contextlib
+import ctypes
+import os
+import threading
+
+import numpy
+from numpy.lib.stride_tricks import as_strided
+
+_state = {'on': os.environ.get('GOOGLENET_FAST', '1') != '0'}
+# Floats in a working set that fits a core's L2 cache with room to spare.
+_L2_FLOATS = 32 * 1024
+
+
+def is_enabled():
+    return _state['on']
+
+
+@contextlib.contextmanager
+def enabled(flag):
+    """Turns the fast paths on or off inside the block."""
+    previous = _state['on']
+    _state['on'] = flag
+    try:
+        yield
+    finally:
+        _state['on'] = previous
+
+
+class _OpenBLAS:
+    """The thread count of the OpenBLAS that numpy loaded, found by its
+    file in /proc/self/maps and its exported setter (suffixed 64_ in
+    numpy's ILP64 wheels); ``found`` is False on any other BLAS or
+    system, where nothing here changes it."""
+
+    def __init__(self):
+        self.get = self.set = None
+        try:
+            with open('/proc/self/maps') as f:
+                paths = {line.split()[-1] for line in f
+                         if 'openblas' in line.lower() and '/' in line}
+        except OSError:
+            paths = ()
+        for path in sorted(paths):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for suffix in ('64_', '_64_', ''):
+                get = getattr(lib, 'openblas_get_num_threads' + suffix, None)
+                set_ = getattr(lib, 'openblas_set_num_threads' + suffix, None)
+                if get and set_:
+                    get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+                    self.get, self.set = get, set_
+                    return
+
+    @property
+    def found(self):
+        return self.get is not None
+
+
+_blas = {}
+_spread = {'lock': threading.Lock(), 'pool': None, 'size': 0}
+
+
+def worker_count():
+    """How many threads spread_over_cores runs: OpenBLAS's own thread count
+    (the cores it may use, OPENBLAS_NUM_THREADS if set), or 1 where that
+    cannot be read or set."""
+    if 'lib' not in _blas:
+        _blas['lib'] = _OpenBLAS()
+    lib = _blas['lib']
+    return max(1, lib.get()) if lib.found else 1
+
+
+def spread_over_cores(function, items):
+    """[function(item) for item in items], the items shared out in turn
+    among worker_count() threads (the calling one included), each with a
+    one-thread OpenBLAS for the duration.
+
+    On a 2-core machine a small GEMM split over two BLAS threads waits on
+    both, and everything between the GEMMs (copies, transforms, pooling,
+    LRN, bias and ReLU) runs on one core; whole images on each core keep
+    both busy with neither waiting. numpy releases the GIL in its array
+    loops and BLAS calls. One caller at a time spreads (the thread count
+    is process-wide); another, or a single item, runs in the calling
+    thread as it is.
+    """
+    items = list(items)
+    workers = min(worker_count(), len(items))
+    if workers < 2 or not _spread['lock'].acquire(blocking=False):
+        return [function(item) for item in items]
+    lib = _blas['lib']
+    threads = lib.get()
+    try:
+        if _spread['size'] < workers - 1:
+            _spread['pool'] = concurrent.futures.ThreadPoolExecutor(
+                workers - 1, thread_name_prefix='fast_ops')
+            _spread['size'] = workers - 1
+        lib.set(1)
+
+        def share(k):
+            return [function(item) for item in items[k::workers]]
+        futures = [_spread['pool'].submit(share, k)
+                   for k in range(1, workers)]
+        shares = [share(0)]
+        for future in futures:
+            # Polled, so that Ctrl-C reaches a main thread that waits.
+            while True:
+                try:
+                    shares.append(future.result(timeout=0.1))
+                    break
+                except concurrent.futures.TimeoutError:
+                    pass
+    finally:
+        lib.set(threads)
+        _spread['lock'].release()
+    results = [None] * len(items)
+    for k, part in enumerate(shares):
+        results[k::workers] = part
+    return results
+
+
+def applies(x):
+    """Whether x (an array or Variable) can take the fast path."""
+    array = getattr(x, 'array', x)
+    return _state['on'] and isinstance(array, numpy.ndarray) and (
+        array.dtype == numpy.float32)
+
+
+def to_nhwc(x):
+    return numpy.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def to_nchw(x):
+    return numpy.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def _bias_relu(y, b):
+    y += b
+    numpy.maximum(y, 0, out=y)
+    return y
+
+
+def _columns(x, kh, kw, stride, pad):
+    """im2col for NHWC: (N*Ho*Wo, kh*kw*C + 1), in (ky, kx, c) order, then
+    a column of ones that multiplies the bias row of the kernel matrix."""
+    n, h, w, c = x.shape
+    if pad:
+        padded = numpy.zeros((n, h + 2 * pad, w + 2 * pad, c), x.dtype)
+        padded[:, pad:pad + h, pad:pad + w] = x
+    else:
+        padded = numpy.ascontiguousarray(x)
+    ho = (h + 2 * pad - kh) // stride + 1
+    wo = (w + 2 * pad - kw) // stride + 1
+    sn, sh, sw, sc = padded.strides
+    windows = as_strided(padded, (n, ho, wo, kh, kw, c),
+                         (sn, sh * stride, sw * stride, sh, sw, sc))
+    k = kh * kw * c
+    cols = numpy.empty((n * ho * wo, k + 1), x.dtype)
+    numpy.copyto(cols[:, :k].reshape(windows.shape), windows)
+    cols[:, k] = 1
+    return cols, (n, ho, wo)
+
+
+def _kernel(key, source, make, kernels):
+    """make(), or its earlier result in kernels while source is the same
+    array (kernels is None where the weights may change between calls)."""
+    if kernels is None:
+        return make()
+    entry = kernels.get(key)
+    if entry is None or entry[0] is not source:
+        entry = kernels[key] = (source, make())
+    return entry[1]
+
+
+def conv_relu(link, x, out=None, kernels=None):
+    """ReLU(convolution) of NHWC x by a Convolution2D link, as NHWC.
+
+    ``out``, when given, is a (N*Ho*Wo, O) view to write into (a slice of
+    a concatenated output).
+    """
+    W, b = link.W.array, link.b.array
+    o, c, kh, kw = W.shape
+    stride, pad = link.stride[0], link.pad[0]
+    if kh == kw == 1 and stride == 1 and pad == 0:
+        n, h, w, _ = x.shape
+        y = numpy.matmul(x.reshape(-1, c), W.reshape(o, c).T, out=out)
+        _bias_relu(y, b)
+        return y.reshape(n, h, w, o)
+    if kh == kw == 3 and stride == 1 and pad == 1:
+        return winograd_conv_relu(link, x, out, kernels)
+    cols, shape = _columns(x, kh, kw, stride, pad)
+    # (O, C, kh, kw) -> (kh*kw*C, O) in _columns' order, then the bias.
+    kernel = _kernel(link, W, lambda: numpy.concatenate([
+        W.transpose(2, 3, 1, 0).reshape(-1, o), b[None]]), kernels)
+    y = numpy.matmul(cols, kernel, out=out)
+    numpy.maximum(y, 0, out=y)
+    return y.reshape(shape + (o,))
+
+
+# Winograd F(m x m, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional
+# Neural Networks", CVPR 2016): an m x m output tile of a 3x3 convolution is
+# A^T [(G g G^T) * (B^T d B)] A for the (m+2) x (m+2) input tile d around it,
+# (m+2)**2 multiplications per channel instead of 9 m**2: F(2x2) at 4 per
+# output, F(4x4) at 2.25. F(2x2)'s B^T and A^T hold only 0 and +-1; F(4x4)'s
+# (points 0, 1, -1, 2, -2 and infinity) also 2, 4, 5 and 8.
+# Floats of GEMM products per block of tiles (4 MB).
+WINOGRAD_BLOCK_FLOATS = 1 << 20
+WINOGRAD_G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+WINOGRAD_F4_G = numpy.array([
+    [1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+WINOGRAD_F4_AT = numpy.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0],
+                              [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
+# (16, 36): the outputs (dy, dx) of a tile from its 36 products.
+WINOGRAD_F4_AT2 = numpy.kron(WINOGRAD_F4_AT, WINOGRAD_F4_AT).astype(
+    numpy.float32)
+
+
+def winograd_kernel(W, g=WINOGRAD_G):
+    """(O, C, 3, 3) filters -> (a*a, C, O): G g G^T at each of the a*a tile
+    positions (a = len(g), 4 for WINOGRAD_G, 6 for WINOGRAD_F4_G), as the
+    right-hand sides of a*a GEMMs. Transformed in float64 and rounded
+    once."""
+    o, c = W.shape[:2]
+    a = len(g)
+    out = numpy.empty((a, a, c, o), W.dtype)
+    # In blocks of output channels whose float64 temporaries (512 KB) are
+    # reused from the heap: whole-layer ones are fresh pages each time, and
+    # their page faults were most of a fresh process's first forward pass.
+    # Two tensordots (BLAS), not a three-operand einsum (0.27 s in C
+    # loops); either way the same float64 sums of three, so the same
+    # rounded kernels.
+    step = max(1, (1 << 16) // (a * a * c))
+    for first in range(0, o, step):
+        w = W[first:first + step].astype(numpy.float64)
+        u = numpy.tensordot(numpy.tensordot(g, w, axes=(1, 2)), g,
+                            axes=(3, 1))
+        # (i, o, c, j) -> (i, j, c, o)
+        out[:, :, :, first:first + step] = u.transpose(0, 3, 2, 1)
+    return out.reshape(a * a, c, o)
+
+
+def _taps(a, axis, tiles, stride, i):
+    """Tap i of every tile's window along axis: a[i::stride], tiles long."""
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(i, i + stride * tiles, stride)
+    return a[tuple(index)]
+
+
+def _pairs(a, axis, out):
+    """B^T along one axis of 4-tap windows at stride 2: out[0..3] =
+    (d0 - d2, d1 + d2, d2 - d1, d1 - d3) for d_i = a[i::2] (tiles)."""
+    tiles = out.shape[axis + 1]
+
+    def d(i):
+        return _taps(a, axis, tiles, 2, i)
+    numpy.subtract(d(0), d(2), out=out[0])
+    numpy.add(d(1), d(2), out=out[1])
+    numpy.subtract(d(2), d(1), out=out[2])
+    numpy.subtract(d(1), d(3), out=out[3])
+
+
+def _sixes(d, out, scratch):
+    """F(4x4)'s B^T over six taps d[0..5] (arrays of out[0]'s shape; Lavin
+    and Gray 2016): out[0..5] = (4 d0 - 5 d2 + d4, -4 d1 - 4 d2 + d3 + d4,
+    4 d1 - 4 d2 - d3 + d4, -2 d1 - d2 + 2 d3 + d4, 2 d1 - d2 - 2 d3 + d4,
+    4 d1 - 5 d3 + d5); scratch is out[0]'s shape."""
+    # Shared sums, each a pass fewer than the rows one by one:
+    # out1, out2 = r +- q with q = d3 - 4 d1, r = d4 - 4 d2;
+    # out3, out4 = t +- s with t = d4 - d2, s = 2 (d3 - d1).
+    numpy.multiply(d[1], -4, out=scratch)
+    scratch += d[3]
+    numpy.multiply(d[2], -4, out=out[2])
+    out[2] += d[4]
+    numpy.add(out[2], scratch, out=out[1])
+    out[2] -= scratch
+    numpy.subtract(d[4], d[2], out=scratch)
+    numpy.subtract(d[0], d[2], out=out[0])
+    out[0] *= 4
+    out[0] += scratch
+    numpy.subtract(d[3], d[1], out=out[5])
+    out[5] *= 2
+    numpy.add(scratch, out[5], out=out[3])
+    numpy.subtract(scratch, out[5], out=out[4])
+    out[5] *= -2
+    out[5] += d[5]
+    out[5] -= d[3]
+
+
+def winograd_f4_pays(n, h, w):
+    """Whether F(4x4) runs n h x w images faster than F(2x2): where the
+    tiles fit without padding and are enough for its GEMMs, at least two
+    28x28 images' worth (98 rows). Measured on one core (2026-11-30, a
+    shared machine, medians of alternating runs): 1.1-1.3x at conv2 (56x56,
+    64 -> 192) from one image; at 28x28 (inc3a, inc3b) 0.92-1.10x from one
+    image, 1.05-1.45x from two or four; 0.4-0.9x at 14x14 and 7x7 (inc4*,
+    inc5*: tiles padded by a third, few GEMM rows)."""
+    return h % 4 == 0 and w % 4 == 0 and n * h * w >= 2 * 28 * 28
+
+
+def winograd_conv_relu(link, x, out=None, kernels=None):
+    """ReLU of a 3x3, stride 1, pad 1 convolution of NHWC x by Winograd
+    F(m x m, 3x3), m = 4 where winograd_f4_pays, else 2: (m+2)**2 GEMMs of
+    (N*ceil(H/m)*ceil(W/m), C) by (C, O).
+
+    Same shapes and ``out`` as conv_relu. Its rounding grows over the
+    direct sum's by (8/3)**2 for F(2x2), 16**2 for F(4x4)
+    (tests/numeric.py, WINOGRAD_F2_GROWTH and WINOGRAD_F4_GROWTH).
+    """
+    W, b = link.W.array, link.b.array
+    o, c = W.shape[:2]
+    n, h, w, _ = x.shape
+    if winograd_f4_pays(n, h, w):
+        m, g = 4, WINOGRAD_F4_G
+        buffers, block_function = _winograd4_buffers, _winograd4_block
+    else:
+        m, g = 2, WINOGRAD_G
+        buffers, block_function = _winograd_buffers, _winograd_block
+    th, tw = -(-h // m), -(-w // m)
+    kernel = _kernel((link, m), W, lambda: winograd_kernel(W, g), kernels)
+    padded = numpy.zeros((n, m * th + 2, m * tw + 2, c), x.dtype)
+    padded[:, 1:h + 1, 1:w + 1] = x
+    if out is None:
+        out = numpy.empty((n * h * w, o), x.dtype)
+    image = out.reshape(n, h, w, o)
+    # Rows of tiles in blocks whose GEMM products stay in the cache
+    # between the GEMMs and the output transform.
+    step = max(1, WINOGRAD_BLOCK_FLOATS // ((m + 2) ** 2 * o * n * tw))
+    space = buffers(n, min(step, th), tw, c, x.dtype)
+    for first in range(0, th, step):
+        block = min(step, th - first)
+        block_function(padded[:, m * first:m * (first + block) + 2], space,
+                       kernel, b, image[:, m * first:m * (first + block)])
+    return image
+
+
+def _winograd_buffers(n, tile_rows, tw, c, dtype):
+    """F(2x2)'s work space for blocks of up to tile_rows rows of tw tiles:
+    the input transformed along the rows, then along the columns."""
+    return (numpy.empty((4, n, tile_rows, 2 * tw + 2, c), dtype),
+            numpy.empty((4, 4, n, tile_rows, tw, c), dtype))
+
+
+def _winograd_block(padded, space, kernel, b, image):
+    """F(2x2) on the tiles of one block of rows, padded (N, 2*rows + 2,
+    2*tiles + 2, C): input transform, GEMMs, output transform, ReLU, into
+    image (the block's output rows). space is _winograd_buffers'."""
+    c, o = kernel.shape[1:]
+    tiles_y = (padded.shape[1] - 2) // 2
+    rows, v = space[0][:, :, :tiles_y], space[1][:, :, :, :tiles_y]
+    n, tw = v.shape[2], v.shape[4]
+    _pairs(padded, 1, rows)
+    for i in range(4):
+        _pairs(rows[i], 2, v[i])
+    m = numpy.matmul(v.reshape(16, -1, c), kernel).reshape(4, 4, -1, o)
+    # A^T has +1 at row i, column 1 for both rows i: the bias added at tile
+    # position (1, 1) reaches all four outputs once.
+    m[1, 1] += b
+    # A^T along the rows of each tile, then along its columns.
+    s = numpy.empty((2, 4) + m.shape[2:], m.dtype)
+    numpy.add(m[0], m[1], out=s[0])
+    s[0] += m[2]
+    numpy.subtract(m[1], m[2], out=s[1])
+    s[1] -= m[3]
+    for dy in range(2):
+        for dx in range(2):
+            target = image[:, dy::2, dx::2]
+            ty, tx = target.shape[1:3]
+            t = s[dy].reshape(4, n, tiles_y, tw, o)[:, :, :ty, :tx]
+            if dx == 0:
+                numpy.add(t[0], t[1], out=target)
+                target += t[2]
+            else:
+                numpy.subtract(t[1], t[2], out=target)
+                target -= t[3]
+            numpy.maximum(target, 0, out=target)
+
+
+def _winograd4_buffers(n, tile_rows, tw, c, dtype):
+    """F(4x4)'s work space for blocks of up to tile_rows rows of tw tiles:
+    the input transformed along the rows, then along the columns (v), and
+    a scratch for each step."""
+    width = 4 * tw + 2
+    return (numpy.empty((6, n, tile_rows, width, c), dtype),
+            numpy.empty((6, 6, n, tile_rows, tw, c), dtype),
+            numpy.empty((n, tile_rows, width, c), dtype),
+            numpy.empty((n, tile_rows, tw, c), dtype))
+
+
+def _winograd4_block(padded, space, kernel, b, image):
+    """F(4x4) on the tiles of one block of rows, as _winograd_block:
+    padded (N, 4*rows + 2, 4*tiles + 2, C), space _winograd4_buffers'."""
+    c, o = kernel.shape[1:]
+    tiles_y = (padded.shape[1] - 2) // 4
+    rows, v = space[0][:, :, :tiles_y], space[1][:, :, :, :tiles_y]
+    row_scratch, scratch = space[2][:, :tiles_y], space[3][:, :tiles_y]
+    n, tw = v.shape[2], v.shape[4]
+    _sixes([_taps(padded, 1, tiles_y, 4, i) for i in range(6)], rows,
+           row_scratch)
+    for j in range(6):
+        _sixes([_taps(rows[j], 2, tw, 4, i) for i in range(6)], v[j],
+               scratch)
+    m = numpy.matmul(v.reshape(36, -1, c), kernel)
+    # Column 1 of A^T is all ones: the bias added at tile position (1, 1)
+    # reaches all sixteen outputs once.
+    m[7] += b
+    # A^T m A of every tile and channel as one GEMM by A^T (x) A^T, the
+    # outputs at (dy, dx) of their tiles: a third faster than the sums
+    # as passes over m, which leave the cache between passes.
+    y = WINOGRAD_F4_AT2 @ m.reshape(36, -1)
+    height, width = image.shape[1:3]
+    full = height == 4 * tiles_y and width == 4 * tw
+    target = image if full else numpy.empty(
+        (n, 4 * tiles_y, 4 * tw, o), image.dtype)
+    tiles = y.reshape(4, 4, n, tiles_y, tw, o).transpose(2, 3, 0, 4, 1, 5)
+    numpy.maximum(tiles, 0, out=target.reshape(n, tiles_y, 4, tw, 4, o))
+    if not full:
+        image[...] = target[:, :height, :width]
+
+
+def pooled_size(size, k, s, pad):
+    # Chainer's cover_all=True, which is Caffe's ceil mode for these shapes.
+    return (size + 2 * pad - k + s - 1) // s + 1
+
+
+def max_pool(x, k, s, pad=0):
+    """Max pooling of NHWC x, rounding the output size up like Caffe.
+
+    Separable (along rows, then columns) and without a padded copy: a window
+    reaching past an edge takes the maximum of what lies inside, as Caffe
+    and Chainer's -inf padding do.
+    """
+    n, h, w, c = x.shape
+    rows = _max_along(x, 2, k, s, pad, pooled_size(w, k, s, pad))
+    return _max_along(rows, 1, k, s, pad, pooled_size(h, k, s, pad))
+
+
+def _max_along(x, axis, k, s, pad, size_out):
+    """Window maxima along one axis: out[j] = max x[j*s - pad + d], d < k,
+    over the indices inside the array."""
+    size = x.shape[axis]
+
+    def along(start, stop, step=1):
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(start, stop, step)
+        return tuple(index)
+
+    # Each offset's inputs and the range of outputs they reach.
+    shape = list(x.shape)
+    shape[axis] = size_out
+    out = numpy.empty(shape, x.dtype)
+    parts = []
+    for d in range(k):
+        first = max(0, -((d - pad) // s))  # j with j*s - pad + d >= 0
+        last = min(size_out, (size - 1 - d + pad) // s + 1)
+        if last > first:
+            parts.append((x[along(first * s - pad + d,
+                                  (last - 1) * s - pad + d + 1, s)],
+                          first, last))
+    # Widest first: the first two start the output with one maximum (and
+    # a copy at the edges the second misses), not a copy and a maximum.
+    parts.sort(key=lambda part: part[1] - part[2])
+    if not parts or parts[0][2] - parts[0][1] < size_out:
+        out.fill(-numpy.inf)
+    elif len(parts) == 1:
+        numpy.copyto(out, parts.pop(0)[0])
+    else:
+        (whole, _, _), (source, first, last) = parts.pop(0), parts.pop(0)
+        numpy.maximum(whole[along(first, last)], source,
+                      out=out[along(first, last)])
+        for edge in (along(0, first), along(last, size_out)):
+            numpy.copyto(out[edge], whole[edge])
+    for source, first, last in parts:
+        target = out[along(first, last)]
+        numpy.maximum(target, source, out=target)
+    return out
+
+
+def lrn(x, n=5, k=1.0, alpha=1e-4 / 5, beta=0.75):
+    """Local response normalisation across the channels of NHWC x:
+    x / (k + alpha * sum of squares over n channels) ** beta.
+
+    Each pixel's squares sit between n // 2 zeros on either side, so the
+    window sums are shifted adds over one contiguous buffer; the work runs
+    over blocks of pixels small enough to stay in the L2 cache.
+    """
+    c = x.shape[-1]
+    half = n // 2
+    width = c + 2 * half
+    flat = x.reshape(-1, c)
+    out = numpy.empty_like(flat)
+    step = max(1, _L2_FLOATS // width)
+    squares = numpy.zeros((step, width), x.dtype)
+    scale = numpy.empty(step * width, x.dtype)
+    for begin in range(0, len(flat), step):
+        block = flat[begin:begin + step]
+        rows = len(block)
+        numpy.multiply(block, block, out=squares[:rows, half:half + c])
+        padded = squares[:rows].reshape(-1)
+        total = scale[:rows * width - 2 * half]
+        # total[j] sums padded[j .. j + n): the window of the channel at
+        # padded index j + half.
+        numpy.add(padded[:len(total)], padded[1:len(total) + 1], out=total)
+        for shift in range(2, n):
+            total += padded[shift:shift + len(total)]
+        total *= alpha
+        total += k
+        if beta == 0.75:
+            # s ** 0.75 = sqrt(s) * sqrt(sqrt(s)), far cheaper than power.
+            numpy.sqrt(total, out=total)
+            total *= numpy.sqrt(total)
+        else:
+            numpy.power(total, beta, out=total)
+        windows = scale[:rows * width].reshape(rows, width)[:, :c]
+        numpy.divide(block, windows, out=out[begin:begin + step])
+    return out.reshape(x.shape)
+
+
+def inception(module, x, kernels=None):
+    """An Inception module on NHWC x: one GEMM for the three 1x1
+    convolutions that read x, the branches written into one output."""
+    n, h, w, c = x.shape
+    first = (module.conv1, module.proj3, module.proj5)
+    widths = [link.W.shape[0] for link in first]
+    kernel, bias = _kernel(module, module.conv1.W.array, lambda: (
+        numpy.concatenate([link.W.array.reshape(-1, c) for link in first]).T,
+        numpy.concatenate([link.b.array for link in first])), kernels)
+    reduced = _bias_relu(x.reshape(-1, c) @ kernel, bias)
+    out1, out3, out5, outp = (module.conv1.W.shape[0],
+                              module.conv3.W.shape[0],
+                              module.conv5.W.shape[0],
+                              module.projp.W.shape[0])
+    y = numpy.empty((n * h * w, out1 + out3 + out5 + outp), x.dtype)
+    y[:, :out1] = reduced[:, :out1]
+    a, b = widths[0], widths[0] + widths[1]
+    proj3 = reduced[:, a:b].reshape(n, h, w, -1)
+    proj5 = reduced[:, b:].reshape(n, h, w, -1)
+    conv_relu(module.conv3, proj3, y[:, out1:out1 + out3], kernels)
+    conv_relu(module.conv5, proj5, y[:, out1 + out3:out1 + out3 + out5],
+              kernels)
+    conv_relu(module.projp, max_pool(x, 3, 1, 1),
+              y[:, out1 + out3 + out5:], kernels)
+    return y.reshape(n, h, w, -1)
+
+
+def average_pool(x, k, s):
+    """Average pooling of NHWC x without padding (both heads' pools)."""
+    n, h, w, c = x.shape
+    ho, wo = (h - k) // s + 1, (w - k) // s + 1
+    sn, sh, sw, sc = x.strides
+    windows = as_strided(x, (n, ho, wo, k, k, c),
+                         (sn, sh * s, sw * s, sh, sw, sc))
+    return windows.mean(axis=(3, 4), dtype=numpy.float32)
+
+
+class TrunkOps:
+    """GoogLeNet's trunk operations (tuned_googlenet.StandardOps') without
+    backprop, on NHWC numpy arrays.
+
+    ``kernels`` (a dict) keeps the weights rearranged for GEMM between calls;
+    it is used only for frozen stages, whose weights no update touches.
+    """
+
+    def __init__(self, kernels):
+        self.kernels = kernels
+        self.reuse_kernels = False
+
+    def _cache(self):
+        return self.kernels if self.reuse_kernels else None
+
+    def conv_relu(self, link, x):
+        return conv_relu(link, x, kernels=self._cache())
+
+    @staticmethod
+    def max_pool(x):
+        return max_pool(x, 3, 2)
+
+    @staticmethod
+    def lrn(x):
+        return lrn(x, n=5, k=1.0, alpha=1e-4 / 5, beta=0.75)
+
+    def inception(self, module, x):
+        return inception(module, x, kernels=self._cache())

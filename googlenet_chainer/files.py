@@ -1,0 +1,320 @@
+"""Files written whole or not at all, outputs checked before the work, locks."""
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+
+import numpy
+
+from googlenet_chainer.console import shown
+from googlenet_chainer.errors import UserError
+from googlenet_chainer.interrupts import sigint_deferred
+
+CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode='wb'):
+    """Yields a file that replaces ``path`` only once it is completely written.
+
+    What is promised: ``path`` holds either its old content (or nothing) or
+    the complete new content, never a part, whatever happens to this process;
+    an exception in the block, Ctrl-C included, removes the temporary file.
+    A process killed outright (kill -9, power loss) cannot remove its own
+    temporary file, ``.NAME.PID.XXXXXX.tmp`` beside ``path``: the next
+    atomic_write of the same ``path`` removes every such file whose process
+    (by the PID in its name) no longer runs on this machine.
+
+    A symlink is written through, as ``>`` in a shell writes: its target is
+    replaced and the link kept (a rename onto the link would turn it into a
+    file and leave its target stale). The new file keeps the permissions of
+    the one it replaces (a model kept 0640 stays so), else 0666 less the
+    umask.
+
+    Raises UserError naming ``path`` when the folder cannot be written or the
+    disk fills up (any OSError with an errno), and when ``path`` is a folder,
+    a device, a FIFO or a socket, which a rename would replace (as root,
+    /dev/null itself); the old file stays in place.
+    """
+    check_output_path(path)
+    target = written_path(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    prefix = '.' + os.path.basename(target) + '.'
+    remove_stale_temporaries(directory, prefix)
+    try:
+        permissions = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        permissions = 0o666 & ~_umask()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp',
+                                   prefix='{}{}.'.format(prefix, os.getpid()))
+    except OSError as e:
+        raise UserError('cannot write {}: {}'.format(path, e.strerror or e))
+    try:
+        os.chmod(tmp, permissions)  # mkstemp's 0600 is for secrets
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise UserError('cannot write {}: {}'.format(
+                path, e.strerror or e)) from e
+        raise
+
+
+def remove_stale_temporaries(directory, prefix):
+    """Removes ``PREFIX<pid>.*.tmp`` files and folders in directory whose
+    writer is gone.
+
+    A PID that still runs is left alone (it may be a concurrent writer; a
+    reused PID only delays the clean-up to a later write).
+    """
+    pattern = re.compile(re.escape(prefix) + r'(\d+)\.[^/]*\.tmp\Z')
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.match(name)
+        if match and not _process_runs(int(match.group(1))):
+            path = os.path.join(directory, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def written_path(path):
+    """The file that atomic_write(path) replaces: path, or the target of
+    the symlink path is."""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def read_npy_header(f):
+    """(shape, fortran_order, dtype) of the .npy array that starts at
+    f's position, read past its header (numpy.lib.format's versions 1.0
+    and 2.0), or None for another version; ValueError if it is not one."""
+    version = numpy.lib.format.read_magic(f)
+    if version == (1, 0):
+        return numpy.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return numpy.lib.format.read_array_header_2_0(f)
+    return None
+
+
+def save_npz(file, arrays):
+    """numpy.savez(file, **arrays) with Ctrl-C held back until it is done:
+    interrupted, numpy's ZipFile outlives the file it wrote to and prints a
+    traceback when it is collected. For files of seconds, not minutes."""
+    with sigint_deferred():
+        numpy.savez(file, **arrays)
+
+
+def _process_runs(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, but belongs to someone else
+    return True
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_output_path(path, inputs=(), what='output', kind=None):
+    """Refuses an output that would overwrite something it must not.
+
+    ``path`` must be nothing yet or a regular file (a symlink is judged by
+    its target), none of ``inputs`` (paths that need not exist) and inside
+    none of those that are folders (check_outside). ``kind`` is (test,
+    description) of what an existing ``path`` must be to be replaced, e.g.
+    a model this project wrote: anything else there (a photo) is more
+    likely a slip of the keyboard than a file to lose.
+    Raises UserError in one line otherwise.
+    """
+    target = os.path.realpath(path)
+    for source in inputs:
+        if os.path.isdir(source):
+            check_outside(path, [source], what)
+        elif target == os.path.realpath(source):
+            raise UserError('{} {} is the input {}; choose another file'
+                            .format(what, path, source))
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise UserError('cannot use {} {}: {}'.format(what, path,
+                                                      e.strerror or e))
+    if stat.S_ISDIR(mode):
+        raise UserError('{} {} is a folder; give a file name'.format(
+            what, path))
+    if not stat.S_ISREG(mode):
+        raise UserError('{} {} is not a regular file (a device, FIFO or '
+                        'socket); give a file name'.format(what, path))
+    if kind is not None and not os.access(path, os.R_OK):
+        raise UserError('{} {} exists and cannot be read to check that it is '
+                        '{}: it is kept; choose another file'.format(
+                            what, path, kind[1]))
+    if kind is not None and not kind[0](path):
+        raise UserError('{} {} exists and is not {}: it is kept; choose '
+                        'another file'.format(what, path, kind[1]))
+
+
+def check_outside(path, folders, what):
+    """Refuses a path (file or folder, existing or not) that is one of
+    ``folders`` or lies inside one: what is written there would replace an
+    input or be read as one by the next run (a folder ``features`` as a
+    class). Paths are compared with their links resolved; a folder inside
+    ``path`` is fine."""
+    target = os.path.realpath(path)
+    for folder in folders:
+        real = os.path.realpath(folder)
+        if target == real:
+            raise UserError('{} {} is the input folder {}; choose another '
+                            'place'.format(what, shown(path), shown(folder)))
+        if os.path.commonpath([target, real]) == real:
+            raise UserError('{} {} lies inside the input folder {}; choose '
+                            'a place outside it'.format(
+                                what, shown(path), shown(folder)))
+
+
+def check_writable(folder, option):
+    """Refuses, before any work, an output folder that is missing or
+    cannot be written: found only at the end, it would cost the run."""
+    if not os.path.isdir(folder):
+        raise UserError('cannot write {} in {}: no such folder'.format(
+            option, folder))
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError('cannot write {} in {}: {}'.format(
+            option, folder, e.strerror or e))
+
+
+def check_out_folder(folder, option, inputs=()):
+    """Refuses, before any work, an output folder that would cost the work
+    at its end: one that is a file, is or lies inside one of the input
+    folders ``inputs`` (check_outside), or that cannot be written, the
+    folder itself when it exists, else the parent it is to be made in
+    (make_out_folder makes its last level only).
+
+    Raises:
+        UserError: in one line, naming ``option``.
+    """
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError('{} {} is a file, not a folder'.format(
+            option, shown(folder)))
+    check_outside(folder, inputs, option)
+    check_writable(folder if os.path.isdir(folder) else os.path.dirname(
+        os.path.abspath(folder)), option)
+
+
+def make_out_folder(folder, option, parents=False):
+    """Makes an output folder unless it is there: its last level, or with
+    ``parents`` every missing level.
+
+    Raises:
+        UserError: folder is a file, or cannot be made.
+    """
+    if os.path.isdir(folder):
+        return
+    if os.path.exists(folder):
+        raise UserError('{} {} is a file, not a folder'.format(
+            option, shown(folder)))
+    try:
+        (os.makedirs if parents else os.mkdir)(folder)
+    except FileExistsError:
+        if not os.path.isdir(folder):  # made meanwhile, by another run
+            raise UserError('{} {} is a file, not a folder'.format(
+                option, shown(folder)))
+    except OSError as e:
+        raise UserError('cannot create {} {}: {}'.format(
+            option, shown(folder), e.strerror or e))
+
+
+@contextlib.contextmanager
+def file_lock(path, log=None):
+    """Holds an exclusive lock on ``path.lock`` (fcntl.flock) for the block.
+
+    Serialises processes that create the same ``path`` (downloads,
+    conversions): a second one says that it waits, then blocks until the
+    first is done, and should then look again whether ``path`` exists. The
+    holder removes the lock file when done; a waiter that then holds the
+    removed file's lock notices (the inode at the path differs) and locks
+    afresh. The kernel drops a lock when its holder dies, even by kill -9,
+    leaving an unlocked file that the next holder removes.
+    """
+    log = log or (lambda line: print(line, file=sys.stderr))
+    lock_path = path + '.lock'
+    waited = False
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise UserError('cannot write {}: {} (creating its lock file)'
+                            .format(path, e.strerror or e))
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not waited:
+                    log('waiting for another process that is writing {} '
+                        '(it holds {})'.format(path, lock_path))
+                    waited = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(lock_path).st_ino
+            except FileNotFoundError:
+                current = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the holder removed it meanwhile: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
+def make_once(path, make, made_by='made'):
+    """Calls make() to create path unless it exists, holding file_lock(path).
+
+    A process that waited for another finds path there and says so
+    ('using PATH, which another process MADE_BY') instead of making it again.
+    """
+    if os.path.exists(path):
+        return
+    with file_lock(path):
+        if os.path.exists(path):
+            print('using {}, which another process {}'.format(path, made_by),
+                  file=sys.stderr)
+            return
+        make()
+
+
+def file_sha1(path):
+    digest = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(CHUNK), b''):
+            digest.update(block)
+    return digest

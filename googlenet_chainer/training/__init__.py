@@ -1,0 +1,17 @@
+"""What only train_googlenet.py uses, in the order a run needs it.
+
+    run_folder     --out: plan_run (checks, data, run.json, the snapshot to
+                   resume, disk space), what a killed run left behind
+    data           the run's images read, checked, split and reported;
+                   the image datasets
+    sampling       draws by seed, epoch and index (SeededOrder, Shard)
+    loader         images decoded in worker processes that may die
+    row_cache      a float32 array on disk, filled in blocks, resumable
+    feature_cache  the frozen trunk's outputs, computed once per image
+    snapshots      written small, kept few, checked before a resume
+    extensions     the run's Chainer extensions
+    trainer        the datasets, optimizer, updater and Trainer of a run
+    final_report   the best model scored on the validation set
+
+googlenet_chainer.LAYERS orders these with the rest of the library.
+"""

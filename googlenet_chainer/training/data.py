@@ -1,0 +1,143 @@
+"""The run's images: read, checked, split and reported (prepare_data), and
+the datasets the trainer iterates over (training_sets)."""
+import os
+import sys
+
+import numpy
+
+from googlenet_chainer.compat import chainer
+from googlenet_chainer.datasets import (check_labels, data_warnings,
+                                        drop_unreadable, print_report,
+                                        read_dataset, stratified_split)
+from googlenet_chainer.errors import UserError
+from googlenet_chainer.images import (CROP, DEFAULT_MAX_PIXELS, RESIZE, crop,
+                                      open_image, resized_bgr)
+from googlenet_chainer.labels import read_labels
+from googlenet_chainer.training.sampling import example_rng
+
+UNREADABLE = -1  # the label of an image that failed to load mid-run
+
+
+class ImageDataset(chainer.dataset.DatasetMixin):
+    """Caffe's input: a random 224 crop of the 256x256 image with a random
+    mirror in training (from example_rng), the centre crop otherwise.
+
+    An image that cannot be read any more (changed since the data report)
+    is reported on stderr and comes back as a blank crop with label -1,
+    which the losses and the accuracy skip.
+    """
+
+    def __init__(self, pairs, train, seed=0, max_pixels=DEFAULT_MAX_PIXELS):
+        self.pairs = pairs
+        self.train = train
+        self.seed = seed
+        self.max_pixels = max_pixels
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def get_example(self, index):
+        rng, i = example_rng(self.seed, index, len(self.pairs))
+        path, label = self.pairs[i]
+        try:
+            array = resized_bgr(open_image(path, self.max_pixels))
+        except UserError as e:
+            print('warning: skipped unreadable {}: {}'.format(path, e),
+                  file=sys.stderr, flush=True)
+            return (numpy.zeros((3, CROP, CROP), numpy.float32),
+                    numpy.int32(UNREADABLE))
+        if self.train:
+            top, left = rng.integers(0, RESIZE - CROP + 1, size=2)
+            return (crop(array, top, left, bool(rng.integers(2))),
+                    numpy.int32(label))
+        return crop(array), numpy.int32(label)
+
+
+def update_data_digest(digest, pairs):
+    """Feeds each image's path, size, modification time and label."""
+    for path, label in pairs:
+        stat = os.stat(path)
+        digest.update(os.fsencode(os.path.abspath(path)) + '\0{}\0{}\0{}\n'
+                      .format(stat.st_size, stat.st_mtime_ns,
+                              label).encode())
+
+
+def balanced_class_weight(labels, n_classes):
+    """scikit-learn's 'balanced' weights: images / (classes * images of the
+    class), over the classes present; 1 for a class without images."""
+    counts = numpy.bincount(labels, minlength=n_classes)
+    present = numpy.count_nonzero(counts)
+    return numpy.where(counts > 0, len(labels) / (present * numpy.maximum(
+        counts, 1)), 1.0).astype(numpy.float32)
+
+
+def prepare_data(args, n_classes):
+    """Reads, checks, splits and reports the data; returns the sets, the
+    class names and a line per file left out ('PATH: why').
+
+    The validation split is drawn from the readable images. A training set
+    smaller than the batch lowers args.batchsize to its size.
+    """
+    if not 0 < args.val_ratio < 1:
+        raise UserError('--val-ratio must lie strictly between 0 and 1, got '
+                        '{:g}'.format(args.val_ratio))
+    train = read_dataset(args.train, args.root)
+    pairs = train.pairs
+    if len({label for _, label in pairs}) < 2:
+        raise UserError('{} has a single class; fine-tuning a classifier '
+                        'needs at least two'.format(args.train))
+    class_names = train.class_names
+    if class_names is None:  # a list file: --labels, or the label numbers
+        class_names = (read_labels(args.labels) if args.labels
+                       else [str(i) for i in range(n_classes)])
+    elif args.labels:
+        raise UserError('--labels names the classes of a list file; the '
+                        'classes of {} are its folder names'.format(
+                            args.train))
+    if len(class_names) != n_classes:
+        raise UserError('{} has {} classes but the model has {}: run '
+                        'convert_caffe_model.py --classes {} first'.format(
+                            args.labels if train.class_names is None
+                            else args.train, len(class_names), n_classes,
+                            len(class_names)))
+    check_labels(pairs, n_classes, args.train)
+    val = read_dataset(args.val, args.root, class_names) if args.val else None
+    if val is not None:
+        check_labels(val.pairs, n_classes, args.val)
+    show = not args.no_progress
+    given = {label for _, label in pairs}
+    pairs, bad_train = drop_unreadable(pairs, args.max_pixels, show,
+                                       'checking training images')
+    if val is not None:
+        val_pairs, bad_val = drop_unreadable(val.pairs, args.max_pixels, show,
+                                             'checking validation images')
+    else:
+        pairs, val_pairs = stratified_split(pairs, args.val_ratio, args.seed)
+        bad_val = []
+    print_report('training set', pairs, class_names, bad_train,
+                 train.skipped)
+    print_report('validation set', val_pairs, class_names, bad_val,
+                 val.skipped if val is not None else None)
+    # As a class folder without images is refused: the model could never
+    # predict a class it saw no image of.
+    kept = {label for _, label in pairs}
+    if val is None:  # split from the readable images
+        kept |= {label for _, label in val_pairs}
+    lost = sorted(given - kept)
+    if lost and pairs:
+        raise UserError('class {} has images but none of them could be used '
+                        '(each is listed above): the model could never '
+                        'predict it; replace them, or remove the class'
+                        .format(class_names[lost[0]]))
+    if pairs and not val_pairs and val is None:
+        raise UserError('no class of {} has two readable images, so none can '
+                        'be held out for validation: add images, or give '
+                        '--val'.format(args.train))
+    if not pairs or not val_pairs:
+        raise UserError('no readable images left in the {} set'.format(
+            'training' if not pairs else 'validation'))
+    for line in data_warnings(pairs, val_pairs, class_names,
+                              args.batchsize):
+        print('warning: {}'.format(line))
+    args.batchsize = min(args.batchsize, len(pairs))
+    return pairs, val_pairs, class_names, bad_train + bad_val

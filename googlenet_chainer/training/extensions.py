@@ -1,0 +1,196 @@
+"""The Chainer extensions of a training run, each replacing or adding to
+Chainer's own for a reason its docstring names."""
+import collections
+import math
+import os
+
+import numpy
+
+from googlenet_chainer.compat import chainer
+from googlenet_chainer.errors import UserError
+from googlenet_chainer.interrupts import raise_if_interrupted
+from googlenet_chainer.model_file import save_model
+from googlenet_chainer.plots import plot_log
+from googlenet_chainer.training.snapshots import snapshot_files
+from chainer import training
+from chainer.training import extensions
+
+
+class SaveBest(training.Extension):
+    """Saves the model (and class names) when validation accuracy peaks."""
+
+    def __init__(self, model, path, class_names):
+        self.model = model
+        self.path = path
+        self.class_names = class_names
+
+    def __call__(self, trainer):
+        model = self.model
+        # Trained now: loss3, and the aux heads unless --aux-heads off.
+        untrained = [name for name in model.untrained_heads
+                     if name != 'loss3_fc' and not model.aux_heads]
+        save_model(self.path, model, self.class_names,
+                                   untrained)
+
+
+class KeepSnapshots(training.Extension):
+    """Deletes all but the newest N snapshots, newest by iteration.
+
+    Not the snapshot extension's n_retains: it ranks by modification time,
+    then by name, and on a file system with coarse timestamps deletes
+    snapshot_iter_10 before snapshot_iter_9.
+    """
+
+    priority = -200  # after the snapshot (priority -100) is written
+
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, trainer):
+        for _, path in snapshot_files(trainer.out)[:-self.n]:
+            os.unlink(path)
+
+
+def as_float(value):
+    """A reported value (a Variable or an array, on any device) as a float."""
+    return float(chainer.backend.CpuDevice().send(chainer.as_array(value)))
+
+
+def observed(trainer, key):
+    """The value reported under key in this iteration, as a float (None if
+    nothing was)."""
+    value = trainer.observation.get(key)
+    return None if value is None else as_float(value)
+
+
+class EarlyStopping(training.Extension):
+    """--patience N: the run stops once validation accuracy has not improved
+    for N evaluations (what Chainer's EarlyStoppingTrigger does).
+
+    Chainer's trigger counts at the next turn of the training loop, after
+    that iteration's snapshot is written, so a run resumed from it missed
+    one evaluation and stopped an epoch late. This extension counts right
+    after the Evaluator (its priority is below the Evaluator's, above the
+    snapshot's -100), so snapshots keep best and count; the run's stop
+    trigger, ``stop``, reads only them and the epoch.
+    """
+    trigger = (1, 'epoch')
+    priority = training.PRIORITY_EDITOR
+    monitor = 'validation/main/accuracy'
+
+    def __init__(self, patience, max_epoch):
+        self.patience = patience
+        self.max_epoch = max_epoch
+        self.best = -math.inf
+        self.count = 0
+
+    def __call__(self, trainer):
+        value = observed(trainer, self.monitor)
+        if value is None:
+            return
+        if value > self.best:
+            self.best, self.count = value, 0
+        else:
+            self.count += 1
+
+    def stop(self, trainer):
+        return trainer.updater.epoch_detail >= self.max_epoch or \
+            self.count >= self.patience
+
+    def serialize(self, serializer):
+        self.best = float(serializer('best', self.best))
+        self.count = int(serializer('count', self.count))
+
+
+class ExactEvaluator(extensions.Evaluator):
+    """The validation set's loss and accuracy over its images.
+
+    Chainer's Evaluator averages its batches' means, so a short last batch
+    weighs as much as a full one, and ChainerMN's averages the ranks' means
+    over shards padded to equal length with repeated images. This one
+    weights each batch's values by its labelled images (label -1, an
+    unreadable image, counts in neither) and sums them over the ranks
+    (comm: mpi.Single or Distributed), so validation/main/
+    accuracy is the fraction of the validation images classified right.
+    """
+
+    def __init__(self, iterator, target, device, comm):
+        super().__init__(iterator, target, device=device)
+        self.comm = comm
+
+    def evaluate(self):
+        iterator = self.get_iterator('main')
+        target = self.get_target('main')
+        iterator.reset()
+        sums, count = collections.defaultdict(float), 0
+        for batch in iterator:
+            if not batch:
+                continue
+            inputs = chainer.dataset.concat_examples(batch, self.device)
+            labelled = int((chainer.backend.CpuDevice().send(inputs[-1]) >= 0)
+                           .sum())
+            observation = {}
+            with chainer.reporter.report_scope(observation), \
+                    chainer.no_backprop_mode():
+                target(*inputs)
+            for key, value in observation.items():
+                sums[key] += labelled * as_float(value)
+            count += labelled
+        parts = self.comm.gather((dict(sums), count))
+        if not self.comm.rank:
+            count = sum(n for _, n in parts)
+            totals = collections.defaultdict(float)
+            for part, _ in parts:
+                for key, value in part.items():
+                    totals[key] += value
+            parts = {key: value / count for key, value in totals.items()} \
+                if count else {}
+        return self.comm.bcast(parts)
+
+
+class StopOnNonFinite(training.Extension):
+    """Stops the run with one line when the reported ``key`` (a loss)
+    becomes NaN or infinite: the training loss at each iteration, or the
+    validation loss, checked after the Evaluator and before SaveBest, so
+    that a diverged model is never saved as the best (its accuracy is
+    whatever NaN logits argmax to)."""
+
+    def __init__(self, key, priority):
+        self.key = key
+        self.priority = priority
+
+    def __call__(self, trainer):
+        value = observed(trainer, self.key)
+        if value is not None and not numpy.isfinite(value):
+            raise UserError(
+                'the {} became {} at iteration {}: the learning rate is too '
+                'high for these features; train again with a lower --lr '
+                '(e.g. a tenth)'.format(
+                    'validation loss' if self.key.startswith('validation')
+                    else 'loss', value, trainer.updater.iteration))
+
+
+class PlotLog(training.Extension):
+    """Draws loss.png and accuracy.png from LogReport's log itself, so the
+    plots show exactly the log's epochs and values after any resume
+    (PlotReport keeps its own copy, which drifts from the log when a run is
+    resumed from a snapshot taken mid-epoch), and writes them atomically."""
+
+    trigger = (1, 'epoch')
+    priority = training.PRIORITY_READER - 1  # after LogReport
+
+    PLOTS = {'loss.png': ('main/loss', 'validation/main/loss'),
+             'accuracy.png': ('main/accuracy', 'validation/main/accuracy')}
+
+    def __call__(self, trainer):
+        log = trainer.get_extension('LogReport').log
+        for name, keys in self.PLOTS.items():
+            plot_log(log, keys, os.path.join(trainer.out, name))
+
+
+@training.make_extension(trigger=(1, 'iteration'),
+                         priority=training.PRIORITY_WRITER + 2)
+def stop_if_interrupted(trainer):
+    """Re-raises a Ctrl-C that Python swallowed (a KeyboardInterrupt raised
+    inside a finalizer or a callback is printed and dropped)."""
+    raise_if_interrupted()

@@ -1,0 +1,220 @@
+"""A training run's folder (--out): a new run or the same run resumed, its
+run.json, the disk space it needs, what a killed run left half written."""
+import collections
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+
+import tuned_googlenet
+from googlenet_chainer.errors import UserError
+from googlenet_chainer.files import (atomic_write, check_output_path,
+                                     check_outside, check_writable,
+                                     file_sha1, make_out_folder)
+from googlenet_chainer.model_file import MODEL_KIND, load_model
+from googlenet_chainer.training.data import prepare_data, update_data_digest
+from googlenet_chainer.training.feature_cache import feature_size
+from googlenet_chainer.training.snapshots import (
+    RUN_KEYS, SNAPSHOT_PATTERN, check_snapshot, config_difference,
+    latest_snapshot, snapshot_bytes, snapshot_files)
+
+# What Chainer's snapshot writer and atomic_write leave behind when killed.
+STRAY_PATTERN = re.compile(r'^(tmpsnapshot_iter_\d+.*|\..+\.tmp)$')
+RUN_CONFIG = 'run.json'
+
+
+Plan = collections.namedtuple(
+    'Plan', 'output pairs val_pairs class_names config snapshot batchsize '
+    'unreadable')
+Plan.__doc__ = """What rank 0 settled before a run starts, for every rank:
+the best model's path, the training and validation [(path, label)], the
+class names, the run's configuration (run_config), the snapshot to resume
+(None: a new run), the batch size (lowered to a small training set's size)
+and 'PATH: why' of each file left out."""
+
+
+def plan_run(args, processes=1):
+    """Rank 0's checks and choices before any training, in the order a
+    failure is cheapest: --out and --output, the model, the data, the
+    snapshot to resume, the disk space; then writes run.json. A refusal
+    removes the --out folder this call made, left empty.
+
+    Args:
+        args: train_googlenet.py's parsed options.
+        processes: MPI processes of the run (a snapshot records them).
+
+    Returns:
+        (the starting model, loaded with its trunk frozen up to
+        --freeze-until; a Plan).
+
+    Raises:
+        UserError: naming what is wrong and how to go on.
+    """
+    made = not os.path.exists(args.out)
+    try:
+        return _plan(args, processes)
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                os.rmdir(args.out)  # only if still empty
+        raise
+
+
+def _plan(args, processes):
+    output, taken = prepare_out_folder(args)
+    freeze_until = tuned_googlenet.parse_freeze_until(args.freeze_until)
+    if args.cache_features and freeze_until != 'inc5b':
+        raise UserError('--cache-features needs the whole trunk frozen '
+                        '(--freeze-until inc5b)')
+    if not os.path.exists(args.model):
+        raise UserError('no converted model at {}: run '
+                        'convert_caffe_model.py --classes N first (N: the '
+                        'number of classes of --train), or pass --model'
+                        .format(args.model))
+    model, _ = load_model(args.model, freeze_until)
+    pairs, val_pairs, class_names, unreadable = prepare_data(
+        args, model.n_classes)
+    config = run_config(args, freeze_until, class_names, pairs, val_pairs,
+                        processes)
+    snapshot = snapshot_to_resume(args, config, taken)
+    cache = (2 * len(pairs) + len(val_pairs)) * feature_size(
+        args.aux_heads == 'on') * 4 if args.cache_features else 0
+    check_disk_space(args.out, (args.keep_snapshots + 1) * snapshot_bytes(
+        model) + 2 * os.path.getsize(args.model) + cache)
+    with atomic_write(os.path.join(args.out, RUN_CONFIG), 'w') as f:
+        json.dump(config, f, indent=1)
+    if args.cache_features:
+        os.makedirs(os.path.join(args.out, 'features'), exist_ok=True)
+    return model, Plan(output, pairs, val_pairs, class_names, config,
+                       snapshot, args.batchsize, unreadable)
+
+
+def prepare_out_folder(args):
+    """Makes --out and checks it and --output before any work: neither
+    may lie in a data folder, both must be writable, and --output may
+    replace nothing but a model; removes what a killed earlier session left
+    half written (remove_strays).
+
+    Returns:
+        (--output's path, the names in --out that belong to a run: its
+        snapshots, log and best model; snapshot_to_resume judges them).
+    """
+    out = args.out
+    output = args.output or os.path.join(out, 'tuned_googlenet.model')
+    # Before --out is made: nothing is created inside the data.
+    folders = data_folders(args)
+    check_outside(out, folders, '--out')
+    check_outside(output, folders, '--output')
+    make_out_folder(out, '--out', parents=True)
+    check_writable(out, '--out')
+    if os.path.isdir(output):
+        raise UserError('--output {} is a folder; give a file name'.format(
+            output))
+    check_writable(os.path.dirname(os.path.abspath(output)), '--output')
+    check_output_path(output, [args.model], '--output', kind=MODEL_KIND)
+    taken = [name for name in os.listdir(out)
+             if SNAPSHOT_PATTERN.match(name) or name == 'log'
+             or os.path.join(out, name) == output]
+    remove_strays(out)
+    return output, taken
+
+
+def remove_strays(out):
+    """Removes the temporary snapshots and files a killed run left in out
+    (STRAY_PATTERN), saying so."""
+    for name in os.listdir(out):
+        if STRAY_PATTERN.match(name):
+            path = os.path.join(out, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+            print('removed {}, left by an interrupted run'.format(path))
+
+
+def snapshot_to_resume(args, config, taken):
+    """The snapshot --resume names (checked against config), or None for a
+    new run; UserError when --out holds another run.
+
+    A folder that holds this very run (its run.json is config) stopped
+    before its first snapshot has nothing to resume: with or without
+    --resume latest, the run starts again from the beginning, which loses
+    nothing a resume could have kept.
+    """
+    out = args.out
+    if not snapshot_files(out) and (taken or args.resume == 'latest'):
+        try:
+            with open(os.path.join(out, RUN_CONFIG)) as f:
+                same = not config_difference(json.load(f), config)
+        except (OSError, ValueError, TypeError):
+            same = False
+        if same:
+            print('{} holds this run, stopped before its first snapshot: '
+                  'starting it from the beginning'.format(out))
+            return None
+    if not args.resume:
+        if taken:
+            raise UserError('{} holds another training run ({}): continue '
+                            'it with --resume latest, or pass another --out'
+                            .format(out, ', '.join(sorted(taken)[:3])))
+        return None
+    snapshot = latest_snapshot(out) if args.resume == 'latest' else \
+        args.resume
+    check_snapshot(snapshot, config)
+    return snapshot
+
+
+def data_folders(args):
+    """The folders training reads images from: a --train or --val folder,
+    and the --root given for a list file."""
+    data = [path for path in (args.train, args.val) if path]
+    folders = [path for path in data if os.path.isdir(path)]
+    if args.root is not None and len(folders) < len(data):
+        folders.append(args.root)
+    return folders
+
+
+def check_disk_space(out, needed):
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise UserError('not enough disk space in {}: the run needs about '
+                        '{:.0f} MB (snapshots, the model, the feature cache) '
+                        'and {:.0f} MB are free; free some, or lower '
+                        '--keep-snapshots'.format(out, needed / 1e6,
+                                                  free / 1e6))
+
+
+def run_config(args, freeze_until, class_names, pairs, val_pairs,
+               processes=1):
+    """What makes a run this run: the RUN_KEYS (class names, a digest of
+    the model file, a fingerprint of the training and validation images:
+    path, size, modification time, label) and, for the record, every
+    argument."""
+    data = hashlib.sha1()
+    for part in (pairs, val_pairs):
+        update_data_digest(data, part)
+        data.update(b'\1')
+    config = {'class_names': list(class_names), 'data': data.hexdigest(),
+              'model': file_sha1(args.model).hexdigest(),
+              'freeze_until': freeze_until, 'processes': processes}
+    for key in RUN_KEYS:
+        config.setdefault(key, getattr(args, key, None))
+    config['arguments'] = {key: value for key, value in vars(args).items()}
+    return config
+
+
+@contextlib.contextmanager
+def resumable_failures(out):
+    """Turns a failure of the disk during the run (a full disk, a folder
+    gone) into a one-line UserError that says how to go on: every snapshot
+    on disk is complete, so --resume latest continues."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # stdout's reader went away: report_errors stops quietly
+    except OSError as e:
+        raise UserError('cannot write {}: {}; once that is fixed, continue '
+                        'with --resume latest'.format(
+                            e.filename or out, e.strerror or e))

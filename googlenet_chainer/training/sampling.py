@@ -1,0 +1,53 @@
+"""Which example and which random draw each training step gets: from the
+seed, the epoch and the example's index alone, never from which process loads
+it or what it loaded before, so runs repeat with or without loader processes
+and across resumes."""
+import numpy
+
+from googlenet_chainer.compat import chainer
+
+
+def example_rng(seed, index, n):
+    """(generator, example) for a sampled index: SeededOrder offsets epoch
+    k's indices by k * n, so the draw depends on the seed, the epoch and the
+    example only, never on which process loads it or what it loaded before."""
+    epoch, example = divmod(int(index), n)
+    return numpy.random.default_rng([seed, epoch, example]), example
+
+
+class SeededOrder(chainer.iterators.OrderSampler):
+    """Epoch k's shuffle: a permutation seeded by (seed, k), offset by k * n.
+
+    The epoch is read back from the previous order, which iterators keep in
+    their snapshots, so a resumed run draws the orders an uninterrupted one
+    would. Datasets take the index modulo their length (example_rng).
+    """
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def __call__(self, current_order, current_position):
+        n = len(current_order)
+        # The iterator's first call passes arange(n): epoch 0, next is 1.
+        epoch = int(numpy.min(current_order)) // n + 1
+        order = numpy.random.default_rng([self.seed, epoch]).permutation(n)
+        return order + epoch * n
+
+
+class Shard(chainer.dataset.DatasetMixin):
+    """Examples [begin, end) of a dataset (ChainerMN's scatter_index), so
+    that index k * len(shard) + i, SeededOrder's epoch k, is example
+    begin + i of epoch k: each rank draws its crops and views by epoch."""
+
+    def __init__(self, dataset, begin, end):
+        self.dataset = dataset
+        self.begin = begin
+        self.end = end
+
+    def __len__(self):
+        return self.end - self.begin
+
+    def get_example(self, index):
+        epoch, i = divmod(int(index), len(self))
+        return self.dataset.get_example(epoch * len(self.dataset) +
+                                        self.begin + i)

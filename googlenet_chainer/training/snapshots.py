@@ -1,0 +1,124 @@
+"""Snapshots of a training run: written small, kept few, checked against the
+run before one is resumed."""
+import json
+import os
+import re
+
+import numpy
+
+from googlenet_chainer.compat import chainer
+from googlenet_chainer.errors import UserError, one_line
+from googlenet_chainer.files import save_npz
+
+SNAPSHOT = 'snapshot_iter_{.updater.iteration}'
+SNAPSHOT_PATTERN = re.compile(r'^snapshot_iter_(\d+)$')
+# A resumed run must agree with its snapshot on these (the rest, e.g.
+# --epoch, --device or --loaderjob, may change between sessions).
+RUN_KEYS = {'class_names': 'class names', 'data': 'data set',
+            'model': 'model file', 'freeze_until': 'frozen layers',
+            'cache_features': '--cache-features', 'seed': '--seed',
+            'batchsize': '--batchsize', 'lr': '--lr',
+            'momentum': '--momentum', 'weight_decay': '--weight-decay',
+            'lr_policy': '--lr-policy', 'lr_step': '--lr-step',
+            'gamma': '--gamma', 'power': '--power',
+            'class_weight': '--class-weight', 'aux_heads': '--aux-heads',
+            'processes': 'MPI processes'}
+
+
+def snapshot_files(out):
+    """[(iteration, path)] of the complete snapshots in out, oldest first."""
+    found = [(int(m.group(1)), os.path.join(out, name))
+             for name in os.listdir(out)
+             for m in [SNAPSHOT_PATTERN.match(name)] if m
+             and os.path.isfile(os.path.join(out, name))] if os.path.isdir(
+                 out) else []
+    return sorted(found)
+
+
+def latest_snapshot(out):
+    found = snapshot_files(out)
+    if not found:
+        raise UserError('no snapshot to resume in {}: the run stopped before '
+                        'its first snapshot; run the same command without '
+                        '--resume to start it'.format(out))
+    return found[-1][1]
+
+
+def snapshot_writer(model, config):
+    """Writes snapshots uncompressed and without the frozen stages, which
+    never change and come back from --model on resume: a snapshot is then
+    the heads, the optimizer, the iterator, the log and the run's
+    configuration (run_config), written in a blink.
+    """
+    frozen = tuple('updater/model:main/{}/'.format(name)
+                   for name in model.frozen_stages)
+    text = json.dumps(config, sort_keys=True)
+
+    def save(path, arrays):  # the snapshot extension's serialized trainer
+        kept = {key: value for key, value in arrays.items()
+                if not key.startswith(frozen)}
+        kept['run_config'] = numpy.array(text)
+        write_npz(path, kept)
+    return save
+
+
+def write_npz(path, arrays):
+    with open(path, 'wb') as f:
+        save_npz(f, arrays)
+
+
+def config_difference(stored, current):
+    """What differs between two run configurations, as words ('' if none)."""
+    differ = []
+    # Snapshots from before --aux-heads and MPI are of these settings.
+    stored = dict({'aux_heads': 'on', 'processes': 1}, **stored)
+    for key, words in RUN_KEYS.items():
+        if stored.get(key) != current.get(key):
+            if key == 'class_names':
+                words = 'class names ({} in the snapshot; {} now)'.format(
+                    ', '.join(stored.get(key) or []),
+                    ', '.join(current[key]))
+            elif key not in ('data', 'model'):
+                words = '{} ({} in the snapshot, {} now)'.format(
+                    words, stored.get(key), current[key])
+            differ.append(words)
+    return '; '.join(differ)
+
+
+def check_snapshot(path, config):
+    """UserError unless path is a snapshot of a run of this configuration,
+    naming what differs."""
+    try:
+        with numpy.load(path, allow_pickle=False) as npz:
+            stored = (json.loads(str(npz['run_config']))
+                      if 'run_config' in npz.files else None)
+    except Exception as e:
+        raise UserError('cannot resume from {}: {}'.format(path, one_line(e)))
+    if stored is None:
+        raise UserError('cannot resume from {}: it is not a snapshot of this '
+                        'version\'s runs (no run configuration in it)'.format(
+                            path))
+    difference = config_difference(stored, config)
+    if difference:
+        raise UserError('cannot resume from {}: it is a snapshot of another '
+                        'run; differs in {}'.format(path, difference))
+
+
+def resume(trainer, path):
+    """Loads a snapshot (check_snapshot has passed); the frozen stages it
+    lacks stay as loaded."""
+    try:
+        # Pickled: a trigger's best value is None until the first evaluation.
+        with numpy.load(path, allow_pickle=True) as npz:
+            chainer.serializers.NpzDeserializer(npz, strict=False).load(
+                trainer)
+    except Exception as e:
+        raise UserError('cannot resume from {}: {}'.format(path, one_line(e)))
+    print('resumed from {} at iteration {}'.format(
+        path, trainer.updater.iteration))
+
+
+def snapshot_bytes(model):
+    """A snapshot's size: each trained parameter and its momentum."""
+    return 2 * sum(param.array.nbytes for name, param in model.namedparams()
+                   if name.split('/')[1] not in model.frozen_stages)

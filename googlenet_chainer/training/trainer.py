@@ -1,0 +1,223 @@
+"""The Trainer of a run: optimizer, updater, schedule and extensions."""
+import math
+import os
+import sys
+
+import numpy
+
+from googlenet_chainer.compat import chainer
+from chainer import training
+from chainer.training import extensions
+
+from googlenet_chainer.devices import get_device
+from googlenet_chainer.inference import Predictor
+from googlenet_chainer.mpi import Single
+from googlenet_chainer.training.data import (ImageDataset,
+                                             balanced_class_weight)
+from googlenet_chainer.training.extensions import (
+    EarlyStopping, ExactEvaluator, KeepSnapshots, PlotLog, SaveBest,
+    StopOnNonFinite, stop_if_interrupted)
+from googlenet_chainer.training.feature_cache import (CachedFeatures,
+                                                      cached_features)
+from googlenet_chainer.training.loader import make_iterator
+from googlenet_chainer.training.sampling import SeededOrder, Shard
+from googlenet_chainer.training.snapshots import (SNAPSHOT, resume,
+                                                  snapshot_writer)
+
+
+class PlainText:
+    """A stream without the erase-to-end code (ESC [J) that PrintReport
+    writes before each row to clear ProgressBar's lines: with no bar there
+    is nothing to erase, and a log file gets plain text."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        self.stream.write(text.replace('\033[J', ''))
+
+    def flush(self):
+        self.stream.flush()
+
+
+class SeededUpdater(training.updaters.StandardUpdater):
+    """Seeds numpy's global generator, which dropout draws from, with the
+    run's seed (and rank, under MPI) and the iteration before each update,
+    so an interrupted and resumed run drops the units an uninterrupted one
+    would."""
+
+    def __init__(self, *args, seed, rank=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Under MPI each rank drops its own units (rank None: one process).
+        self.seed = [seed] if rank is None else [seed, rank]
+
+    def update_core(self):
+        numpy.random.seed(self.seed + [self.iteration])
+        super().update_core()
+
+
+def make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=2e-4):
+    """MomentumSGD as in Caffe's GoogLeNet solver, with the trunk frozen."""
+    optimizer = chainer.optimizers.MomentumSGD(lr=lr, momentum=momentum)
+    optimizer.setup(model)
+    if weight_decay:
+        optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
+    model.freeze_trunk()
+    return optimizer
+
+
+def lr_schedule(args, iterations):
+    """Chainer's extension for --lr-policy and its trigger (None: fixed)."""
+    if args.lr_policy == 'step':
+        return extensions.StepShift('lr', args.gamma, args.lr_step), (
+            1, 'epoch')
+    if args.lr_policy == 'poly':
+        # Caffe's poly: lr * (1 - iter / max_iter) ** power.
+        return extensions.PolynomialShift('lr', args.power, iterations), (
+            1, 'iteration')
+    return None, None
+
+
+def set_up_model(args, model, plan, comm=Single()):
+    """Readies the starting model for the run: the aux heads on or off,
+    the device (each rank's own GPU under MPI), and with --class-weight
+    balanced the loss's class weights, printed.
+
+    Returns:
+        The Chainer device the model is on.
+    """
+    model.aux_heads = args.aux_heads == 'on'
+    device = get_device(args.device, comm)
+    model.to_device(device)
+    if args.class_weight == 'balanced':
+        weight = balanced_class_weight([label for _, label in plan.pairs],
+                                       model.n_classes)
+        print('class weights: ' + ', '.join(
+            '{} {:.3f}'.format(name, w)
+            for name, w in zip(plan.class_names, weight)))
+        model.class_weight = device.send(weight)
+    return device
+
+
+def training_sets(args, plan, model, device, comm=Single()):
+    """The datasets a run trains and validates on: images (a random crop
+    and mirror for training, the centre crop for validation), or with
+    --cache-features the trunk's cached features (training picks the
+    centre crop or its mirror), which this call computes if need be.
+
+    Returns:
+        (training set, validation set), Chainer datasets of (inputs...,
+        label) examples.
+    """
+    if args.cache_features:
+        print('--cache-features: the trunk runs once per image, so the '
+              'random 224 crop cannot apply; training picks the centre '
+              'crop or its mirror at random')
+        aux = args.aux_heads == 'on'
+
+        def cached(pairs, views, name, train):
+            features = cached_features(
+                Predictor(model, device, crops=views), pairs,
+                os.path.join(args.out, 'features', name + '.npy'),
+                args.val_batchsize, args.loaderjob, args.loader_timeout,
+                args.max_pixels, not args.no_progress, aux, comm)
+            return CachedFeatures(features, [label for _, label in pairs],
+                                  train, args.seed)
+        train_set = cached(plan.pairs, 2, 'train', True)
+        val_set = cached(plan.val_pairs, 1, 'val', False)
+    else:
+        train_set = ImageDataset(plan.pairs, True, args.seed,
+                                 args.max_pixels)
+        val_set = ImageDataset(plan.val_pairs, False, args.seed,
+                               args.max_pixels)
+    return train_set, val_set
+
+
+def build_trainer(args, plan, model, train_set, val_set, device,
+                  comm=Single()):
+    """The Trainer of a run, resumed from plan.snapshot if there is one.
+
+    Under MPI (comm.size > 1) each rank trains on its shard of train_set
+    and validates on its share of val_set, gradients are averaged over the
+    ranks (ChainerMN's multi-node optimizer, heads only: zero_fill=False
+    skips the frozen trunk, which has no gradients) and so is validation
+    (ExactEvaluator); only rank 0 saves, logs, plots and prints.
+    """
+    if comm.size > 1:
+        from chainermn.datasets import scatter_index
+        train_set = Shard(train_set, *scatter_index(
+            len(train_set), comm.chainermn))
+        # Each image once: ExactEvaluator sums over unequal shards.
+        val_set = Shard(val_set, *scatter_index(
+            len(val_set), comm.chainermn, force_equal_length=False))
+    optimizer = make_optimizer(model, lr=args.lr, momentum=args.momentum,
+                               weight_decay=args.weight_decay)
+    if comm.size > 1:
+        import chainermn
+        optimizer = chainermn.create_multi_node_optimizer(
+            optimizer, comm.chainermn, zero_fill=False)
+    loaderjob = 0 if args.cache_features else args.loaderjob
+    train_iter = make_iterator(train_set, plan.batchsize, loaderjob,
+                               args.loader_timeout, SeededOrder(args.seed))
+    val_iter = make_iterator(val_set, args.val_batchsize, loaderjob,
+                             args.loader_timeout, repeat=False)
+    updater = SeededUpdater(train_iter, optimizer, device=device,
+                            seed=args.seed,
+                            rank=comm.rank if comm.size > 1 else None)
+    early = EarlyStopping(args.patience, args.epoch) if args.patience \
+        else None
+    trainer = training.Trainer(
+        updater, early.stop if early else (args.epoch, 'epoch'), args.out)
+    iterations = int(math.ceil(args.epoch * len(train_set) / plan.batchsize))
+    _extend(trainer, args, plan, model, val_iter, device, early, comm,
+            iterations)
+    if plan.snapshot:
+        resume(trainer, plan.snapshot)
+    if comm.size > 1 and optimizer.is_changed(model):
+        # ChainerMN's optimizer spends its first update on broadcasting
+        # rank 0's weights instead: done here, every update updates, and a
+        # resumed run goes on as an uninterrupted one.
+        comm.chainermn.bcast_data(model)
+    return trainer
+
+
+def _extend(trainer, args, plan, model, val_iter, device, early, comm,
+            iterations):
+    """The run's extensions, rank 0's writers only on rank 0; iterations:
+    the whole run's, for --lr-policy poly."""
+    epoch = (1, 'epoch')
+    trainer.extend(StopOnNonFinite('main/loss', training.PRIORITY_WRITER
+                                   + 1), name='finite_loss')
+    trainer.extend(stop_if_interrupted)
+    trainer.extend(ExactEvaluator(val_iter, model, device, comm),
+                   name='validation', trigger=epoch)
+    trainer.extend(StopOnNonFinite('validation/main/loss',
+                                   training.PRIORITY_EDITOR + 1),
+                   name='finite_validation_loss', trigger=epoch)
+    if early:
+        trainer.extend(early)
+    schedule, trigger = lr_schedule(args, iterations)
+    if schedule is not None:
+        trainer.extend(schedule, trigger=trigger)
+    trainer.extend(extensions.observe_lr())
+    if comm.rank:
+        return  # rank 0 writes and prints for the run
+    trainer.extend(SaveBest(model, plan.output, plan.class_names),
+                   trigger=training.triggers.MaxValueTrigger(
+                       'validation/main/accuracy', trigger=epoch))
+    trainer.extend(extensions.snapshot(
+        savefun=snapshot_writer(model, plan.config), filename=SNAPSHOT),
+        trigger=args.snapshot_interval)
+    trainer.extend(KeepSnapshots(args.keep_snapshots),
+                   trigger=args.snapshot_interval)
+    trainer.extend(extensions.LogReport(trigger=epoch))
+    trainer.extend(PlotLog())
+    progress_bar = not args.no_progress and sys.stdout.isatty()
+    trainer.extend(extensions.PrintReport(
+        ['epoch', 'iteration', 'lr', 'main/loss', 'main/loss1',
+         'main/loss2', 'main/loss3', 'main/accuracy',
+         'validation/main/loss', 'validation/main/accuracy',
+         'elapsed_time'],
+        out=sys.stdout if progress_bar else PlainText(sys.stdout)))
+    if progress_bar:  # no \r in logs
+        trainer.extend(extensions.ProgressBar(update_interval=1))

@@ -1,0 +1,285 @@
+"""googlenet_predict.py's outputs through main(): --json, --csv and
+--features, and the files they may replace."""
+import csv
+import io
+import json
+import os
+
+import numpy
+import pytest
+from PIL import Image
+
+import googlenet_predict
+from googlenet_chainer import errors, images, model_file, results
+from googlenet_chainer.compat import chainer
+
+from helpers import predict, refused
+from image_fixtures import PHOTO, png_bytes
+from numeric import PATH_TERMS, assert_close
+
+
+def test_outputs_replace_only_what_they_wrote(capsys, tmp_path, model_1000):
+    """`--csv photo1.jpg photo2.jpg` (--csv taken for a switch) and
+    `--features train.npy` beside Caffe's train.txt must not cost a file;
+    the outputs of an earlier run are replaced."""
+    photo = tmp_path / 'photo2.png'
+    photo.write_bytes(png_bytes())
+    kept = {'photo1.jpg': png_bytes(fmt='JPEG'),
+            'notes.npz': b'PK\x03\x04 not ours',
+            'train.txt': b'a.jpg 0\nb.jpg 1\n'}
+    for name, data in kept.items():
+        (tmp_path / name).write_bytes(data)
+    for argv, what in [
+            (['--csv', 'photo1.jpg'], 'a CSV of results this project wrote'),
+            (['--features', 'notes.npz'],
+             'a features file this project wrote'),
+            (['--features', 'photo1.jpg.npy'], None),
+            (['--features', 'train.npy'],
+             'the names of the features file {}'.format(
+                 tmp_path / 'train.npy'))]:
+        if what is None:  # an image renamed .npy
+            (tmp_path / 'photo1.jpg.npy').write_bytes(kept['photo1.jpg'])
+            what = 'a features file this project wrote'
+        option, name = argv
+        argv = [option, str(tmp_path / name)]
+        code, out, err = predict(capsys, '--model', model_1000, *argv,
+                             str(photo))
+        target = str(tmp_path / name) if not name.endswith('train.npy') \
+            else str(tmp_path / 'train.txt')
+        assert (code, out) == (1, '')
+        assert err == ('error: {} {} exists and is not {}: it is kept; '
+                       'choose another file\n'.format(option, target, what))
+    for name, data in kept.items():
+        assert (tmp_path / name).read_bytes() == data
+    # Each output twice: the second run replaces the first one's files
+    # (an upper-case .NPY's .txt included).
+    for argv in (['--csv', str(tmp_path / 'out.csv')],
+                 ['--features', str(tmp_path / 'f.npz')],
+                 ['--features', str(tmp_path / 'f.npy')],
+                 ['--features', str(tmp_path / 'G.NPY')]):
+        for _ in range(2):
+            code, out, err = predict(capsys, '--model', model_1000, *argv,
+                                 str(photo))
+            assert code == 0, err
+    assert results.features_rows(str(tmp_path / 'f.npy')) == 1
+    assert (tmp_path / 'f.txt').read_text() == str(photo) + '\n'
+    assert (tmp_path / 'G.txt').read_text() == str(photo) + '\n'
+    # Through a link to the .npy: the names go beside its target, so the
+    # pair stays together and the next run replaces both.
+    (tmp_path / 'latest.npy').symlink_to(tmp_path / 'f.npy')
+    for target in ('latest.npy', 'f.npy'):
+        code, _, err = predict(capsys, '--model', model_1000, '--features',
+                           str(tmp_path / target), str(photo), str(photo))
+        assert code == 0, err
+    assert os.path.islink(tmp_path / 'latest.npy')
+    assert not (tmp_path / 'latest.txt').exists()
+    assert results.features_rows(str(tmp_path / 'f.npy')) == 2
+    assert (tmp_path / 'f.txt').read_text() == 2 * (str(photo) + '\n')
+
+
+def test_outputs_that_are_inputs_or_devices_are_refused_first(
+        capsys, tmp_path, model_1000):
+    photo = tmp_path / 'in.png'
+    photo.write_bytes(png_bytes())
+    before = photo.read_bytes()
+    for argv, message in [
+            (['--csv', '/dev/null'], "--csv /dev/null is not a regular "
+             "file"),
+            (['--csv', str(photo)], '--csv {} is the input'.format(photo)),
+            (['--features', str(tmp_path / 'f.npz'), '--csv',
+              str(tmp_path / 'f.npz')], '--features {} is the input'.format(
+                  tmp_path / 'f.npz')),
+            (['--features', model_1000.replace('.model', '.npz'), '--model',
+              model_1000.replace('.model', '.npz')], 'is the input')]:
+        argv = ['--model', model_1000] + argv if '--model' not in argv \
+            else argv
+        code, out, err = predict(capsys, *argv, str(photo))
+        assert (code, out) == (1, '') and err.count('\n') == 1, err
+        assert err.startswith('error: ') and message in err, err
+    assert photo.read_bytes() == before
+    assert os.path.exists('/dev/null') and not os.path.isfile('/dev/null')
+
+
+def test_outputs_in_input_folders_or_unwritable_are_refused_first(
+        capsys, tmp_path, model_1000, locked_folder):
+    folder = tmp_path / 'photos'
+    (folder / 'sub').mkdir(parents=True)
+    (folder / 'ok.png').write_bytes(png_bytes())
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'x.png').write_bytes(png_bytes((9, 9, 9)))
+    # A link inside the folder: other/x.png is one of its inputs.
+    os.symlink(str(other), str(folder / 'link'))
+    named = tmp_path / 'named.txt'
+    named.write_text('keep')
+    before = {p: p.read_bytes() for p in (folder / 'ok.png', other / 'x.png',
+                                          named)}
+    for argv, message in [
+            (['--csv', str(folder / 'ok.png'), str(folder)],
+             '--csv {} lies inside the input folder {}'.format(
+                 folder / 'ok.png', folder)),
+            (['--csv', str(folder / 'new.csv'), str(folder)],
+             'lies inside the input folder'),
+            (['--features', str(folder / 'sub' / 'f.npz'), str(folder)],
+             'lies inside the input folder'),
+            (['--csv', str(other / 'x.png'), str(folder)],
+             '--csv {} is the input {}'.format(other / 'x.png',
+                                               folder / 'link' / 'x.png')),
+            (['--features', str(tmp_path / 'named.npy'), str(named)],
+             '--features {} is the input {}'.format(named, named)),
+            (['--features', str(tmp_path / 'f.npy'), '--csv',
+              str(tmp_path / 'f.txt'), str(other)],
+             '--features {} is the input {}'.format(tmp_path / 'f.txt',
+                                                    tmp_path / 'f.txt'))]:
+        code, out, err = predict(capsys, '--model', model_1000, *argv)
+        assert (code, out) == (1, '') and err.count('\n') == 1, err
+        assert err.startswith('error: ') and message in err, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(os.listdir(str(folder))) == ['link', 'ok.png', 'sub']
+
+    locked = locked_folder()
+    for option, name in (('--csv', 'out.csv'), ('--features', 'f.npz')):
+        code, out, err = predict(capsys, '--model', model_1000, option,
+                             os.path.join(locked, name), str(other))
+        assert (code, out) == (1, '')
+        assert err == 'error: cannot write {} in {}: Permission ' \
+            'denied\n'.format(option, locked)
+
+
+def test_feature_names_with_a_line_break_are_not_written(tmp_path, capsys,
+                                                        model_1000):
+    # Refused before the model loads or any image is decoded.
+    images = tmp_path / 'in'
+    images.mkdir()
+    for name in ('a.png', 'b\n.png'):
+        (images / name).write_bytes(png_bytes())
+    loaded = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(googlenet_predict, 'load_model',
+                      lambda *a, **k: loaded.append(a))
+        code, out, err = predict(capsys, '--model', model_1000, '--features',
+                             str(tmp_path / 'f.npy'), str(images))
+    assert (code, out, loaded) == (1, '', [])
+    assert err == ('error: input {} has a line break: {} holds one name '
+                   'per line\n'.format(images / 'b\\n.png',
+                                       tmp_path / 'f.txt'))
+    path = str(tmp_path / 'f.npy')
+    with pytest.raises(errors.UserError) as e:
+        results.save_features(
+            path, ['a.png', 'b\n.png'], [numpy.zeros((2, 1024))])
+    assert str(e.value) == ('input b\\n.png has a line break: {} holds one '
+                            'name per line'.format(tmp_path / 'f.txt'))
+    assert sorted(os.listdir(str(tmp_path))) == ['in']
+
+
+def test_csv_has_a_row_per_input_and_json_an_object(capsys, tmp_path,
+                                                    model_1000):
+    good = tmp_path / 'good.png'
+    Image.fromarray(PHOTO).save(good)
+    missing = str(tmp_path / 'missing.png')
+    table = tmp_path / 'out.csv'
+    code = googlenet_predict.main(['--model', model_1000, '--top', '3',
+                                   '--csv', str(table), str(good), missing])
+    out, err = capsys.readouterr()
+    assert code == 1 and err == 'error: {}: no such file\n'.format(missing)
+    assert out.splitlines()[0] == str(good)
+    with open(table, newline='') as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ['input', 'error', 'label_1', 'probability_1',
+                       'label_2', 'probability_2', 'label_3',
+                       'probability_3']
+    assert rows[1][:2] == [str(good), ''] and len(rows[1]) == 8
+    probabilities = [float(p) for p in rows[1][3::2]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert rows[1][2].startswith('n') and rows[2] == [missing,
+                                                      'no such file'] + [''] * 6
+    code = googlenet_predict.main(['--model', model_1000, '--top', '1',
+                                   '--csv', '-', str(good)])
+    out, _ = capsys.readouterr()
+    rows = list(csv.reader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 2 and rows[0][:3] == [
+        'input', 'error', 'label_1']
+    assert rows[1][:2] == [str(good), ''] and rows[1][2].startswith('n')
+    nowhere = str(tmp_path / 'no' / 'out.csv')
+    err = refused(capsys, googlenet_predict.main, '--model', model_1000,
+                  '--csv', nowhere, str(good))
+    assert err == 'error: cannot write --csv in {}: no such folder\n' \
+        .format(os.path.dirname(nowhere))
+    err = refused(capsys, googlenet_predict.main, '--model', model_1000,
+                  '--csv', '-', '--json', str(good))
+    assert err == ('error: --json and --csv - both print to stdout: give '
+                   '--csv a file name\n')
+
+
+def test_json_never_holds_nan(capsys, tmp_path, model_3):
+    # Finite weights (a NaN one is refused at load) whose logits overflow.
+    model, _ = model_file.load_model(model_3)
+    model.loss3_fc.W.array[:] = numpy.finfo(numpy.float32).max
+    broken = str(tmp_path / 'overflow.model')
+    model_file.save_model(broken, model, ['a', 'b', 'c'])
+    good = tmp_path / 'good.png'
+    Image.fromarray(PHOTO).save(good)
+    code = googlenet_predict.main(['--model', broken, '--json', str(good)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    reason = ('the model gave non-finite probabilities (NaN or infinity): '
+              'its weights are broken')
+    assert json.loads(out) == {'input': str(good), 'error': reason}
+    assert err == 'error: {}: {}\n'.format(good, reason)
+
+
+# pool5 sums the products of the whole path but loss3/classifier's 1024.
+POOL5_TERMS = PATH_TERMS - 1024
+
+
+def save_png(path, colour, rng):
+    noise = rng.randint(-40, 40, (40, 50, 3))
+    array = numpy.clip(numpy.array(colour) + noise, 0, 255)
+    Image.fromarray(array.astype(numpy.uint8)).save(path)
+    return str(path)
+
+
+def test_features_are_pool5_in_input_order(model_1000, tmp_path, capsys,
+                                           rng):
+    paths = [save_png(tmp_path / name, colour, rng) for name, colour in
+             (('b.png', (200, 40, 40)), ('a.png', (40, 200, 40)),
+              ('c.png', (40, 40, 200)))]
+    missing = str(tmp_path / 'missing.png')
+    out = str(tmp_path / 'features.npz')
+    code = googlenet_predict.main(['--model', model_1000, '--features', out,
+                                   '-b', '2', paths[0], missing, paths[1],
+                                   paths[2]])
+    printed, err = capsys.readouterr()
+    assert code == 1  # as prediction: the missing input fails, alone
+    assert err == 'error: {}: no such file\n'.format(missing)
+    assert printed == 'wrote pool5 features of 3 inputs to {}\n'.format(out)
+    with numpy.load(out) as npz:
+        assert list(npz['inputs']) == paths
+        features = npz['features']
+    assert features.shape == (3, 1024) and features.dtype == numpy.float32
+
+    model, _ = model_file.load_model(model_1000)
+    x = numpy.stack([images.preprocess(images.open_image(p))
+                     for p in paths])
+    with chainer.no_backprop_mode(), chainer.using_config('train', False):
+        expected = model.features(x)[2].array.reshape(3, 1024)
+    assert_close(features, expected, terms=POOL5_TERMS)
+    assert not numpy.allclose(features[0], features[1])
+
+    npy = str(tmp_path / 'features.npy')
+    assert googlenet_predict.main(['--model', model_1000, '--features', npy,
+                                   paths[1]]) == 0
+    capsys.readouterr()
+    assert_close(numpy.load(npy), expected[1:2], terms=POOL5_TERMS)
+    with open(str(tmp_path / 'features.txt'), 'rb') as f:
+        assert f.read() == os.fsencode(paths[1]) + b'\n'  # reopens it
+
+
+def test_features_file_name_is_checked_first(model_1000, tmp_path, capsys):
+    code = googlenet_predict.main(['--model', model_1000, '--features',
+                                   str(tmp_path / 'f.csv')])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        'error: --features {}: the file name must end in .npz or .npy\n'
+        .format(tmp_path / 'f.csv'))
+    assert not os.listdir(str(tmp_path))

@@ -1,0 +1,82 @@
+"""What several test files share: a script's main run and what it said, and
+a few small things made in a line or two."""
+import contextlib
+import hashlib
+import os
+
+import googlenet_predict
+import train_googlenet
+from image_fixtures import QUIET
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The converter's log, silenced.
+SILENT = dict(log=lambda line: None)
+# The classes of the five_class_model fixture (conftest).
+FIVE = ['ant', 'bee', 'cat', 'dog', 'eel']
+
+
+def predict(capsys, *argv):
+    """(exit code, stdout, stderr) of googlenet_predict.main(argv)."""
+    code = googlenet_predict.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_training(*argv):
+    """train_googlenet.main's exit code, quiet and in one process."""
+    return train_googlenet.main(list(argv) + QUIET)
+
+
+def one_error_line(capsys):
+    """stderr, asserted to be a single error line."""
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1, err
+    return err
+
+
+def refused(capsys, main, *argv):
+    """main(argv)'s single error line, asserted to come with exit code 1."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 1, (out, err)
+    assert err.startswith('error: ') and err.count('\n') == 1, err
+    return err
+
+
+def sha1_of(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
+def children(pid):
+    """The PIDs of a process's children, from /proc."""
+    kids = []
+    for task in os.listdir('/proc/{}/task'.format(pid)):
+        with contextlib.suppress(OSError), open(
+                '/proc/{}/task/{}/children'.format(pid, task)) as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
+def params(model):
+    """{name: array} of a model's parameters."""
+    return {name: p.array for name, p in model.namedparams()}
+
+
+def edited_caffemodel(source, path, edit):
+    """source's caffemodel (BlobShape format) with edit(net) applied,
+    written to path (a pathlib.Path)."""
+    import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    with open(source, 'rb') as f:
+        net.ParseFromString(f.read())
+    edit(net)
+    path.write_bytes(net.SerializeToString())
+    return path
+
+
+def drop_classifier(net):
+    """An edit for edited_caffemodel: no loss3/classifier."""
+    kept = [layer for layer in net.layer if layer.name != 'loss3/classifier']
+    del net.layer[:]
+    net.layer.extend(kept)

@@ -1,0 +1,23 @@
+"""console: names made printable."""
+import os
+
+from googlenet_chainer import console
+
+
+def test_shown_escapes_controls_and_backslashes_one_way():
+    shown = console.shown
+    assert shown('a\nb\rc\td\x1b[31m\x07\x7f') == (
+        'a\\nb\\rc\\td\\x1b[31m\\x07\\x7f')
+    undecodable = os.fsdecode(b'caf\xe9 \x85')
+    assert shown(undecodable) == 'caf\\xe9 \\x85'
+    # A literal backslash sequence, a C1 control and U+2028 differ from it.
+    assert shown('caf\\xe9') == 'caf\\\\xe9'
+    assert shown('\x85\u2028') == '\\u0085\\u2028'
+    assert shown('plain caf\xe9') == 'plain caf\xe9'
+
+
+def test_long_class_lists_are_cut_in_messages():
+    names = ['n{:02}'.format(i) for i in range(12)]
+    assert console.few(names) == ', '.join(names[:10]) + \
+        ', and 2 more'
+    assert console.few(names[:3]) == 'n00, n01, n02'

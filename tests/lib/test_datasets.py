@@ -1,0 +1,128 @@
+"""datasets: class folders, list files, the split, the data report."""
+import io
+import os
+import sys
+
+import pytest
+from PIL import Image
+
+from googlenet_chainer import datasets, errors, labels, model_file
+from googlenet_chainer.devices import get_device
+from googlenet_chainer.inference import Predictor
+from googlenet_chainer.training import feature_cache
+
+from image_fixtures import PHOTO, make_classes
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_folders_named_with_control_characters_are_refused(tmp_path):
+    data = make_classes(tmp_path / 'd', {'a\nb': 1, 'c\x1b[2J': 1,
+                                         'plain': 1})
+    with pytest.raises(errors.UserError) as e:
+        datasets.read_folder(data)
+    assert str(e.value) == ('class folder {}/a\\nb has a control character '
+                            'in its name (\\n): rename it'.format(data))
+    os.rename(os.path.join(data, 'a\nb'), os.path.join(data, 'ab'))
+    with pytest.raises(errors.UserError) as e:
+        datasets.read_folder(data, ['ab', 'plain'])
+    assert str(e.value) == ('class folder {}/c\\x1b[2J has a control '
+                            'character in its name (\\x1b): rename it'
+                            .format(data))
+
+
+def test_a_folder_that_is_no_class_is_named_in_its_shown_form(tmp_path):
+    data = make_classes(tmp_path / 'd', {b'caf\xe9': 1})
+    with pytest.raises(errors.UserError) as e:
+        datasets.read_folder(data, ['ant', 'bee'])
+    assert str(e.value) == ("{}: folder 'caf\\xe9' is not one of the 2 "
+                            "training classes (ant, bee)".format(data))
+
+
+def test_list_file_with_bom_crlf_and_spaces(capsys, tmp_path):
+    data = make_classes(tmp_path / 'd', {'a': 2, 'b': 2})
+    os.rename(tmp_path / 'd' / 'a' / '0.png', tmp_path / 'd' / 'a' /
+              'my photo 0.png')
+    listing = tmp_path / 'l.txt'
+    listing.write_bytes('\ufeffa/my photo 0.png 0\r\na/1.png 0\r\n'
+                        'b/0.png 1\r\nb/1.png  1\r\n\r\n'.encode('utf-8'))
+    names = tmp_path / 'names.txt'
+    names.write_bytes(b'\xef\xbb\xbfant\r\nbig cat\r\n')
+    assert labels.read_labels(str(names)) == ['ant', 'big cat']
+    names.write_bytes('ant\r\ncaf\xe9\r\n'.encode('latin-1'))
+    with pytest.raises(errors.UserError) as e:
+        labels.read_labels(str(names))
+    assert str(e.value) == ('label file {} is not UTF-8 text (byte 0xe9 at '
+                            'offset 8): save it as UTF-8'.format(names))
+    got = datasets.read_dataset(str(listing), data).pairs
+    assert got == [(os.path.join(data, 'a/my photo 0.png'), 0),
+                   (os.path.join(data, 'a/1.png'), 0),
+                   (os.path.join(data, 'b/0.png'), 1),
+                   (os.path.join(data, 'b/1.png'), 1)]
+
+
+def test_an_image_in_two_classes_or_in_both_sets_is_warned_of(tmp_path):
+    for name in ('a.png', 'b.png', 'c.png'):
+        Image.new('RGB', (8, 8)).save(str(tmp_path / name))
+    (tmp_path / 'link.png').symlink_to(tmp_path / 'a.png')
+    a, b, c, link = (str(tmp_path / n) for n in
+                     ('a.png', 'b.png', 'c.png', 'link.png'))
+    lines = datasets.data_warnings(
+        [(a, 0), (link, 1), (b, 1), (c, 0)], [(b, 1)], ['x', 'y'], 2)
+    assert lines == [
+        '1 image is in more than one class (by file, links followed), e.g. '
+        '{}: each counts in every class it is in; check the folders or the '
+        'list'.format(a),
+        '1 validation image is also in the training set, e.g. {}: the '
+        'validation accuracy overstates what the model does on new '
+        'images'.format(b)]
+    assert datasets.data_warnings([(a, 0), (b, 1)], [(c, 0), (c, 1)],
+                                        ['x', 'y'], 2) == []
+
+
+def test_a_one_colour_image_is_left_out_of_training_with_its_reason(
+        tmp_path):
+    blank, photo = str(tmp_path / 'blank.png'), str(tmp_path / 'photo.png')
+    Image.new('RGB', (30, 20), (12, 34, 56)).save(blank)
+    Image.fromarray(PHOTO).save(photo)
+    good, bad = datasets.drop_unreadable([(blank, 0), (photo, 1)],
+                                               show=False)
+    assert good == [(photo, 1)]
+    assert bad == ['{}: one colour throughout (RGB 12, 34, 56): nothing to '
+                   'classify'.format(blank)]
+
+
+def test_progress_bars_only_on_a_terminal_and_never_with_no_progress(
+        capsys, tmp_path, monkeypatch, model_3):
+    data = make_classes(tmp_path / 'd', {'a': 3, 'b': 3})
+    pairs = datasets.read_folder(data).pairs
+    for stream, show, expect in ((Terminal(), True, True),
+                                 (Terminal(), False, False),
+                                 (io.StringIO(), True, False)):
+        monkeypatch.setattr(sys, 'stderr', stream)
+        datasets.drop_unreadable(pairs, show=show)
+        text = stream.getvalue()
+        assert ('checking images: 100%' in text and '6/6' in text
+                and 'image/s]' in text) == expect, text
+        if not expect:
+            assert text == ''
+    model, _ = model_file.load_model(model_3)
+    monkeypatch.setattr(sys, 'stderr', Terminal())
+    feature_cache.cached_features(
+        Predictor(model, get_device('@numpy')), pairs[:2],
+        str(tmp_path / 'f.npy'), 2, 0, 60)
+    text = sys.stderr.getvalue()
+    assert 'trunk features: 100%' in text and '2/2 [' in text
+    assert '<' in text  # elapsed<left
+
+
+def test_stratified_split_is_seeded_and_per_class():
+    pairs = [('{}{}'.format(c, i), c) for c in range(3) for i in range(20)]
+    train, val = datasets.stratified_split(pairs, 0.1, seed=3)
+    again = datasets.stratified_split(pairs, 0.1, seed=3)
+    assert (train, val) == again
+    assert sorted(label for _, label in val) == [0, 0, 1, 1, 2, 2]
+    assert len(train) == 54 and not set(train) & set(val)

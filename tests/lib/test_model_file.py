@@ -1,0 +1,58 @@
+"""model_file: loading a model this project wrote."""
+import numpy
+import pytest
+
+from googlenet_chainer import model_file
+from googlenet_chainer.errors import UserError
+
+
+def test_loading_takes_the_files_arrays_and_no_gradients(model_1000):
+    model, _ = model_file.load_model(model_1000)
+    with numpy.load(model_1000) as npz:
+        assert len(npz.files) == len(list(model.params()))
+        for name, param in model.namedparams():
+            assert numpy.array_equal(param.array, npz[name[1:]]), name
+            assert param.array.flags.writeable and param.grad is None
+
+
+@pytest.mark.parametrize('save', [numpy.savez, numpy.savez_compressed])
+def test_read_npz_gives_what_numpy_load_gives(tmp_path, rng, save):
+    path = str(tmp_path / 'a.npz')
+    arrays = {'a/W': rng.randn(3, 4, 5).astype(numpy.float32),
+              'b': numpy.arange(7, dtype=numpy.int64), 'empty': numpy.ones(0),
+              'class_names': numpy.array(['cat', 'dog house'])}
+    save(path, **arrays)
+    got = model_file.read_npz(path)
+    assert sorted(got) == sorted(arrays)
+    for name, array in arrays.items():
+        assert got[name].dtype == array.dtype, name
+        assert numpy.array_equal(got[name], array), name
+
+
+def test_a_truncated_or_incomplete_model_is_refused(tmp_path, model_1000):
+    with open(model_1000, 'rb') as f:
+        data = f.read()
+    cut = tmp_path / 'cut.model'
+    cut.write_bytes(data[:len(data) // 2] + data[-2000:])
+    with pytest.raises(UserError, match='cannot read model file'):
+        model_file.load_model(str(cut))
+    # One byte changed inside a weight: finite, the right size, wrong.
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x01
+    damaged = tmp_path / 'damaged.model'
+    damaged.write_bytes(bytes(flipped))
+    with pytest.raises(UserError, match='bad CRC-32, the file is damaged'):
+        model_file.load_model(str(damaged))
+    with numpy.load(model_1000) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    for edit in ('missing', 'shape'):
+        edited = dict(arrays)
+        if edit == 'missing':
+            del edited['inc4c/conv3/W']
+        else:
+            edited['inc4c/conv3/W'] = edited['inc4c/conv3/W'][:, :-1]
+        path = str(tmp_path / (edit + '.model'))
+        with open(path, 'wb') as f:
+            numpy.savez(f, **edited)
+        with pytest.raises(UserError, match='cannot read model file'):
+            model_file.load_model(path)
