@@ -38,13 +38,48 @@ def read_folder(root, class_names=None):
     The visible sub-folders are the classes (dot-folders and __MACOSX are
     not), each holding its images at any depth, as torchvision's
     ImageFolder finds them. A name that is not valid UTF-8 becomes its
-    decoded() form; a name with a control character, or two folders with
-    one decoded() name, is a UserError naming the folders. Without
-    ``class_names`` the sorted folder names are the classes; with them
-    (the training set's), each folder is labelled by its name's index
-    there; a folder whose name is not a class is a UserError naming it,
-    and classes without a folder have no images.
+    console.decoded() form.
+
+    Args:
+        root: the folder.
+        class_names: None, the sorted folder names being the classes; or
+            the training set's, each folder then labelled by its name's
+            index there (classes without a folder have no images).
+
+    Returns:
+        Data: the pairs in class order, then by path.
+
+    Raises:
+        UserError: root cannot be read, holds no class folders (naming the
+            images it holds if any), a folder's name has a control
+            character or makes the same class name as another's, a folder
+            is not one of ``class_names``, or a class folder has no images.
     """
+    folders, skipped = _class_folders(root)
+    names = _class_names(folders)
+    if class_names is None:
+        class_names = names
+    index = {name: i for i, name in enumerate(class_names)}
+    pairs = []
+    for entry, name in zip(folders, names):
+        if name not in index:
+            raise UserError('{}: folder \'{}\' is not one of the {} '
+                            'training classes ({})'.format(
+                                shown(root), shown(entry.name),
+                                len(class_names), few(class_names)))
+        images, left_out = list_images(entry.path, recursive=True)
+        for reason, n in left_out.items():
+            _count(skipped, reason, n)
+        if not images:
+            raise UserError('class folder {} has no images'.format(
+                shown(entry.path)))
+        pairs += [(path, index[name]) for path in images]
+    return Data(pairs, list(class_names), skipped)
+
+
+def _class_folders(root):
+    """(the visible sub-folders of root sorted by name, {reason: count} of
+    the entries left out); a folder without any is refused."""
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as e:
@@ -72,6 +107,12 @@ def read_folder(root, class_names=None):
             shown(root)))
     if loose:
         _count(skipped, 'outside the class folders', len(loose))
+    return folders, skipped
+
+
+def _class_names(folders):
+    """The class name of each folder; one with a control character, or two
+    that make one name, are refused."""
     names = [decoded(entry.name) for entry in folders]
     first = {}
     for entry, name in zip(folders, names):
@@ -87,24 +128,7 @@ def read_folder(root, class_names=None):
                             'one'.format(shown(first[name].path),
                                          shown(entry.path), name))
         first[name] = entry
-    if class_names is None:
-        class_names = names
-    index = {name: i for i, name in enumerate(class_names)}
-    pairs = []
-    for entry, name in zip(folders, names):
-        if name not in index:
-            raise UserError('{}: folder \'{}\' is not one of the {} '
-                            'training classes ({})'.format(
-                                shown(root), shown(entry.name),
-                                len(class_names), few(class_names)))
-        images, left_out = list_images(entry.path, recursive=True)
-        for reason, n in left_out.items():
-            _count(skipped, reason, n)
-        if not images:
-            raise UserError('class folder {} has no images'.format(
-                shown(entry.path)))
-        pairs += [(path, index[name]) for path in images]
-    return Data(pairs, list(class_names), skipped)
+    return names
 
 
 def read_list(path, root):

@@ -147,70 +147,40 @@ ONNX_KIND = (is_onnx_export, 'an ONNX model this project exported')
 
 
 def onnx_model(model, class_names):
-    """The deploy network as an onnx.ModelProto (opset 13).
+    """The deploy network as an ONNX model.
 
     Caffe's in-place layers become fresh ONNX values named after the layer;
     Dropout, an identity at inference, is left out; InnerProduct is Flatten
     then Gemm with the weights transposed (Caffe's and Chainer's W are
-    out x in). The class names (JSON list), the mean and the channel order
-    go into metadata_props.
+    out x in).
+
+    Args:
+        model: a tuned_googlenet.GoogLeNet.
+        class_names: its class names, in class order.
+
+    Returns:
+        onnx.ModelProto of opset OPSET: input ``data`` (float32 N x 3 x 224
+        x 224, BGR minus the mean), output ``prob`` (N x classes); the class
+        names (a JSON list), the mean and the channel order in
+        metadata_props.
+
+    Raises:
+        UserError: the onnx package is missing.
     """
     onnx, numpy_helper = _onnx()
     helper = onnx.helper
     nodes, initializers, current = [], [], {}
-
-    def value(blob):
-        return current.get(blob, blob)
-
     for spec in network_layers(model):
-        p = spec.params
-        inputs = [value(b) for b in spec.bottom]
-        output = spec.name
         if spec.link is not None:
             for suffix, param in (('_W', spec.link.W), ('_b', spec.link.b)):
                 initializers.append(numpy_helper.from_array(
                     numpy.asarray(param.array, numpy.float32),
                     spec.name + suffix))
-        weights = [spec.name + '_W', spec.name + '_b']
-        if spec.type == 'Input':
+        if spec.type in ('Input', 'Dropout'):
             continue
-        if spec.type == 'Convolution':
-            k, s, pad = p['kernel_size'], p['stride'], p['pad']
-            nodes.append(helper.make_node(
-                'Conv', inputs + weights, [output], name=spec.name,
-                kernel_shape=[k, k], strides=[s, s], pads=[pad] * 4))
-        elif spec.type == 'ReLU':
-            nodes.append(helper.make_node('Relu', inputs, [output],
-                                          name=spec.name))
-        elif spec.type == 'Pooling':
-            k, s, pad = p['kernel_size'], p['stride'], p['pad']
-            # Caffe rounds the output size up.
-            nodes.append(helper.make_node(
-                'MaxPool' if p['pool'] == 'MAX' else 'AveragePool', inputs,
-                [output], name=spec.name, kernel_shape=[k, k],
-                strides=[s, s], pads=[pad] * 4, ceil_mode=1))
-        elif spec.type == 'LRN':
-            nodes.append(helper.make_node(
-                'LRN', inputs, [output], name=spec.name,
-                size=p['local_size'], alpha=p['alpha'], beta=p['beta'],
-                bias=p['k']))
-        elif spec.type == 'Concat':
-            nodes.append(helper.make_node('Concat', inputs, [output],
-                                          name=spec.name, axis=p['axis']))
-        elif spec.type == 'Dropout':
-            continue
-        elif spec.type == 'InnerProduct':
-            flat = spec.name + '_flatten'
-            nodes += [helper.make_node('Flatten', inputs, [flat],
-                                       name=flat, axis=1),
-                      helper.make_node('Gemm', [flat] + weights, [output],
-                                       name=spec.name, transB=1)]
-        elif spec.type == 'Softmax':
-            nodes.append(helper.make_node('Softmax', inputs, [output],
-                                          name=spec.name, axis=p['axis']))
-        else:
-            raise ValueError('no ONNX form for a {} layer'.format(spec.type))
-        current[spec.top[0]] = output
+        nodes += _onnx_nodes(helper, spec,
+                             [current.get(b, b) for b in spec.bottom])
+        current[spec.top[0]] = spec.name
     graph = helper.make_graph(
         nodes, 'googlenet',
         [helper.make_tensor_value_info('data', onnx.TensorProto.FLOAT,
@@ -233,6 +203,44 @@ def onnx_model(model, class_names):
         'input_size': '{0}x{0}'.format(CROP),
     })
     return result
+
+
+def _onnx_nodes(helper, spec, inputs):
+    """The ONNX nodes of one Caffe layer (caffe_layers.Layer), reading
+    ``inputs`` and writing a value named after the layer."""
+    p, output, name = spec.params, [spec.name], spec.name
+    weights = [name + '_W', name + '_b']
+    if spec.type == 'Convolution':
+        k, s, pad = p['kernel_size'], p['stride'], p['pad']
+        return [helper.make_node(
+            'Conv', inputs + weights, output, name=name,
+            kernel_shape=[k, k], strides=[s, s], pads=[pad] * 4)]
+    if spec.type == 'ReLU':
+        return [helper.make_node('Relu', inputs, output, name=name)]
+    if spec.type == 'Pooling':
+        k, s, pad = p['kernel_size'], p['stride'], p['pad']
+        # Caffe rounds the output size up.
+        return [helper.make_node(
+            'MaxPool' if p['pool'] == 'MAX' else 'AveragePool', inputs,
+            output, name=name, kernel_shape=[k, k], strides=[s, s],
+            pads=[pad] * 4, ceil_mode=1)]
+    if spec.type == 'LRN':
+        return [helper.make_node(
+            'LRN', inputs, output, name=name, size=p['local_size'],
+            alpha=p['alpha'], beta=p['beta'], bias=p['k'])]
+    if spec.type == 'Concat':
+        return [helper.make_node('Concat', inputs, output, name=name,
+                                 axis=p['axis'])]
+    if spec.type == 'InnerProduct':
+        flat = name + '_flatten'
+        return [helper.make_node('Flatten', inputs, [flat], name=flat,
+                                 axis=1),
+                helper.make_node('Gemm', [flat] + weights, output, name=name,
+                                 transB=1)]
+    if spec.type == 'Softmax':
+        return [helper.make_node('Softmax', inputs, output, name=name,
+                                 axis=p['axis'])]
+    raise ValueError('no ONNX form for a {} layer'.format(spec.type))
 
 
 def export_onnx(model, path, class_names):

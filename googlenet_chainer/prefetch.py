@@ -13,85 +13,91 @@ def usable_cores():
 
 
 def prefetch(function, items, ahead=2, workers=1):
-    """Yields (item, future of function(item)) for each item, in order.
+    """Runs function over items in threads, ahead of the caller.
 
     ``workers`` daemon threads work through the items ahead of the caller,
     at most ``ahead`` results waiting beyond those in progress, so that
     decoding and resizing (Pillow and numpy release the GIL) overlap with
     what the caller does meanwhile (the forward pass), and with each other
-    where one thread's decoding is slower than the forward pass.
-    ``future.result()`` returns the result or raises what function raised.
-    Closing the generator early (an error, Ctrl-C) stops the threads after
-    their current items; being daemons they never hold up the process's
-    exit.
+    where one thread's decoding is slower than the forward pass. The
+    threads start at once, not at the first ``next()``: the first images
+    decode while the caller still loads its model. Being daemons they never
+    hold up the process's exit.
 
-    The threads start at once, not at the first ``next()``: the first
-    images decode while the caller still loads its model. The result is
-    an iterator whose ``close()`` (or the end of a with block) stops them,
-    whether or not it was iterated.
+    Args:
+        function: item -> result; whatever it raises is kept for the
+            caller (``future.result()`` raises it).
+        items: an iterable, read by the threads one item at a time.
+        ahead, workers: as above.
+
+    Returns:
+        An iterator of (item, a done concurrent.futures.Future of
+        function(item)), in the items' order. Its ``close()`` (or the end of
+        a with block) stops the threads after their current items, whether
+        or not it was iterated, as does an exception out of it (Ctrl-C).
     """
-    items = iter(items)
-    workers = max(1, workers)
-    taking = threading.Lock()
-    # One slot per item taken and not yet handed to the caller.
-    slots = threading.Semaphore(max(1, ahead) + workers)
-    arrived = threading.Condition()
-    finished = {}
-    state = {'taken': 0, 'total': None}
-    stop = threading.Event()
-
-    def work():
-        while not stop.is_set():
-            # Polled: a closed generator releases no more slots.
-            if not slots.acquire(timeout=0.1):
-                continue
-            with taking:
-                if state['total'] is not None:
-                    return
-                index = state['taken']
-                try:
-                    item = next(items)
-                except StopIteration:
-                    with arrived:
-                        state['total'] = index
-                        arrived.notify_all()
-                    return
-                state['taken'] += 1
-            future = concurrent.futures.Future()
-            try:
-                future.set_result(function(item))
-            except BaseException as e:  # the caller decides what it means
-                future.set_exception(e)
-            with arrived:
-                finished[index] = (item, future)
-                arrived.notify_all()
-
-    def in_order():
-        index = 0
-        while True:
-            with arrived:
-                # Polled: Ctrl-C's signal may reach a prefetching thread,
-                # and a main thread in an untimed wait would never see it.
-                while index not in finished and index != state['total']:
-                    arrived.wait(timeout=0.1)
-                if index == state['total']:
-                    return
-                entry = finished.pop(index)
-            slots.release()
-            index += 1
-            yield entry
-
-    for _ in range(workers):
-        threading.Thread(target=work, name='prefetch', daemon=True).start()
-    return _Prefetched(in_order(), stop)
+    return _Prefetched(function, iter(items), max(1, ahead), max(1, workers))
 
 
 class _Prefetched:
-    """prefetch's iterator: close() stops its threads even before the
-    first next(), which a generator's own close() would not."""
+    """prefetch's iterator and the state its threads share."""
 
-    def __init__(self, generator, stop):
-        self._generator, self._stop = generator, stop
+    def __init__(self, function, items, ahead, workers):
+        self._function = function
+        self._items = items
+        self._taking = threading.Lock()
+        # One slot per item taken and not yet handed to the caller.
+        self._slots = threading.Semaphore(ahead + workers)
+        self._arrived = threading.Condition()
+        self._finished = {}
+        self._taken = 0
+        self._total = None
+        self._stop = threading.Event()
+        self._generator = self._in_order()
+        for _ in range(workers):
+            threading.Thread(target=self._work, name='prefetch',
+                             daemon=True).start()
+
+    def _work(self):
+        while not self._stop.is_set():
+            # Polled: a closed iterator releases no more slots.
+            if not self._slots.acquire(timeout=0.1):
+                continue
+            with self._taking:
+                if self._total is not None:
+                    return
+                index = self._taken
+                try:
+                    item = next(self._items)
+                except StopIteration:
+                    with self._arrived:
+                        self._total = index
+                        self._arrived.notify_all()
+                    return
+                self._taken += 1
+            future = concurrent.futures.Future()
+            try:
+                future.set_result(self._function(item))
+            except BaseException as e:  # the caller decides what it means
+                future.set_exception(e)
+            with self._arrived:
+                self._finished[index] = (item, future)
+                self._arrived.notify_all()
+
+    def _in_order(self):
+        index = 0
+        while True:
+            with self._arrived:
+                # Polled: Ctrl-C's signal may reach a prefetching thread,
+                # and a main thread in an untimed wait would never see it.
+                while index not in self._finished and index != self._total:
+                    self._arrived.wait(timeout=0.1)
+                if index == self._total:
+                    return
+                entry = self._finished.pop(index)
+            self._slots.release()
+            index += 1
+            yield entry
 
     def __iter__(self):
         return self

@@ -72,18 +72,61 @@ def balanced_class_weight(labels, n_classes):
 
 
 def prepare_data(args, n_classes):
-    """Reads, checks, splits and reports the data; returns the sets, the
-    class names and a line per file left out ('PATH: why').
+    """Reads, checks, splits and reports the run's data.
 
-    The validation split is drawn from the readable images. A training set
-    smaller than the batch lowers args.batchsize to its size.
+    The validation split (without --val) is drawn from the readable
+    images. A training set smaller than the batch lowers args.batchsize to
+    its size.
+
+    Args:
+        args: train_googlenet.py's options (--train, --val, --val-ratio,
+            --root, --labels, --max-pixels, --seed, --batchsize,
+            --no-progress).
+        n_classes: the model's classes.
+
+    Returns:
+        (training [(path, label)], validation [(path, label)], the class
+        names, 'PATH: why' of each file left out).
+
+    Raises:
+        UserError: data that cannot train the model, naming why (one
+            class, a count other than the model's, labels out of range, a
+            class whose every image is unreadable, nothing to validate on).
     """
     if not 0 < args.val_ratio < 1:
         raise UserError('--val-ratio must lie strictly between 0 and 1, got '
                         '{:g}'.format(args.val_ratio))
+    train, class_names = _training_set(args, n_classes)
+    val = read_dataset(args.val, args.root, class_names) if args.val else None
+    if val is not None:
+        check_labels(val.pairs, n_classes, args.val)
+    show = not args.no_progress
+    pairs, bad_train = drop_unreadable(train.pairs, args.max_pixels, show,
+                                       'checking training images')
+    if val is not None:
+        val_pairs, bad_val = drop_unreadable(val.pairs, args.max_pixels, show,
+                                             'checking validation images')
+    else:
+        pairs, val_pairs = stratified_split(pairs, args.val_ratio, args.seed)
+        bad_val = []
+    print_report('training set', pairs, class_names, bad_train,
+                 train.skipped)
+    print_report('validation set', val_pairs, class_names, bad_val,
+                 val.skipped if val is not None else None)
+    _check_what_is_left(args, train.pairs, pairs, val_pairs, val is None,
+                        class_names)
+    for line in data_warnings(pairs, val_pairs, class_names,
+                              args.batchsize):
+        print('warning: {}'.format(line))
+    args.batchsize = min(args.batchsize, len(pairs))
+    return pairs, val_pairs, class_names, bad_train + bad_val
+
+
+def _training_set(args, n_classes):
+    """(--train's Data, its class names: the folders', --labels' or the
+    label numbers), checked against the model's classes."""
     train = read_dataset(args.train, args.root)
-    pairs = train.pairs
-    if len({label for _, label in pairs}) < 2:
+    if len({label for _, label in train.pairs}) < 2:
         raise UserError('{} has a single class; fine-tuning a classifier '
                         'needs at least two'.format(args.train))
     class_names = train.class_names
@@ -100,44 +143,27 @@ def prepare_data(args, n_classes):
                             args.labels if train.class_names is None
                             else args.train, len(class_names), n_classes,
                             len(class_names)))
-    check_labels(pairs, n_classes, args.train)
-    val = read_dataset(args.val, args.root, class_names) if args.val else None
-    if val is not None:
-        check_labels(val.pairs, n_classes, args.val)
-    show = not args.no_progress
-    given = {label for _, label in pairs}
-    pairs, bad_train = drop_unreadable(pairs, args.max_pixels, show,
-                                       'checking training images')
-    if val is not None:
-        val_pairs, bad_val = drop_unreadable(val.pairs, args.max_pixels, show,
-                                             'checking validation images')
-    else:
-        pairs, val_pairs = stratified_split(pairs, args.val_ratio, args.seed)
-        bad_val = []
-    print_report('training set', pairs, class_names, bad_train,
-                 train.skipped)
-    print_report('validation set', val_pairs, class_names, bad_val,
-                 val.skipped if val is not None else None)
-    # As a class folder without images is refused: the model could never
-    # predict a class it saw no image of.
+    check_labels(train.pairs, n_classes, args.train)
+    return train, class_names
+
+
+def _check_what_is_left(args, given, pairs, val_pairs, split, class_names):
+    """Refuses a run whose readable images leave a class of ``given``
+    without any (the model could never predict it, as with an empty class
+    folder), or nothing to train or validate on."""
     kept = {label for _, label in pairs}
-    if val is None:  # split from the readable images
+    if split:  # the validation set was split from the readable images
         kept |= {label for _, label in val_pairs}
-    lost = sorted(given - kept)
+    lost = sorted({label for _, label in given} - kept)
     if lost and pairs:
         raise UserError('class {} has images but none of them could be used '
                         '(each is listed above): the model could never '
                         'predict it; replace them, or remove the class'
                         .format(class_names[lost[0]]))
-    if pairs and not val_pairs and val is None:
+    if pairs and not val_pairs and split:
         raise UserError('no class of {} has two readable images, so none can '
                         'be held out for validation: add images, or give '
                         '--val'.format(args.train))
     if not pairs or not val_pairs:
         raise UserError('no readable images left in the {} set'.format(
             'training' if not pairs else 'validation'))
-    for line in data_warnings(pairs, val_pairs, class_names,
-                              args.batchsize):
-        print('warning: {}'.format(line))
-    args.batchsize = min(args.batchsize, len(pairs))
-    return pairs, val_pairs, class_names, bad_train + bad_val

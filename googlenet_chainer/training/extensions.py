@@ -7,13 +7,14 @@ import os
 import numpy
 
 from googlenet_chainer.compat import chainer
+from chainer import training
+from chainer.training import extensions
+
+from googlenet_chainer import plots
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.interrupts import raise_if_interrupted
 from googlenet_chainer.model_file import save_model
-from googlenet_chainer.plots import plot_log
 from googlenet_chainer.training.snapshots import snapshot_files
-from chainer import training
-from chainer.training import extensions
 
 
 class SaveBest(training.Extension):
@@ -29,8 +30,7 @@ class SaveBest(training.Extension):
         # Trained now: loss3, and the aux heads unless --aux-heads off.
         untrained = [name for name in model.untrained_heads
                      if name != 'loss3_fc' and not model.aux_heads]
-        save_model(self.path, model, self.class_names,
-                                   untrained)
+        save_model(self.path, model, self.class_names, untrained)
 
 
 class KeepSnapshots(training.Extension):
@@ -185,7 +185,7 @@ class PlotLog(training.Extension):
     def __call__(self, trainer):
         log = trainer.get_extension('LogReport').log
         for name, keys in self.PLOTS.items():
-            plot_log(log, keys, os.path.join(trainer.out, name))
+            plots.plot_log(log, keys, os.path.join(trainer.out, name))
 
 
 @training.make_extension(trigger=(1, 'iteration'),

@@ -254,7 +254,7 @@ def test_resumed_run_equals_an_uninterrupted_one_and_its_plots_the_log(
     def record(log, keys, path):
         plotted[os.path.basename(path)] = plots.plot_curves(
             log, keys)
-    monkeypatch.setattr(extensions, 'plot_log', record)
+    monkeypatch.setattr(plots, 'plot_log', record)
     common = ['--epoch', '3', '--snapshot-interval', '2 iteration',
               '--keep-snapshots', '9']
     assert cached_run(tmp_path / 'a', *common) == 0
