@@ -75,14 +75,14 @@ def classify(args, comm=Single()):
             lambda labels: load_model(model_path, classify=True)[0])
         device = get_device(args.device, comm)
         model.to_device(device)
-        mine = outcomes(Predictor(model, device, 10 if args.oversample else 1),
+        own = outcomes(Predictor(model, device, 10 if args.oversample else 1),
                         ahead, args.batchsize, labels, args.top,
                         pool5=bool(args.features))
         if comm.rank:
-            comm.gather(list(mine))
+            comm.gather(list(own))
         # Rank 0's verdict, exit code or error, is every rank's.
         return on_root(comm, lambda: report(args, labels, itertools.chain(
-            mine, others(comm))))
+            own, others(comm))))
 
 
 def load_with_labels(model_path, label_file):

@@ -62,7 +62,7 @@ def progress(iterable, description, enabled=True, total=None):
                 file=sys.stderr, disable=None if enabled else True)
 
 
-def few(names, n=10):
+def first_names(names, n=10):
     """Up to n names joined, and how many more: a 1000-class model's list
     would fill a screen."""
     more = len(names) - n

@@ -13,7 +13,7 @@ import re
 
 import numpy
 
-from googlenet_chainer.console import controls_in, decoded, few, progress, shown
+from googlenet_chainer.console import controls_in, decoded, first_names, progress, shown
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.images import (DEFAULT_MAX_PIXELS, image_suffixes,
                                       is_hidden, is_image, list_images,
@@ -66,7 +66,7 @@ def read_folder(root, class_names=None):
             raise UserError('{}: folder \'{}\' is not one of the {} '
                             'training classes ({})'.format(
                                 shown(root), shown(entry.name),
-                                len(class_names), few(class_names)))
+                                len(class_names), first_names(class_names)))
         images, left_out = list_images(entry.path, recursive=True)
         for reason, n in left_out.items():
             _count(skipped, reason, n)

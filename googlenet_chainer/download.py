@@ -195,7 +195,7 @@ def download_file(url, dest, sha1=None, progress=True,
             raise
         response = None
     if response is not None:
-        _receive(response, part, offset, os.path.basename(dest), progress,
+        _append_body(response, part, offset, os.path.basename(dest), progress,
                  stall_timeout)
     with open(part, 'rb') as f:
         head = f.read(512)
@@ -215,7 +215,7 @@ def download_file(url, dest, sha1=None, progress=True,
     os.replace(part, dest)
 
 
-def _receive(response, part, offset, name, progress, stall_timeout):
+def _append_body(response, part, offset, name, progress, stall_timeout):
     with response:
         if response.status_code != 206:
             offset = 0  # the server ignored the range: start afresh

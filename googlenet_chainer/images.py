@@ -41,7 +41,7 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
     Images over ``max_pixels`` (width x height) are refused before they
     are decoded; so are modes without an honest RGB reading (LAB, 32-bit
     integers, premultiplied La), by name, and images with nothing in them
-    to classify (check_content). Every failure is a UserError.
+    to classify (_check_content). Every failure is a UserError.
     """
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     if isinstance(source, str):
@@ -99,7 +99,7 @@ def _check_jpeg_end(image):
     in the pixels tells that from a picture that really ends in that grey,
     so the message says both; a band matched by one about as tall at the
     top (letterboxing) is taken for content, as is an image grey throughout
-    (check_content's case). The last MCU row (8 or 16 pixel rows) is read
+    (_check_content's case). The last MCU row (8 or 16 pixel rows) is read
     first; the whole image only when it is grey.
     """
     # Pillow names a JPEG with an MPF segment of several images (many

@@ -124,13 +124,13 @@ def cached_features(predictor, pairs, path, batchsize, loaderjob,
         comm, lambda: _open(cache, len(pairs), views))
     cache.attach()
     pending = cache.pending()
-    mine = pending[comm.rank::comm.size]
+    own = pending[comm.rank::comm.size]
     iterator = make_iterator(ViewDataset(
-        [pairs[j] for i in mine for j in range(*cache.rows(i))], views,
+        [pairs[j] for i in own for j in range(*cache.rows(i))], views,
         max_pixels), cache.block, loaderjob, loader_timeout,
-        repeat=False) if mine else None
+        repeat=False) if own else None
     try:
-        _fill(cache, predictor, iterator, pending, mine, aux, comm, show)
+        _fill(cache, predictor, iterator, pending, own, aux, comm, show)
     finally:
         if iterator is not None:
             iterator.finalize()
@@ -149,8 +149,8 @@ def _open(cache, images, views):
     return cache.block, cache.blocks
 
 
-def _fill(cache, predictor, iterator, pending, mine, aux, comm, show):
-    """Computes this rank's blocks (``mine``) of those ``pending``, one a
+def _fill(cache, predictor, iterator, pending, own, aux, comm, show):
+    """Computes this rank's blocks (``own``) of those ``pending``, one a
     round on each rank, rank 0 committing each round's digests."""
     def rows(blocks):
         return sum(cache.rows(i)[1] - cache.rows(i)[0] for i in blocks)
@@ -159,9 +159,9 @@ def _fill(cache, predictor, iterator, pending, mine, aux, comm, show):
                   total=rows(pending)) as bar:
         for step in range(-(-len(pending) // comm.size)):
             written = {}
-            if step < len(mine):
-                written[mine[step]] = cache.write(
-                    mine[step], predictor.trunk_features(next(iterator),
+            if step < len(own):
+                written[own[step]] = cache.write(
+                    own[step], predictor.trunk_features(next(iterator),
                                                          aux))
             gathered = comm.gather(written)
             if not comm.rank:

@@ -66,7 +66,7 @@ def _load_example(index):
     return path
 
 
-def _receive(path):
+def _read_spooled(path):
     with open(path, 'rb') as f:
         example = pickle.load(f)
     os.unlink(path)
@@ -156,7 +156,7 @@ class LoaderIterator(chainer.iterators.SerialIterator):
             try:
                 if futures is None:
                     raise concurrent.futures.process.BrokenProcessPool
-                return [_receive(future.result(max(
+                return [_read_spooled(future.result(max(
                     0, deadline - time.monotonic()))) for future in futures]
             except concurrent.futures.process.BrokenProcessPool:
                 cause = self._stop(broken=True)

@@ -63,7 +63,7 @@ def plan_run(args, processes=1):
 
 
 def _plan(args, processes):
-    output, taken = prepare_out_folder(args)
+    output, run_files = prepare_out_folder(args)
     freeze_until = tuned_googlenet.parse_freeze_until(args.freeze_until)
     if args.cache_features and freeze_until != 'inc5b':
         raise UserError('--cache-features needs the whole trunk frozen '
@@ -78,7 +78,7 @@ def _plan(args, processes):
         args, model.n_classes)
     config = run_config(args, freeze_until, class_names, pairs, val_pairs,
                         processes)
-    snapshot = snapshot_to_resume(args, config, taken)
+    snapshot = snapshot_to_resume(args, config, run_files)
     cache = (2 * len(pairs) + len(val_pairs)) * feature_size(
         args.aux_heads == 'on') * 4 if args.cache_features else 0
     check_disk_space(args.out, (args.keep_snapshots + 1) * snapshot_bytes(
@@ -114,11 +114,11 @@ def prepare_out_folder(args):
             output))
     check_writable(os.path.dirname(os.path.abspath(output)), '--output')
     check_output_path(output, [args.model], '--output', kind=MODEL_KIND)
-    taken = [name for name in os.listdir(out)
+    run_files = [name for name in os.listdir(out)
              if SNAPSHOT_PATTERN.match(name) or name == 'log'
              or os.path.join(out, name) == output]
     remove_strays(out)
-    return output, taken
+    return output, run_files
 
 
 def remove_strays(out):
@@ -134,7 +134,7 @@ def remove_strays(out):
             print('removed {}, left by an interrupted run'.format(path))
 
 
-def snapshot_to_resume(args, config, taken):
+def snapshot_to_resume(args, config, run_files):
     """The snapshot --resume names (checked against config), or None for a
     new run; UserError when --out holds another run.
 
@@ -144,7 +144,7 @@ def snapshot_to_resume(args, config, taken):
     nothing a resume could have kept.
     """
     out = args.out
-    if not snapshot_files(out) and (taken or args.resume == 'latest'):
+    if not snapshot_files(out) and (run_files or args.resume == 'latest'):
         try:
             with open(os.path.join(out, RUN_CONFIG)) as f:
                 same = not config_difference(json.load(f), config)
@@ -155,10 +155,10 @@ def snapshot_to_resume(args, config, taken):
                   'starting it from the beginning'.format(out))
             return None
     if not args.resume:
-        if taken:
+        if run_files:
             raise UserError('{} holds another training run ({}): continue '
                             'it with --resume latest, or pass another --out'
-                            .format(out, ', '.join(sorted(taken)[:3])))
+                            .format(out, ', '.join(sorted(run_files)[:3])))
         return None
     snapshot = latest_snapshot(out) if args.resume == 'latest' else \
         args.resume

@@ -18,6 +18,6 @@ def test_shown_escapes_controls_and_backslashes_one_way():
 
 def test_long_class_lists_are_cut_in_messages():
     names = ['n{:02}'.format(i) for i in range(12)]
-    assert console.few(names) == ', '.join(names[:10]) + \
+    assert console.first_names(names) == ', '.join(names[:10]) + \
         ', and 2 more'
-    assert console.few(names[:3]) == 'n00, n01, n02'
+    assert console.first_names(names[:3]) == 'n00, n01, n02'
