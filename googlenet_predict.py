@@ -76,8 +76,8 @@ def classify(args, comm=Single()):
         device = get_device(args.device, comm)
         model.to_device(device)
         own = outcomes(Predictor(model, device, 10 if args.oversample else 1),
-                        ahead, args.batchsize, labels, args.top,
-                        pool5=bool(args.features))
+                       ahead, args.batchsize, labels, args.top,
+                       pool5=bool(args.features))
         if comm.rank:
             comm.gather(list(own))
         # Rank 0's verdict, exit code or error, is every rank's.
