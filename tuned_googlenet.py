@@ -1,4 +1,4 @@
-"""BVLC GoogLeNet as a Chainer Chain, with replaceable heads and a frozen trunk.
+"""BVLC GoogLeNet as a Chainer Chain: replaceable heads, a frozen trunk.
 
 The original workflow: set N_CLASSES below to the number of classes of your
 own data set, run ``convert_caffe_model.py`` (which copies the pretrained
@@ -48,7 +48,14 @@ DEFAULT_FREEZE_UNTIL = 'inc5b'
 
 
 def parse_freeze_until(value):
-    """Maps the command-line spelling of the cut to a TRUNK name or None."""
+    """Returns the TRUNK name of the command line's freeze cut, or None.
+
+    Args:
+        value: None, 'none' (any case: nothing frozen) or a TRUNK name.
+
+    Raises:
+        UserError: value is none of those.
+    """
     if value is None or value.lower() == 'none':
         return None
     if value not in TRUNK:
@@ -60,8 +67,10 @@ def parse_freeze_until(value):
 class Inception(chainer.Chain):
     """An Inception module whose links are named like chainer.links.Inception.
 
-    ``conv(in_channels, out_channels, ksize, pad=...)`` makes its links
-    (link_makers).
+    Args:
+        in_channels, out1, proj3, out3, proj5, out5, proj_pool: channels of
+            its input and of its links' outputs, as INCEPTION lists them.
+        conv: makes its links: conv(in_channels, out_channels, ksize, pad=...).
     """
 
     def __init__(self, in_channels, out1, proj3, out3, proj5, out5, proj_pool,
@@ -129,16 +138,18 @@ class _Unfilled(initializer.Initializer):
 
 
 def link_makers(initialize=True):
-    """(conv, linear): callables with L.Convolution2D's and L.Linear's
-    arguments (input size first) that make those links.
+    """Returns (conv, linear), the makers of the Chain's links.
 
-    With ``initialize``, weights are drawn as Caffe's "xavier" filler does
-    (LeCun's uniform in Chainer's terms) and biases are zero. Without, a
-    file is loaded next and replaces every array, so none is filled (13 M
-    random draws cost 0.1 s; a fill's page faults alone 0.08 s) and no
-    gradient array is made: Chainer would give each parameter a NaN one as
-    large as itself, 53 MB that prediction never uses and that training's
-    first update replaces.
+    Each takes L.Convolution2D's or L.Linear's arguments, input size first.
+
+    Args:
+        initialize: draw the weights as Caffe's "xavier" filler does
+            (LeCun's uniform in Chainer's terms), biases zero. False when a
+            file is loaded next and replaces every array: none is filled
+            (13 M random draws cost 0.1 s; a fill's page faults alone
+            0.08 s) and no gradient array is made (Chainer would give each
+            parameter a NaN one as large as itself, 53 MB that prediction
+            never uses and that training's first update replaces).
     """
     if initialize:
         w = initializers.LeCunUniform(scale=1.0)
@@ -161,19 +172,22 @@ def link_makers(initialize=True):
 class GoogLeNet(chainer.Chain):
     """bvlc_googlenet with three loss heads and a frozen trunk.
 
-    ``model(x, t)`` returns the training loss
-    ``(loss1 + loss2) * 0.3 + loss3`` and reports its parts;
-    ``model.predict(x)`` returns the loss3 branch's class probabilities.
-    The stages up to and including ``freeze_until`` run under
-    ``no_backprop_mode``, so the graph is cut there; ``freeze_trunk`` keeps
-    their parameters out of the optimizer's updates. ``class_weight``
-    (None, or an array of n_classes on the model's device) weights each
-    class's examples in the three losses, as softmax_cross_entropy does.
-    ``initialize=False`` leaves the weight arrays unfilled (numpy.empty)
-    for load_model, which replaces every one with the file's.
-    ``aux_heads = False`` trains loss3 alone: the aux heads are neither
-    computed nor updated (with the trunk frozen they do not change what
-    loss3's classifier learns) and keep their weights.
+    ``class_weight`` (None, or an array of n_classes on the model's device)
+    weights each class's examples in the three losses, as softmax_cross_entropy
+    does. ``aux_heads = False`` trains loss3 alone: the aux heads are neither
+    computed nor updated (with the trunk frozen they do not change what loss3's
+    classifier learns) and keep their weights.
+
+    Args:
+        n_classes: classes of the heads, 2 to MAX_CLASSES; None: N_CLASSES.
+        freeze_until: None, or the last frozen TRUNK stage: those up to it
+            run under no_backprop_mode, and freeze_trunk stops their updates.
+        initialize: False leaves the weight arrays unfilled (numpy.empty)
+            for load_model, which replaces every one with the file's.
+
+    Raises:
+        UserError: n_classes is below 2 or above MAX_CLASSES.
+        ValueError: freeze_until is neither None nor in TRUNK.
     """
 
     aux_heads = True
@@ -213,6 +227,7 @@ class GoogLeNet(chainer.Chain):
 
     @property
     def frozen_stages(self):
+        """The TRUNK stages up to freeze_until, in order; () for none."""
         if self.freeze_until is None:
             return ()
         return TRUNK[:TRUNK.index(self.freeze_until) + 1]
@@ -320,14 +335,15 @@ class GoogLeNet(chainer.Chain):
             name = TRUNK[i]
             ops.reuse_kernels = i < frozen
             h = self._stage(name, h, ops)
-            if aux and name in AUX_TAPS:
-                taps.setdefault(name, []).append(fast_ops.average_pool(h, 5, 3))
-            if name == 'inc5b':
-                taps.setdefault(name, []).append(fast_ops.average_pool(h, 7, 1))
+            pool = (5, 3) if aux and name in AUX_TAPS else (
+                (7, 1) if name == 'inc5b' else None)
+            if pool:
+                taps.setdefault(name, []).append(
+                    fast_ops.average_pool(h, *pool))
         return h
 
     def serialize(self, serializer):
-        # Loading overwrites the weights in place: drop their GEMM layouts.
+        """Also drops the GEMM layouts: loading overwrites W in place."""
         self._fast_kernels.clear()
         super().serialize(serializer)
 
@@ -341,8 +357,8 @@ class GoogLeNet(chainer.Chain):
         return self.loss3_fc(F.dropout(pool5, 0.4))
 
     def loss_from_features(self, aux1, aux2, pool5, t):
-        """The training loss of the three heads on the trunk's features,
-        or loss3 alone when aux1 and aux2 are None."""
+        """The training loss ``(loss1 + loss2) * 0.3 + loss3`` on the features
+        (loss3 alone when aux1 and aux2 are None); reports its parts."""
         weight = self.class_weight
         y = self._main_head(pool5)
         loss3 = F.softmax_cross_entropy(y, t, class_weight=weight)
@@ -372,11 +388,13 @@ class GoogLeNet(chainer.Chain):
         return self.loss_from_features(*features, t)
 
     def predict(self, x):
-        """Class probabilities of the loss3 branch, as an array."""
+        """loss3's class probabilities, an N x n_classes array; train off."""
         with chainer.no_backprop_mode(), chainer.using_config('train', False):
             return self.probabilities_from_pool5(
                 self.features(x, aux=False)[2])
 
     def probabilities_from_pool5(self, pool5):
+        """loss3's probabilities of pool5 rows (N x 1024 x 1 x 1), an array;
+        its dropout runs unless chainer.config.train is off, as in predict."""
         return F.softmax(self._main_head(pool5)).array
 

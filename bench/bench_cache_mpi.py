@@ -106,7 +106,7 @@ def main():
     grown = (runs[large]['peak_kb'][0] - runs[small]['peak_kb'][0]) / 1024
     print('peak RSS grew by {:.0f} MB from {} to {} images (a cache in '
           'memory: {:.0f} MB more)'.format(grown, small, large,
-                                          (large - small) * 70656 / 2**20))
+                                           (large - small) * 70656 / 2**20))
     print('{:5d} images, 2 ranks:   peak RSS {} MB, extraction {:6.1f} s '
           '(CPU {} s)'.format(small, ' and '.join(
               '{:.0f}'.format(kb / 1024) for kb in two['peak_kb']),

@@ -23,12 +23,21 @@ LRN = {'local_size': 5, 'alpha': 1e-4, 'beta': 0.75, 'k': 1.0}
 # OpenCV reshape the input blob to whatever batch they are given.
 DEPLOY_BATCH = 10
 Layer = collections.namedtuple('Layer', 'name type bottom top params link')
-Layer.__doc__ = """One Caffe layer: its name, type, bottoms and tops (blob
-names), the type's parameters (a dict) and the Chainer link holding its
-weights (None for a layer without)."""
+Layer.__doc__ = """One Caffe layer, as network_layers lists them.
+
+Args:
+    name: the layer's name, as in BVLC's files.
+    type: Caffe's layer type ('Convolution', 'Pooling', 'ReLU', ...).
+    bottom: the names of the blobs it reads.
+    top: the names of the blobs it writes (its bottom for an in-place
+        ReLU or Dropout).
+    params: the type's parameters, a dict.
+    link: the Chainer link holding its weights; None for a layer without.
+"""
 
 
 def _layer_map():
+    """LAYER_MAP's table, built from INCEPTION_BRANCHES and the heads."""
     names = {'conv1/7x7_s2': 'conv1', 'conv2/3x3_reduce': 'conv2_reduce',
              'conv2/3x3': 'conv2'}
     for stage in tuned_googlenet.INCEPTION:
@@ -48,8 +57,18 @@ LAYER_MAP = _layer_map()
 
 
 def link_of(model, caffe_name):
-    """The link of ``model`` that holds the weights of Caffe layer
-    ``caffe_name`` (a key of LAYER_MAP)."""
+    """The link of ``model`` that holds a Caffe layer's weights.
+
+    Args:
+        model: a tuned_googlenet.GoogLeNet.
+        caffe_name: a key of LAYER_MAP, such as ``inception_3a/1x1``.
+
+    Returns:
+        The chainer.links.Convolution2D or Linear at LAYER_MAP's path.
+
+    Raises:
+        KeyError: caffe_name is not in LAYER_MAP.
+    """
     return functools.reduce(getattr, LAYER_MAP[caffe_name].split('/'), model)
 
 
@@ -68,27 +87,34 @@ def _conv(model, name, bottom, relu_name):
 
 
 def _pool(name, bottom, method, kernel, stride, pad=0):
+    """A Pooling layer, ``method`` 'MAX' or 'AVE'."""
     return Layer(name, 'Pooling', [bottom], [name],
                  {'pool': method, 'kernel_size': kernel, 'stride': stride,
                   'pad': pad}, None)
 
 
 def _lrn(name, bottom):
+    """An LRN layer with BVLC's parameters (LRN)."""
     return Layer(name, 'LRN', [bottom], [name], dict(LRN), None)
 
 
 def _inner_product(model, name, bottom):
+    """An InnerProduct layer, its num_output read off the link."""
     link = link_of(model, name)
     return Layer(name, 'InnerProduct', [bottom], [name],
                  {'num_output': link.W.shape[0]}, link)
 
 
 def _dropout(name, blob, ratio):
+    """A Dropout layer, in place on ``blob``."""
     return Layer(name, 'Dropout', [blob], [blob], {'dropout_ratio': ratio},
                  None)
 
 
 def _inception(model, stage, bottom):
+    """The layers of one Inception module (``stage`` a key of
+    tuned_googlenet.INCEPTION), in the order they run, up to its Concat
+    ``output``."""
     prefix = 'inception_{}/'.format(stage[3:])
     layers = []
     for branch in ('1x1', '3x3_reduce', '3x3', '5x5_reduce', '5x5'):

@@ -18,16 +18,18 @@ from googlenet_chainer.model_file import MODEL_KIND, save_model
 
 
 def read_caffemodel(path):
-    """Returns {layer name: [arrays]} of the layers that carry blobs.
+    """Returns {layer name: [float32 arrays]} of the layers with blobs.
 
-    Arrays keep the shape the file declares: BlobShape where present, else
-    the legacy (num, channels, height, width). Raises UserError for a file
-    that is not a regular file, not a caffemodel, truncated, holds both
-    ``layer`` and ``layers`` (Caffe's UpgradeNetAsNeeded refuses that too),
-    or holds NaN or infinite values (naming the layer).
+    Args:
+        path: a caffemodel; the arrays keep the shapes it declares
+            (BlobShape, else the legacy num, channels, height, width).
+
+    Raises:
+        UserError: path is not a regular file, not a caffemodel or cut
+            short, holds ``layer`` and ``layers`` both (Caffe refuses that
+            too), two layers of one name with weights, or NaN or infinity.
     """
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer.
+    try:  # O_NONBLOCK: opening a FIFO must not wait for a writer.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise UserError('caffemodel not found: {}'.format(path))
@@ -48,8 +50,7 @@ def read_caffemodel(path):
                 path, e.strerror or e))
     if not data:
         raise UserError('{} is empty, not a caffemodel'.format(path))
-    # Imported here: protobuf and caffe_pb2 take 30 ms of every start-up,
-    # and prediction with an existing model never reads a caffemodel.
+    # Imported here (30 ms): prediction from a model reads no caffemodel.
     from google.protobuf.message import DecodeError
     import caffe_pb2
     net = caffe_pb2.NetParameter()
@@ -79,6 +80,9 @@ def read_caffemodel(path):
 
 
 def _blob_array(path, layer, index, blob):
+    """Blob ``index`` of a layer as a float32 array of its declared shape;
+    a UserError naming the layer where the values do not fill that shape
+    or are not finite."""
     if blob.HasField('shape'):
         shape = tuple(blob.shape.dim)
     else:
@@ -107,13 +111,29 @@ def _fit(array, shape):
 
 def transfer(blobs, model, fresh_heads=False, required_heads=(),
              log=print):
-    """Copies the caffemodel's blobs into model; returns what it did.
+    """Copies the caffemodel's blobs into model, layer by layer.
 
-    Trunk problems are errors; a head that is missing or of another shape
-    stays freshly initialised, unless it is in ``required_heads`` (link
-    names), which raises UserError naming the Caffe layer. Returns
-    (trunk layers copied, heads copied, heads left fresh) as lists of link
-    names.
+    Every trunk layer must fit exactly; a head that is missing or of
+    another shape stays freshly initialised, unless it is required. Legacy
+    leading 1-dimensions (a V1 bias of 1 x 1 x 1 x N) are dropped to fit.
+
+    Args:
+        blobs: read_caffemodel's {layer name: [arrays]}.
+        model: a tuned_googlenet.GoogLeNet, its parameters initialised.
+        fresh_heads: leave every head fresh, even where the pretrained one
+            fits (--fresh-heads); required_heads is not checked then.
+        required_heads: link names of heads that must be copied.
+        log: called with one line per layer of LAYER_MAP, saying what was
+            done with it.
+
+    Returns:
+        (trunk layers copied, heads copied, heads left fresh), each a list
+        of link names.
+
+    Raises:
+        UserError: a trunk layer, or a required head, is missing from the
+            caffemodel or cannot be copied (naming the Caffe layer and
+            why).
     """
     trunk, copied, fresh = [], [], []
     for caffe_name, link_path in LAYER_MAP.items():
@@ -146,6 +166,8 @@ def transfer(blobs, model, fresh_heads=False, required_heads=(),
 
 
 def _mismatch(arrays, link):
+    """Why arrays (a layer's blobs, or None) cannot be copied into link's W
+    and b, or None when they can."""
     if arrays is None:
         return 'is missing from the caffemodel'
     if len(arrays) != 2:
@@ -161,10 +183,31 @@ def convert(caffemodel, output, n_classes=None, fresh_heads=False,
             required_heads=(), log=print, seed=None):
     """Reads caffemodel, builds the Chain, copies what fits, saves output.
 
-    Ends the log with a summary line; refuses (UserError) an output that is
-    the caffemodel or not a regular file, and a required head left fresh.
-    ``seed`` seeds the fresh heads' initial weights (Chainer's initializers
-    draw from numpy's global generator); None leaves them to chance.
+    The heads left fresh are saved as untrained (save_model), so that a
+    model whose loss3/classifier was never trained is not used to
+    classify.
+
+    Args:
+        caffemodel: the caffemodel's path.
+        output: the model file to write.
+        n_classes: classes of the replaced heads; None for N_CLASSES.
+        fresh_heads: leave every head fresh (transfer).
+        required_heads: link names of heads that must be copied (transfer).
+        log: called with each line of the report: one per layer, then a
+            summary line.
+        seed: None, or the seed of the fresh heads' initial weights
+            (Chainer's initializers draw from numpy's global generator,
+            which this seeds); None leaves them to chance.
+
+    Returns:
+        The tuned_googlenet.GoogLeNet that was saved.
+
+    Raises:
+        UserError: output is the caffemodel, is not a regular file, or is
+            an existing file that is not a model this project wrote; the
+            caffemodel cannot be read (read_caffemodel); n_classes is out
+            of range; or a trunk layer or required head cannot be copied
+            (transfer).
     """
     check_output_path(output, [caffemodel],
                       kind=MODEL_KIND)

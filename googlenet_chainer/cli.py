@@ -1,4 +1,4 @@
-"""What every script's command line shares: exit codes, value types, options."""
+"""What every script's command line shares: exit codes, types, options."""
 import argparse
 import math
 import os
@@ -11,9 +11,22 @@ from googlenet_chainer.model_store import MODEL_NAME
 
 
 def report_errors(function, *args, **kwargs):
-    """Runs function; a UserError becomes one line on stderr and exit code 1,
-    Ctrl-C ``interrupted`` and 130, and a reader of stdout that went away
-    (``| head``) a quiet stop with 141, as a Unix tool killed by SIGPIPE."""
+    """Runs a script's work and turns how it ended into an exit code.
+
+    A UserError becomes one line on stderr and exit code 1, Ctrl-C
+    ``interrupted`` and 130, and a reader of stdout that went away
+    (``| head``) a quiet stop with 141, as a Unix tool killed by SIGPIPE.
+    Any other exception is a bug: it propagates, with its traceback.
+
+    Args:
+        function: the work; called as function(*args, **kwargs).
+        *args: its positional arguments.
+        **kwargs: its keyword arguments.
+
+    Returns:
+        The exit code: function's result, 0 where that is None; else 1,
+        130 or 141 as above.
+    """
     try:
         result = function(*args, **kwargs)
     except UserError as e:
@@ -31,19 +44,50 @@ def report_errors(function, *args, **kwargs):
 
 
 def positive_int(text):
-    """An argparse type: a whole number above zero."""
+    """An argparse type: a whole number above zero.
+
+    Args:
+        text: the option's value as given.
+
+    Returns:
+        The int.
+
+    Raises:
+        argparse.ArgumentTypeError: text is not such a number.
+    """
     return _whole_in(text, lambda value: value > 0, 'a positive whole number')
 
 
 def non_negative_int(text):
     """An argparse type: a whole number, zero or above (seeds, counts that
-    may be none)."""
+    may be none).
+
+    Args:
+        text: the option's value as given.
+
+    Returns:
+        The int.
+
+    Raises:
+        argparse.ArgumentTypeError: text is not such a number.
+    """
     return _whole_in(text, lambda value: value >= 0,
                      'a whole number, zero or above')
 
 
 def random_seed(text):
-    """An argparse type: a seed numpy.random.seed takes, 0 to 2**32 - 1."""
+    """An argparse type: a seed numpy.random.seed takes, 0 to 2**32 - 1.
+
+    Args:
+        text: the option's value as given.
+
+    Returns:
+        The int.
+
+    Raises:
+        argparse.ArgumentTypeError: text is not a whole number in that
+            range.
+    """
     value = non_negative_int(text)
     if value >= 2 ** 32:
         raise argparse.ArgumentTypeError(
@@ -52,23 +96,57 @@ def random_seed(text):
 
 
 def positive_float(text):
-    """An argparse type: a finite number above zero."""
+    """An argparse type: a finite number above zero.
+
+    Args:
+        text: the option's value as given.
+
+    Returns:
+        The float.
+
+    Raises:
+        argparse.ArgumentTypeError: text is not such a number (NaN and
+            infinity are not).
+    """
     return _finite_in(text, lambda value: value > 0, 'a positive number')
 
 
 def non_negative_float(text):
-    """An argparse type: a finite number, zero or above."""
+    """An argparse type: a finite number, zero or above.
+
+    Args:
+        text: the option's value as given.
+
+    Returns:
+        The float.
+
+    Raises:
+        argparse.ArgumentTypeError: text is not such a number (NaN and
+            infinity are not).
+    """
     return _finite_in(text, lambda value: value >= 0,
                       'a number, zero or above')
 
 
 def unit_fraction(text):
-    """An argparse type: a finite number in [0, 1) (a momentum)."""
+    """An argparse type: a finite number in [0, 1) (a momentum).
+
+    Args:
+        text: the option's value as given.
+
+    Returns:
+        The float.
+
+    Raises:
+        argparse.ArgumentTypeError: text is not a number in that range.
+    """
     return _finite_in(text, lambda value: 0 <= value < 1,
                       'a number from 0 up to (not including) 1')
 
 
 def _whole_in(text, accept, expected):
+    """int(text) if accept takes it, else the ArgumentTypeError that says
+    what was ``expected``."""
     try:
         value = int(text)
     except ValueError:
@@ -80,6 +158,8 @@ def _whole_in(text, accept, expected):
 
 
 def _finite_in(text, accept, expected):
+    """float(text) if it is finite and accept takes it, else the
+    ArgumentTypeError that says what was ``expected``."""
     try:
         value = float(text)
     except ValueError:
@@ -92,7 +172,18 @@ def _finite_in(text, accept, expected):
 
 def snapshot_interval(text):
     """An argparse type: 'N' (iterations), 'N epoch' or 'N iteration', as
-    Chainer's triggers take them."""
+    Chainer's triggers take them.
+
+    Args:
+        text: the option's value as given; plurals ('2 epochs') and spaces
+            around the parts are fine.
+
+    Returns:
+        (N, 'epoch' or 'iteration'): a trigger for Chainer's extensions.
+
+    Raises:
+        argparse.ArgumentTypeError: text is not of that form, or N is 0.
+    """
     match = re.fullmatch(r'\s*(\d+)\s*(epochs?|iterations?)?\s*', text)
     if not match or int(match.group(1)) < 1:
         raise argparse.ArgumentTypeError(
@@ -103,9 +194,13 @@ def snapshot_interval(text):
 
 
 def add_model_option(parser):
-    """--model, as prediction, evaluation and export take it: None stands
-    for the 1000-class model in Chainer's model folder
-    (model_store.default_model)."""
+    """Adds --model, as prediction, evaluation and export take it: None
+    stands for the 1000-class model in Chainer's model folder
+    (model_store.default_model).
+
+    Args:
+        parser: an argparse parser or argument group.
+    """
     parser.add_argument('--model', default=None,
                         help='a model this project wrote (default: {} in '
                         'Chainer\'s model folder, which '
@@ -114,15 +209,25 @@ def add_model_option(parser):
 
 
 def add_labels_option(parser):
-    """--labels, the class names of a model: a file of one per line."""
+    """Adds --labels, the class names of a model: a file of one per line
+    (default None: those stored with the model, else synset_words.txt's
+    for 1000 classes; labels.model_class_names).
+
+    Args:
+        parser: an argparse parser or argument group.
+    """
     parser.add_argument('--labels', help='class names, one per line '
                         '(default: those stored with the model; '
                         'synset_words.txt for ImageNet\'s 1000 classes)')
 
 
 def add_device_option(parser):
-    """-d/--device, a Chainer device spec, and the original's -g/--gpu, an
-    int in the same ``device`` (devices.get_device takes both)."""
+    """Adds -d/--device, a Chainer device spec, and the original's
+    -g/--gpu, an int in the same ``device`` (devices.get_device takes both).
+
+    Args:
+        parser: an argparse parser or argument group.
+    """
     parser.add_argument('-d', '--device', default='@numpy',
                         help='Chainer device spec, e.g. @numpy (the CPU) or '
                         '@cupy:0 (default: %(default)s)')
@@ -132,7 +237,12 @@ def add_device_option(parser):
 
 
 def add_max_pixels_option(parser):
-    """--max-pixels, the size over which images are refused undecoded."""
+    """Adds --max-pixels, the size (width x height) over which images are
+    refused undecoded.
+
+    Args:
+        parser: an argparse parser or argument group.
+    """
     parser.add_argument('--max-pixels', type=positive_int,
                         default=DEFAULT_MAX_PIXELS,
                         help='refuse images of more pixels (width x height;'
@@ -140,7 +250,11 @@ def add_max_pixels_option(parser):
 
 
 def add_progress_option(parser):
-    """--no-progress: no progress bars even on a terminal."""
+    """Adds --no-progress: no progress bars even on a terminal.
+
+    Args:
+        parser: an argparse parser or argument group.
+    """
     parser.add_argument('--no-progress', action='store_true',
                         help='no progress bars (default: shown on a '
                         'terminal only, so logs get no control codes)')

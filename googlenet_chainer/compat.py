@@ -30,6 +30,9 @@ class _Deferred(types.ModuleType):
     """Stands for module ``name`` until one of its names is used."""
 
     def __getattr__(self, attr):
+        """Imports the real module at the first use of one of its names,
+        puts it in sys.modules in the stand-in's place, and hands on the
+        name."""
         # Only names the stand-in lacks come here: all of the module's.
         real = self.__dict__.get('_module')
         if real is None:

@@ -15,6 +15,7 @@ LINE_BREAK = re.compile('[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]')
 
 
 def _escape(match):
+    """shown()'s escape of one character that _UNSAFE matched."""
     char = match.group()
     code = ord(char)
     if char in _NAMED:
@@ -29,32 +30,70 @@ def _escape(match):
 
 
 def shown(text):
-    """Text safe to print or store, on one line whatever it holds, and
-    different for different texts: a file name's bytes that are not UTF-8
-    (held by Python as surrogates) appear as backslash escapes (\\xe9),
-    control characters as \\n, \\r, \\t, \\x1b (C1 ones and U+2028/9 as
-    \\u0085), and a backslash as \\\\."""
+    """Text safe to print or store, on one line whatever it holds.
+
+    A file name's bytes that are not UTF-8 (held by Python as surrogates)
+    appear as backslash escapes (\\xe9), control characters as \\n, \\r,
+    \\t, \\x1b (C1 ones and U+2028/9 as \\u0085), and a backslash as \\\\,
+    so that different texts stay different once shown.
+
+    Args:
+        text: str, such as a path from os.fsdecode or os.scandir.
+
+    Returns:
+        str: text with those characters escaped, the rest as it is.
+    """
     return _UNSAFE.sub(_escape, text)
 
 
 def decoded(name):
-    """A file name as text, the form class names take from folder names:
-    bytes that are not UTF-8 appear as in shown() (\\xe9), the rest as it
-    is, backslashes included (a folder a\\b is class a\\b)."""
+    """A file name as text, the form class names take from folder names.
+
+    Args:
+        name: str, a file name as os.fsdecode gives it (bytes that are not
+            UTF-8 as surrogateescape's lone surrogates).
+
+    Returns:
+        str: bytes that are not UTF-8 as in shown() (\\xe9), the rest as it
+        is, backslashes included (a folder a\\b is class a\\b).
+    """
     return name.encode('utf-8', 'surrogateescape').decode(
         'utf-8', 'backslashreplace')
 
 
 def controls_in(text):
-    """The control characters text holds, as shown() writes them ('' if
-    none): a name with one cannot be printed or kept one per line."""
+    """The control characters text holds, as shown() writes them.
+
+    A name with one cannot be printed or kept one per line.
+
+    Args:
+        text: str, such as a class name.
+
+    Returns:
+        str: each distinct character of CONTROL in text, sorted, escaped
+        as shown() escapes it, joined by spaces; '' if there are none.
+    """
     return ' '.join(shown(c) for c in sorted(set(CONTROL.findall(text))))
 
 
 def progress(iterable, description, enabled=True, total=None):
-    """iterable with a tqdm bar on stderr (count, rate, time left); none when
-    not enabled or when stderr is not a terminal, so logs get no control
-    codes."""
+    """iterable with a tqdm bar on stderr (count, rate, time left).
+
+    No bar when not enabled or when stderr is not a terminal, so logs get
+    no control codes. The bar counts in images (tqdm's unit).
+
+    Args:
+        iterable: what to go through, or None for a bar advanced by hand
+            with its update().
+        description: the bar's label.
+        enabled: False for no bar even on a terminal (--no-progress).
+        total: the count the bar runs to, where iterable has no len()
+            or is None.
+
+    Returns:
+        A tqdm: iterate it as iterable; it is also a context manager that
+        closes the bar.
+    """
     # Imported here: tqdm takes 60 ms of every start-up (its version
     # lookup through importlib.metadata), and prediction shows no bar.
     from tqdm import tqdm
@@ -63,8 +102,17 @@ def progress(iterable, description, enabled=True, total=None):
 
 
 def first_names(names, n=10):
-    """Up to n names joined, and how many more: a 1000-class model's list
-    would fill a screen."""
+    """Up to n names joined, and how many more.
+
+    A 1000-class model's list would fill a screen.
+
+    Args:
+        names: a sized iterable of str, in the order to show.
+        n: how many to name.
+
+    Returns:
+        str: ``'a, b, c'``, or ``'a, b, c, and 7 more'``.
+    """
     more = len(names) - n
     return ', '.join(list(names)[:n]) + (
         ', and {} more'.format(more) if more > 0 else '')

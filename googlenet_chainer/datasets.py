@@ -13,7 +13,8 @@ import re
 
 import numpy
 
-from googlenet_chainer.console import controls_in, decoded, first_names, progress, shown
+from googlenet_chainer.console import (controls_in, decoded, first_names,
+                                       progress, shown)
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.images import (DEFAULT_MAX_PIXELS, image_suffixes,
                                       is_hidden, is_image, list_images,
@@ -24,11 +25,17 @@ from googlenet_chainer.labels import matching_names, read_text_lines
 RARE_RATIO = 3
 
 Data = collections.namedtuple('Data', 'pairs class_names skipped')
-Data.__doc__ = """A data set as read: [(path, label)], the class names (None
-for a list file without names) and {reason: count} of the files left out."""
+Data.__doc__ = """A data set as read.
+
+Attributes:
+    pairs: [(path, label)], each label a class index.
+    class_names: in label order; None for a list file, which names none.
+    skipped: {reason: count} of the entries left out.
+"""
 
 
 def _count(skipped, reason, n=1):
+    """Adds n entries left out for reason to skipped."""
     skipped[reason] = skipped.get(reason, 0) + n
 
 
@@ -47,13 +54,15 @@ def read_folder(root, class_names=None):
             index there (classes without a folder have no images).
 
     Returns:
-        Data: the pairs in class order, then by path.
+        Data: the pairs folder by folder (in name order), each folder's
+        by path; the class names given, else the folders'.
 
     Raises:
-        UserError: root cannot be read, holds no class folders (naming the
-            images it holds if any), a folder's name has a control
-            character or makes the same class name as another's, a folder
-            is not one of ``class_names``, or a class folder has no images.
+        UserError: root or a folder in it cannot be read, root holds no
+            class folders (naming the images it holds if any), a folder's
+            name has a control character or makes the same class name as
+            another's, a folder is not one of ``class_names``, or a class
+            folder has no images.
     """
     folders, skipped = _class_folders(root)
     names = _class_names(folders)
@@ -132,9 +141,23 @@ def _class_names(folders):
 
 
 def read_list(path, root):
-    """The Data of a ``path label`` list file (Caffe's train.txt format:
-    UTF-8, a byte-order mark and CRLF fine, paths may hold spaces), paths
-    relative to root; its class names are None."""
+    """The Data of a ``path label`` list file, Caffe's train.txt format.
+
+    UTF-8 (a byte-order mark and CRLF fine); a path may hold spaces (the
+    label is the last field); blank lines are passed over. check_labels,
+    not this, checks the labels against a model.
+
+    Args:
+        path: the list file.
+        root: the folder its relative paths are relative to.
+
+    Returns:
+        Data: the pairs in the file's order; class names None.
+
+    Raises:
+        UserError: the file cannot be read or is not UTF-8, a line is not
+            ``path label``, a listed file is missing, or it lists no images.
+    """
     pairs = []
     for number, line in enumerate(read_text_lines(path, 'list file'), 1):
         if not line.strip():
@@ -155,10 +178,22 @@ def read_list(path, root):
 
 
 def read_dataset(data, root, class_names=None):
-    """The Data of DATA, a folder of class folders or a list file.
+    """The Data of a folder of class folders or of a list file.
 
-    ``class_names`` maps a folder's class folders onto known classes by
-    name (see read_folder); a list file's labels are class indices already.
+    Args:
+        data: a folder of class folders, or a list file.
+        root: the folder a list file's paths are relative to (None: the
+            list file's own); unused for a folder.
+        class_names: None, or known classes that a folder's class folders
+            are mapped onto by name (read_folder); a list file's labels
+            are class indices already.
+
+    Returns:
+        Data: read_folder's or read_list's.
+
+    Raises:
+        UserError: data does not exist or is an image, or read_folder or
+            read_list refuses it.
     """
     if not os.path.exists(data):
         raise UserError('no such dataset: {}'.format(shown(data)))
@@ -173,6 +208,16 @@ def read_dataset(data, root, class_names=None):
 
 
 def check_labels(pairs, n_classes, source):
+    """Refuses labels that are not classes of the model.
+
+    Args:
+        pairs: [(path, label)].
+        n_classes: the model's classes.
+        source: what the pairs were read from, named in the error.
+
+    Raises:
+        UserError: a label lies outside 0..n_classes - 1 (naming the lowest).
+    """
     labels = {label for _, label in pairs}
     bad = sorted(label for label in labels if not 0 <= label < n_classes)
     if bad:
@@ -182,9 +227,21 @@ def check_labels(pairs, n_classes, source):
 
 
 def stratified_split(pairs, ratio, seed):
-    """Holds out ``ratio`` (0 < ratio < 1) of each class, at least one image
-    of any class with two or more and never a class's last one,
-    reproducibly for a seed."""
+    """Holds out a share of each class for validation, reproducibly.
+
+    Each class gives ``ratio`` of its images, rounded, at least one of any
+    class with two or more and never a class's last one; the same seed
+    draws the same images.
+
+    Args:
+        pairs: [(path, label)].
+        ratio: the share held out, 0 < ratio < 1.
+        seed: seeds the draw (numpy.random.RandomState).
+
+    Returns:
+        (training pairs, validation pairs), each class by class in label
+        order, a class's images in a random order.
+    """
     rng = numpy.random.RandomState(seed)
     train, val = [], []
     for label in sorted({label for _, label in pairs}):
@@ -200,8 +257,17 @@ def stratified_split(pairs, ratio, seed):
 
 def drop_unreadable(pairs, max_pixels=DEFAULT_MAX_PIXELS, show=True,
                     description='checking images'):
-    """Decodes every image once (with a progress bar when ``show``);
-    returns the readable pairs and one line per unreadable file."""
+    """Decodes every image once, keeping those that decode.
+
+    Args:
+        pairs: [(path, label)].
+        max_pixels: images.open_image's limit.
+        show: a progress bar (on stderr, if a terminal).
+        description: the progress bar's label.
+
+    Returns:
+        (the readable pairs in order, 'PATH: why' of each of the others).
+    """
     good, bad = [], []
     for path, label in progress(pairs, description, show):
         try:
@@ -214,7 +280,24 @@ def drop_unreadable(pairs, max_pixels=DEFAULT_MAX_PIXELS, show=True,
 
 
 def labelled_inputs(data, root, class_names):
-    """[(path, label)] of DATA with labels in the model's class order."""
+    """The labelled images of a data set, in a model's class order.
+
+    Class folders match the model's classes by name (matching_names:
+    ImageNet's wnids for synset_words.txt's 1000 classes).
+
+    Args:
+        data: a folder of class folders, or a list file.
+        root: the folder a list file's paths are relative to (None: its
+            own folder).
+        class_names: the model's class names.
+
+    Returns:
+        [(path, label)], each label an index into class_names.
+
+    Raises:
+        UserError: read_dataset or check_labels refuses it, or it has no
+            images.
+    """
     pairs = read_dataset(data, root, matching_names(class_names)).pairs
     check_labels(pairs, len(class_names), data)
     if not pairs:
@@ -223,9 +306,20 @@ def labelled_inputs(data, root, class_names):
 
 
 def print_report(name, pairs, class_names, unreadable, skipped=None):
-    """The images per class of a set; a class without images shows 0; the
-    files left out, counted by reason; each file that cannot be used
-    (unreadable, or refused as open_image refuses) by path."""
+    """Prints a set's images per class and what was left out of it.
+
+    Each class's count (a class without images shows 0 and gets a line of
+    its own), the entries left out, counted by reason, and each file that
+    cannot be used (unreadable, or refused as open_image refuses) by path.
+
+    Args:
+        name: the set, e.g. 'training set'; its first word names the
+            images in the line of a class without any.
+        pairs: the set's [(path, label)].
+        class_names: every class, in label order.
+        unreadable: 'PATH: why' of each file that cannot be used.
+        skipped: None, or Data.skipped.
+    """
     counts = numpy.bincount([label for _, label in pairs],
                             minlength=len(class_names))
     print('{}: {} images'.format(name, len(pairs)))
@@ -245,10 +339,20 @@ def print_report(name, pairs, class_names, unreadable, skipped=None):
 
 
 def data_warnings(train, val, class_names, batchsize):
-    """Lines on what will not train well, each saying what the run does
-    about it: single-image classes, a training set smaller than the batch,
-    an image in two classes or in both sets, classes RARE_RATIO times rarer
-    than the commonest."""
+    """Lines on what will not train well, each saying what the run does.
+
+    Single-image classes, a training set smaller than the batch, a
+    training image in two classes or in both sets (by file, links
+    followed), classes RARE_RATIO times rarer than the commonest.
+
+    Args:
+        train, val: the training and validation [(path, label)].
+        class_names: every class, in label order.
+        batchsize: images per training step (--batchsize).
+
+    Returns:
+        [str], one warning per problem found (empty if none).
+    """
     lines = []
     counts = numpy.bincount([label for _, label in train],
                             minlength=len(class_names))
@@ -261,7 +365,7 @@ def data_warnings(train, val, class_names, batchsize):
                              class_names[label]))
     if len(train) < batchsize:
         lines.append('the training set ({} images) is smaller than the '
-                      'batch ({}): batches of {} are used'.format(
+                     'batch ({}): batches of {} are used'.format(
                           len(train), batchsize, len(train)))
     # The same file (by its real path: links count) twice: under two
     # labels it teaches both; in both sets it inflates validation.

@@ -4,11 +4,24 @@ from googlenet_chainer.errors import UserError, one_line
 
 
 def get_device(spec, comm=None):
-    """The Chainer device of a spec (``@numpy``, ``@cupy:0``, or a GPU id
-    as an int: negative for the CPU), made current; UserError if it is not
-    a device spec or needs CuPy, which is not installed. Under MPI (comm of
-    more than one rank) a GPU spec means each rank's own GPU, the one
-    numbered by its rank within its host (ChainerMN's intra_rank)."""
+    """The Chainer device of a command line's spec, made current.
+
+    Under MPI (comm of more than one rank) a GPU spec means each rank's own
+    GPU, the one numbered by its rank within its host (ChainerMN's
+    intra_rank), whatever number the spec gives.
+
+    Args:
+        spec: a Chainer device spec (``@numpy``, ``@cupy:0``), or a GPU id
+            as an int, as -g gives it: negative for the CPU.
+        comm: None, or mpi's Single or Distributed.
+
+    Returns:
+        The chainer.backend.Device, after its ``use()``.
+
+    Raises:
+        UserError: spec is not a device spec, or names a GPU and CuPy is
+            not installed.
+    """
     if isinstance(spec, int):
         spec = '@numpy' if spec < 0 else '@cupy:{}'.format(spec)
     if comm is not None and comm.size > 1 and spec.startswith('@cupy'):

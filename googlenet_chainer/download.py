@@ -16,7 +16,15 @@ STALL_BYTES = 1024
 
 
 def check_scheme(url):
-    """Refuses a URL that is not http(s)://HOST/..., saying how to fix it."""
+    """Refuses a URL that is not http(s)://HOST/..., saying how to fix it.
+
+    Args:
+        url: the URL as the user gave it.
+
+    Raises:
+        UserError: the URL does not parse (a port that is not a number, say),
+            has no scheme, a scheme other than http and https, or no host.
+    """
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # a port that is not a number is a ValueError here
@@ -36,9 +44,24 @@ def check_scheme(url):
 def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)):
     """Starts a streamed GET and turns transport failures into UserErrors.
 
-    Raises Unreachable when no connection could be made (DNS, refused,
-    connect time-out), UserError for TLS failures, HTTP status >= 400 and
-    the rest.
+    requests follows redirects; the body is left to read (iter_body).
+
+    Args:
+        url: an http or https URL; check_scheme checks it first.
+        headers: None, or extra request headers, such as Range.
+        timeout: (connect, read) in seconds, as requests takes them: the read
+            time-out bounds each wait for data, not the whole body.
+
+    Returns:
+        requests.Response with a status under 400, its body not yet read;
+        the caller closes it (a with block).
+
+    Raises:
+        Unreachable: no connection could be made (the name does not resolve,
+            the connection is refused or times out).
+        UserError: check_scheme refuses the URL, TLS fails, the server does
+            not answer in time, the status is 400 or more, or requests fails
+            otherwise.
     """
     check_scheme(url)
     host = urllib.parse.urlsplit(url).netloc
@@ -69,6 +92,8 @@ def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)):
 
 
 def _tls_reason(exc):
+    """Why TLS failed, in one line: for a certificate that could not be
+    verified, the verifier's reason; else the error's first line."""
     text = str(exc)
     if 'CERTIFICATE_VERIFY_FAILED' in text:
         detail = re.search(r'certificate verify failed: ([^(\')]*)', text)
@@ -78,6 +103,8 @@ def _tls_reason(exc):
 
 
 def _connection_reason(exc):
+    """The system's reason a connection failed, when requests' message names
+    one of the common ones; else 'connection failed'."""
     text = str(exc)
     for reason in ('Name or service not known', 'Connection refused',
                    'Temporary failure in name resolution',
@@ -90,10 +117,25 @@ def _connection_reason(exc):
 def iter_body(response, stall_timeout=READ_TIMEOUT, deadline=None):
     """The response body in chunks as they arrive (each socket read).
 
-    Raises UserError when the connection is cut, when fewer than
-    STALL_BYTES arrive in ``stall_timeout`` seconds (a server that drips a
-    byte now and then makes no progress either), or when the monotonic
-    clock passes ``deadline``.
+    A server that drips a byte now and then makes no progress either, so
+    a stall is measured in bytes (STALL_BYTES), as curl's --speed-limit
+    does. Between chunks the read time-out the request was made with
+    applies: its expiry counts as a stall, or with ``deadline`` as the
+    time-out.
+
+    Args:
+        response: a streamed requests.Response (http_get's).
+        stall_timeout: seconds within which STALL_BYTES must arrive.
+        deadline: None, or the time.monotonic() value past which the
+            download is refused; checked as each chunk arrives.
+
+    Yields:
+        bytes: each chunk, decoded as the Content-Encoding says.
+
+    Raises:
+        UserError: the connection is cut, fewer than STALL_BYTES arrive in
+            ``stall_timeout`` seconds, or the monotonic clock passes
+            ``deadline``.
     """
     import urllib3
     raw = response.raw
@@ -126,12 +168,23 @@ _TIMED_OUT = 'timed out: the download took longer than the time-out'
 
 
 def _stalled(seconds):
+    """The message of a stalled download."""
     return ('the download stalled: under {} bytes in {:g} s'.format(
         STALL_BYTES, seconds))
 
 
 def looks_like_html(head, content_type=''):
-    """Whether a body that starts with ``head`` is a web page."""
+    """Whether a body that starts with ``head`` is a web page.
+
+    Args:
+        head: bytes, the body's start; its first 512 bytes are looked at.
+        content_type: the response's Content-Type, '' or None if unknown.
+
+    Returns:
+        bool: True when the Content-Type mentions html, or when head starts
+        (after whitespace, in any case) with an HTML doctype, an <html> or
+        <head> tag, or an XML declaration (XHTML; any XML document too).
+    """
     if 'html' in (content_type or '').lower():
         return True
     start = head[:512].lstrip().lower()
@@ -141,8 +194,21 @@ def looks_like_html(head, content_type=''):
 def fetch_bytes(url, max_bytes, timeout=READ_TIMEOUT):
     """The body of url in memory, refusing anything over max_bytes.
 
-    ``timeout`` (seconds) bounds the whole request, connection and body
-    together, checked at every chunk received. A web page is refused.
+    Args:
+        url: an http or https URL (an image given with -u).
+        max_bytes: the most bytes the body may hold; a Content-Length over
+            it is refused before the body is read.
+        timeout: seconds for the whole request, connection and body
+            together, checked at every chunk received; the connection gets
+            at most CONNECT_TIMEOUT of them.
+
+    Returns:
+        bytes: the body.
+
+    Raises:
+        Unreachable: no connection could be made (http_get).
+        UserError: http_get's and iter_body's failures, a body over
+            max_bytes, or a web page (by its Content-Type or its start).
     """
     deadline = time.monotonic() + timeout
     response = http_get(url, timeout=(min(CONNECT_TIMEOUT, timeout),
@@ -166,8 +232,19 @@ def fetch_bytes(url, max_bytes, timeout=READ_TIMEOUT):
 
 
 def check_sha1(text, source='--sha1'):
-    """Refuses anything but 40 hexadecimal digits, naming where it came
-    from; returns it in lower case."""
+    """Refuses anything but 40 hexadecimal digits, naming where it came from.
+
+    Args:
+        text: the sha1 as given, or None.
+        source: where it came from, for the message: '--sha1' or
+            'GOOGLENET_CAFFEMODEL_SHA1'.
+
+    Returns:
+        str: text in lower case.
+
+    Raises:
+        UserError: text is not 40 hexadecimal digits.
+    """
     if not re.fullmatch(r'[0-9a-fA-F]{40}', text or ''):
         raise UserError('{} {!r} is not a sha1 (40 hexadecimal digits)'
                         .format(source, text))
@@ -181,7 +258,25 @@ def download_file(url, dest, sha1=None, progress=True,
     The file appears at dest only when it is complete and verified; a
     broken-off or stalled download keeps ``dest.part`` for the next try, a
     wrong one (checksum mismatch, a web page) is removed. Callers that may
-    run concurrently hold file_lock(dest). Raises Unreachable or UserError.
+    run concurrently hold file_lock(dest). A server that ignores the Range
+    sends the file afresh; HTTP 416 to a resumed request is taken to mean
+    that ``dest.part`` is whole already, for the sha1 (if given) to confirm.
+
+    Args:
+        url: an http or https URL.
+        dest: the file to create.
+        sha1: None, or the expected sha1 in hexadecimal, either case.
+        progress: whether to report progress on stderr: one line redrawn
+            on a terminal, else a line each tenth of the file (each 10 MB
+            when its size is unknown).
+        stall_timeout: seconds within which STALL_BYTES must arrive
+            (iter_body); also the request's read time-out.
+
+    Raises:
+        Unreachable: no connection could be made (http_get).
+        UserError: any other failure: the URL or the HTTP status, a
+            broken-off or stalled download, ``dest.part`` cannot be written,
+            a web page, or a checksum mismatch.
     """
     part = dest + '.part'
     offset = os.path.getsize(part) if os.path.exists(part) else 0
@@ -195,8 +290,8 @@ def download_file(url, dest, sha1=None, progress=True,
             raise
         response = None
     if response is not None:
-        _append_body(response, part, offset, os.path.basename(dest), progress,
-                 stall_timeout)
+        _append_body(response, part, offset, os.path.basename(dest),
+                     progress, stall_timeout)
     with open(part, 'rb') as f:
         head = f.read(512)
     if looks_like_html(head):
@@ -216,6 +311,9 @@ def download_file(url, dest, sha1=None, progress=True,
 
 
 def _append_body(response, part, offset, name, progress, stall_timeout):
+    """Writes the response's body to the part file: after its offset bytes
+    when the server honoured the Range (206), else from the start; progress
+    on stderr if asked. UserError when the part file cannot be written."""
     with response:
         if response.status_code != 206:
             offset = 0  # the server ignored the range: start afresh
@@ -250,6 +348,8 @@ def _append_body(response, part, offset, name, progress, stall_timeout):
 
 
 def _total_size(response, offset):
+    """The whole file's size in bytes, from the Content-Length and the bytes
+    already held; None when the server gives no length."""
     length = response.headers.get('Content-Length')
     return offset + int(length) if length and length.isdigit() else None
 

@@ -19,8 +19,17 @@ ONNX_IR_VERSION = 7  # the oldest IR that opset 13 allows: the most readers
 
 
 def caffe_net(model, aux, weights):
-    """The network as a caffe_pb2.NetParameter (current ``layer`` format),
-    with each parametrised layer's weights and bias as blobs if ``weights``."""
+    """The network as a caffe_pb2.NetParameter, Caffe's own message.
+
+    Args:
+        model: a tuned_googlenet.GoogLeNet.
+        aux: include the loss1 and loss2 heads (caffe_layers.network_layers).
+        weights: include each parametrised layer's weights and bias as
+            blobs (float32, in the links' shapes).
+
+    Returns:
+        The NetParameter named GoogleNet, in the current ``layer`` format.
+    """
     net = caffe_pb2.NetParameter(name='GoogleNet')
     for spec in network_layers(model, aux):
         layer = net.layer.add(name=spec.name, type=spec.type)
@@ -69,16 +78,29 @@ PROTOTXT_MARK = "# written by googlenet_chainer's export_googlenet.py\n"
 
 
 def caffe_paths(folder, stem):
+    """The files export_caffe writes into folder, in its order:
+    deploy.prototxt, STEM.caffemodel and labels.txt."""
     return [os.path.join(folder, 'deploy.prototxt'),
             os.path.join(folder, stem + '.caffemodel'),
             os.path.join(folder, 'labels.txt')]
 
 
 def check_caffe_folder(folder, stem):
-    """Refuses (UserError) a --caffe folder that holds any of the files
-    export_caffe writes unless its deploy.prototxt is an earlier export's:
-    BVLC's own model folder has a deploy.prototxt and bvlc_googlenet.caffemodel,
-    a user's folder a labels.txt."""
+    """Refuses a --caffe folder whose files an export would wrongly replace.
+
+    A folder that holds any of the files export_caffe writes is refused
+    unless its deploy.prototxt is an earlier export's (PROTOTXT_MARK):
+    BVLC's own model folder has a deploy.prototxt and
+    bvlc_googlenet.caffemodel, a user's folder a labels.txt.
+
+    Args:
+        folder: --caffe's folder.
+        stem: the name of the caffemodel to write, without .caffemodel.
+
+    Raises:
+        UserError: the folder holds such a file, is a file, or cannot be
+            written (files.check_out_folder).
+    """
     check_out_folder(folder, '--caffe')
     paths = caffe_paths(folder, stem)
     present = [path for path in paths if os.path.lexists(path)]
@@ -97,11 +119,27 @@ def check_caffe_folder(folder, stem):
 
 
 def export_caffe(model, folder, class_names, stem='googlenet'):
-    """Writes FOLDER/deploy.prototxt (text format, the deploy net without
-    weights, PROTOTXT_MARK first), FOLDER/STEM.caffemodel (binary, every
-    layer with weights, the aux heads included) and FOLDER/labels.txt (one
-    class per line), replacing only an earlier export (check_caffe_folder).
-    Returns their paths."""
+    """Writes the network for Caffe into folder, made if need be.
+
+    FOLDER/deploy.prototxt (text format, the deploy net without weights,
+    PROTOTXT_MARK first), FOLDER/STEM.caffemodel (binary, every layer with
+    weights, the aux heads included) and FOLDER/labels.txt (one class per
+    line), each atomically, replacing only an earlier export
+    (check_caffe_folder).
+
+    Args:
+        model: a tuned_googlenet.GoogLeNet.
+        folder: the output folder (--caffe).
+        class_names: the class names, in class order.
+        stem: the caffemodel's name, without .caffemodel.
+
+    Returns:
+        The three paths, in the order above.
+
+    Raises:
+        UserError: check_caffe_folder refuses the folder, it cannot be
+            made, or a class name holds a line break.
+    """
     check_caffe_folder(folder, stem)
     labels = one_per_line(class_names, 'class',
                           os.path.join(folder, 'labels.txt'))
@@ -118,6 +156,8 @@ def export_caffe(model, folder, class_names, stem='googlenet'):
 
 
 def _onnx():
+    """The onnx package and its numpy_helper, imported only when asked for:
+    a UserError saying how to install it where it is missing."""
     try:
         import onnx
         from onnx import numpy_helper
@@ -131,8 +171,20 @@ PRODUCER = 'googlenet_chainer'
 
 
 def is_onnx_export(path):
-    """Whether path holds an ONNX model this project exported (its
-    producer_name): what --onnx may replace."""
+    """Whether path holds an ONNX model this project exported.
+
+    ONNX_KIND's test: what --onnx may replace.
+
+    Args:
+        path: any existing file.
+
+    Returns:
+        True when path loads as an ONNX model whose producer_name is
+        PRODUCER; False for anything else.
+
+    Raises:
+        UserError: the onnx package is missing.
+    """
     onnx, _ = _onnx()
     try:
         return onnx.load(path, load_external_data=False).producer_name == (
@@ -244,7 +296,19 @@ def _onnx_nodes(helper, spec, inputs):
 
 
 def export_onnx(model, path, class_names):
-    """Writes the checked ONNX model to path, atomically."""
+    """Writes the checked ONNX model to path, atomically.
+
+    Args:
+        model: a tuned_googlenet.GoogLeNet.
+        path: the .onnx file to write (--onnx).
+        class_names: the class names, in class order.
+
+    Returns:
+        path.
+
+    Raises:
+        UserError: the onnx package is missing.
+    """
     onnx, _ = _onnx()
     proto = onnx_model(model, class_names)
     onnx.checker.check_model(proto)

@@ -1,4 +1,5 @@
-"""Inference-only numpy paths for GoogLeNet's trunk, where no gradient is needed.
+"""Inference-only numpy paths for GoogLeNet's trunk, where no gradient is
+needed.
 
 Chainer's functions keep what backprop needs even under no_backprop_mode:
 max pooling builds im2col columns and an argmax index, the convolutions copy
@@ -27,12 +28,27 @@ _L2_FLOATS = 32 * 1024
 
 
 def is_enabled():
+    """Whether the fast paths are on now.
+
+    ``GOOGLENET_FAST=0`` in the environment at import turns them off;
+    enabled() sets them inside its block.
+
+    Returns:
+        The current setting, a bool.
+    """
     return _state['on']
 
 
 @contextlib.contextmanager
 def enabled(flag):
-    """Turns the fast paths on or off inside the block."""
+    """Turns the fast paths on or off inside the block.
+
+    The switch is process-wide, not per thread; the previous setting comes
+    back on leaving the block, an exception included.
+
+    Args:
+        flag: True for the fast paths, False for Chainer's functions alone.
+    """
     previous = _state['on']
     _state['on'] = flag
     try:
@@ -78,9 +94,13 @@ _spread = {'lock': threading.Lock(), 'pool': None, 'size': 0}
 
 
 def worker_count():
-    """How many threads spread_over_cores runs: OpenBLAS's own thread count
-    (the cores it may use, OPENBLAS_NUM_THREADS if set), or 1 where that
-    cannot be read or set."""
+    """How many threads spread_over_cores runs.
+
+    Returns:
+        OpenBLAS's own thread count (the cores it may use,
+        OPENBLAS_NUM_THREADS if set), at least 1; 1 where that cannot be
+        read or set (another BLAS or system).
+    """
     if 'lib' not in _blas:
         _blas['lib'] = _OpenBLAS()
     lib = _blas['lib']
@@ -88,9 +108,10 @@ def worker_count():
 
 
 def spread_over_cores(function, items):
-    """[function(item) for item in items], the items shared out in turn
-    among worker_count() threads (the calling one included), each with a
-    one-thread OpenBLAS for the duration.
+    """[function(item) for item in items], the items shared out among cores.
+
+    The items are dealt in turn among worker_count() threads (the calling
+    one included), each with a one-thread OpenBLAS for the duration.
 
     On a 2-core machine a small GEMM split over two BLAS threads waits on
     both, and everything between the GEMMs (copies, transforms, pooling,
@@ -99,6 +120,14 @@ def spread_over_cores(function, items):
     loops and BLAS calls. One caller at a time spreads (the thread count
     is process-wide); another, or a single item, runs in the calling
     thread as it is.
+
+    Args:
+        function: called with one item; must be safe to run in several
+            threads at once.
+        items: an iterable, read once into a list.
+
+    Returns:
+        The list of function's results, in items' order.
     """
     items = list(items)
     workers = min(worker_count(), len(items))
@@ -136,17 +165,41 @@ def spread_over_cores(function, items):
 
 
 def applies(x):
-    """Whether x (an array or Variable) can take the fast path."""
+    """Whether x can take the fast path.
+
+    Args:
+        x: an array or a chainer.Variable.
+
+    Returns:
+        True when the fast paths are on (is_enabled) and x's array is a
+        float32 numpy array (on the CPU).
+    """
     array = getattr(x, 'array', x)
     return _state['on'] and isinstance(array, numpy.ndarray) and (
         array.dtype == numpy.float32)
 
 
 def to_nhwc(x):
+    """NCHW x as a C-contiguous NHWC array, copied unless already so.
+
+    Args:
+        x: a numpy array, N x C x H x W.
+
+    Returns:
+        The array N x H x W x C, C-contiguous.
+    """
     return numpy.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
 def to_nchw(x):
+    """NHWC x as a C-contiguous NCHW array, to_nhwc's inverse.
+
+    Args:
+        x: a numpy array, N x H x W x C.
+
+    Returns:
+        The array N x C x H x W, C-contiguous.
+    """
     return numpy.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
@@ -191,8 +244,23 @@ def _kernel(key, source, make, kernels):
 def conv_relu(link, x, out=None, kernels=None):
     """ReLU(convolution) of NHWC x by a Convolution2D link, as NHWC.
 
-    ``out``, when given, is a (N*Ho*Wo, O) view to write into (a slice of
-    a concatenated output).
+    A 1x1 convolution of stride 1 without padding is one GEMM on the
+    activations, a 3x3 one of stride 1 and pad 1 winograd_conv_relu, any
+    other one GEMM on im2col columns with the bias as a row of the kernel
+    matrix.
+
+    Args:
+        link: a chainer.links.Convolution2D with square stride and pad
+            (only their first values are read).
+        x: float32 numpy array, N x H x W x C.
+        out: None, or a (N*Ho*Wo, O) view to write into (a slice of a
+            concatenated output).
+        kernels: None, or a dict that keeps the weights rearranged for
+            GEMM between calls (_kernel): only for weights no update
+            changes.
+
+    Returns:
+        N x Ho x Wo x O, ``out``'s memory where given.
     """
     W, b = link.W.array, link.b.array
     o, c, kh, kw = W.shape
@@ -233,10 +301,19 @@ WINOGRAD_F4_AT2 = numpy.kron(WINOGRAD_F4_AT, WINOGRAD_F4_AT).astype(
 
 
 def winograd_kernel(W, g=WINOGRAD_G):
-    """(O, C, 3, 3) filters -> (a*a, C, O): G g G^T at each of the a*a tile
-    positions (a = len(g), 4 for WINOGRAD_G, 6 for WINOGRAD_F4_G), as the
-    right-hand sides of a*a GEMMs. Transformed in float64 and rounded
-    once."""
+    """Winograd's transform of 3x3 filters: the right-hand sides of GEMMs.
+
+    Transformed in float64 and rounded once.
+
+    Args:
+        W: the filters, O x C x 3 x 3.
+        g: the transform G, a x 3: WINOGRAD_G (a = 4, F(2x2)) or
+            WINOGRAD_F4_G (a = 6, F(4x4)).
+
+    Returns:
+        a*a x C x O of W's dtype: G w G^T at each of the a*a tile
+        positions.
+    """
     o, c = W.shape[:2]
     a = len(g)
     out = numpy.empty((a, a, c, o), W.dtype)
@@ -304,24 +381,44 @@ def _sixes(d, out, scratch):
 
 
 def winograd_f4_pays(n, h, w):
-    """Whether F(4x4) runs n h x w images faster than F(2x2): where the
-    tiles fit without padding and are enough for its GEMMs, at least two
-    28x28 images' worth (98 rows). Measured on one core (2026-11-30, a
-    shared machine, medians of alternating runs): 1.1-1.3x at conv2 (56x56,
-    64 -> 192) from one image; at 28x28 (inc3a, inc3b) 0.92-1.10x from one
-    image, 1.05-1.45x from two or four; 0.4-0.9x at 14x14 and 7x7 (inc4*,
-    inc5*: tiles padded by a third, few GEMM rows)."""
+    """Whether F(4x4) runs n h x w images faster than F(2x2).
+
+    It does where the tiles fit without padding and are enough for its
+    GEMMs, at least two 28x28 images' worth (98 rows). Measured on one core
+    (2026-11-30, a shared machine, medians of alternating runs): 1.1-1.3x
+    at conv2 (56x56, 64 -> 192) from one image; at 28x28 (inc3a, inc3b)
+    0.92-1.10x from one image, 1.05-1.45x from two or four; 0.4-0.9x at
+    14x14 and 7x7 (inc4*, inc5*: tiles padded by a third, few GEMM rows).
+
+    Args:
+        n: images.
+        h: their height, in pixels.
+        w: their width, in pixels.
+
+    Returns:
+        True when h and w are multiples of 4 and n*h*w >= 2*28*28.
+    """
     return h % 4 == 0 and w % 4 == 0 and n * h * w >= 2 * 28 * 28
 
 
 def winograd_conv_relu(link, x, out=None, kernels=None):
-    """ReLU of a 3x3, stride 1, pad 1 convolution of NHWC x by Winograd
-    F(m x m, 3x3), m = 4 where winograd_f4_pays, else 2: (m+2)**2 GEMMs of
-    (N*ceil(H/m)*ceil(W/m), C) by (C, O).
+    """ReLU of a 3x3, stride 1, pad 1 convolution of NHWC x by Winograd.
 
-    Same shapes and ``out`` as conv_relu. Its rounding grows over the
-    direct sum's by (8/3)**2 for F(2x2), 16**2 for F(4x4)
-    (tests/numeric.py, WINOGRAD_F2_GROWTH and WINOGRAD_F4_GROWTH).
+    F(m x m, 3x3), m = 4 where winograd_f4_pays, else 2: (m+2)**2 GEMMs of
+    (N*ceil(H/m)*ceil(W/m), C) by (C, O), in blocks of tile rows whose
+    products stay in the cache. Its rounding grows over the direct sum's
+    by (8/3)**2 for F(2x2), 16**2 for F(4x4) (tests/numeric.py,
+    WINOGRAD_F2_GROWTH and WINOGRAD_F4_GROWTH).
+
+    Args:
+        link: a chainer.links.Convolution2D of 3x3 filters; its stride and
+            pad are taken to be 1 (not read).
+        x: float32 numpy array, N x H x W x C.
+        out: None, or a (N*H*W, O) view to write into, as conv_relu's.
+        kernels: None, or conv_relu's cache of transformed filters.
+
+    Returns:
+        N x H x W x O, ``out``'s memory where given.
     """
     W, b = link.W.array, link.b.array
     o, c = W.shape[:2]
@@ -435,6 +532,18 @@ def _winograd4_block(padded, space, kernel, b, image):
 
 
 def pooled_size(size, k, s, pad):
+    """The output size of a pooling along one axis, rounded up.
+
+    Args:
+        size: the input's size along the axis.
+        k: the window.
+        s: the stride.
+        pad: the padding on each side.
+
+    Returns:
+        The number of windows, the last one allowed to reach past the
+        padded edge.
+    """
     # Chainer's cover_all=True, which is Caffe's ceil mode for these shapes.
     return (size + 2 * pad - k + s - 1) // s + 1
 
@@ -445,6 +554,15 @@ def max_pool(x, k, s, pad=0):
     Separable (along rows, then columns) and without a padded copy: a window
     reaching past an edge takes the maximum of what lies inside, as Caffe
     and Chainer's -inf padding do.
+
+    Args:
+        x: numpy array, N x H x W x C.
+        k: the square window's side.
+        s: the stride.
+        pad: the padding on each side.
+
+    Returns:
+        N x Ho x Wo x C of x's dtype, Ho and Wo of pooled_size.
     """
     n, h, w, c = x.shape
     rows = _max_along(x, 2, k, s, pad, pooled_size(w, k, s, pad))
@@ -499,6 +617,17 @@ def lrn(x, n=5, k=1.0, alpha=1e-4 / 5, beta=0.75):
     Each pixel's squares sit between n // 2 zeros on either side, so the
     window sums are shifted adds over one contiguous buffer; the work runs
     over blocks of pixels small enough to stay in the L2 cache.
+
+    Args:
+        x: numpy array, N x H x W x C.
+        n: the window, in channels (5 in GoogLeNet).
+        k: the constant added to the scaled sum.
+        alpha: the sum's scale, as Chainer takes it: Caffe's alpha divided
+            by n.
+        beta: the exponent; 0.75 takes a faster path than the others.
+
+    Returns:
+        An array of x's shape and dtype.
     """
     c = x.shape[-1]
     half = n // 2
@@ -533,8 +662,20 @@ def lrn(x, n=5, k=1.0, alpha=1e-4 / 5, beta=0.75):
 
 
 def inception(module, x, kernels=None):
-    """An Inception module on NHWC x: one GEMM for the three 1x1
-    convolutions that read x, the branches written into one output."""
+    """An Inception module on NHWC x, as tuned_googlenet.Inception runs it.
+
+    One GEMM for the three 1x1 convolutions that read x; each branch is
+    written into its slice of one output.
+
+    Args:
+        module: a tuned_googlenet.Inception.
+        x: float32 numpy array, N x H x W x C.
+        kernels: None, or conv_relu's cache of rearranged weights.
+
+    Returns:
+        N x H x W x (out1 + out3 + out5 + proj_pool): the branches
+        concatenated in Inception.forward's order.
+    """
     n, h, w, c = x.shape
     first = (module.conv1, module.proj3, module.proj5)
     widths = [link.W.shape[0] for link in first]
@@ -560,7 +701,16 @@ def inception(module, x, kernels=None):
 
 
 def average_pool(x, k, s):
-    """Average pooling of NHWC x without padding (both heads' pools)."""
+    """Average pooling of NHWC x without padding (both heads' pools).
+
+    Args:
+        x: numpy array, N x H x W x C.
+        k: the square window's side.
+        s: the stride.
+
+    Returns:
+        float32 N x Ho x Wo x C, the windows that fit inside x.
+    """
     n, h, w, c = x.shape
     ho, wo = (h - k) // s + 1, (w - k) // s + 1
     sn, sh, sw, sc = x.strides
@@ -570,11 +720,15 @@ def average_pool(x, k, s):
 
 
 class TrunkOps:
-    """GoogLeNet's trunk operations (tuned_googlenet.StandardOps') without
-    backprop, on NHWC numpy arrays.
+    """GoogLeNet's trunk operations on NHWC numpy arrays, without backprop.
 
-    ``kernels`` (a dict) keeps the weights rearranged for GEMM between calls;
-    it is used only for frozen stages, whose weights no update touches.
+    The same operations as tuned_googlenet.StandardOps'. The kernels are
+    used only while ``reuse_kernels`` is True, as the caller sets it for
+    frozen stages, whose weights no update touches.
+
+    Args:
+        kernels: a dict that keeps the weights rearranged for GEMM between
+            calls (the model's own).
     """
 
     def __init__(self, kernels):

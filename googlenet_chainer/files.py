@@ -1,4 +1,4 @@
-"""Files written whole or not at all, outputs checked before the work, locks."""
+"""Files written whole or not at all, outputs checked before work, locks."""
 import contextlib
 import fcntl
 import hashlib
@@ -33,13 +33,20 @@ def atomic_write(path, mode='wb'):
     A symlink is written through, as ``>`` in a shell writes: its target is
     replaced and the link kept (a rename onto the link would turn it into a
     file and leave its target stale). The new file keeps the permissions of
-    the one it replaces (a model kept 0640 stays so), else 0666 less the
-    umask.
+    the one it replaces (a model kept 0640 stays so), else 0666 less the umask.
 
-    Raises UserError naming ``path`` when the folder cannot be written or the
-    disk fills up (any OSError with an errno), and when ``path`` is a folder,
-    a device, a FIFO or a socket, which a rename would replace (as root,
-    /dev/null itself); the old file stays in place.
+    Args:
+        path: the file to write.
+        mode: the open mode of the file yielded, 'wb' or 'w'.
+
+    Yields:
+        The temporary file, open, in the folder of ``path``'s target.
+
+    Raises:
+        UserError: naming ``path``: the folder cannot be written or the disk is
+            full (any OSError with an errno, the block's own too), or ``path``
+            is a folder, device, FIFO or socket, which a rename would replace
+            (as root, /dev/null itself); the old file stays in place.
     """
     check_output_path(path)
     target = written_path(path)
@@ -72,11 +79,14 @@ def atomic_write(path, mode='wb'):
 
 
 def remove_stale_temporaries(directory, prefix):
-    """Removes ``PREFIX<pid>.*.tmp`` files and folders in directory whose
-    writer is gone.
+    """Removes ``PREFIX<pid>.*.tmp`` files and folders whose writer is gone.
 
     A PID that still runs is left alone (it may be a concurrent writer; a
     reused PID only delays the clean-up to a later write).
+
+    Args:
+        directory: the folder to look in.
+        prefix: what the names start with before the PID.
     """
     pattern = re.compile(re.escape(prefix) + r'(\d+)\.[^/]*\.tmp\Z')
     try:
@@ -94,15 +104,29 @@ def remove_stale_temporaries(directory, prefix):
 
 
 def written_path(path):
-    """The file that atomic_write(path) replaces: path, or the target of
-    the symlink path is."""
+    """The file that atomic_write(path) replaces.
+
+    Args:
+        path: a path, which need not exist.
+
+    Returns:
+        str: path itself, or if it is a symlink its final target (realpath).
+    """
     return os.path.realpath(path) if os.path.islink(path) else path
 
 
 def read_npy_header(f):
-    """(shape, fortran_order, dtype) of the .npy array that starts at
-    f's position, read past its header (numpy.lib.format's versions 1.0
-    and 2.0), or None for another version; ValueError if it is not one."""
+    """The header of the .npy array that starts at f's position.
+
+    Args:
+        f: a binary file, left at the array's data (versions 1.0 and 2.0).
+
+    Returns:
+        (shape, fortran_order, dtype), or None for another version.
+
+    Raises:
+        ValueError: what starts there is not a .npy header.
+    """
     version = numpy.lib.format.read_magic(f)
     if version == (1, 0):
         return numpy.lib.format.read_array_header_1_0(f)
@@ -112,9 +136,15 @@ def read_npy_header(f):
 
 
 def save_npz(file, arrays):
-    """numpy.savez(file, **arrays) with Ctrl-C held back until it is done:
-    interrupted, numpy's ZipFile outlives the file it wrote to and prints a
-    traceback when it is collected. For files of seconds, not minutes."""
+    """numpy.savez(file, **arrays) with Ctrl-C held back until it is done.
+
+    Interrupted, numpy's ZipFile outlives the file it wrote to and prints a
+    traceback when it is collected. For files of seconds, not minutes.
+
+    Args:
+        file: a binary file open for writing (atomic_write's), or a path.
+        arrays: {name: array}, the archive's members, uncompressed.
+    """
     with sigint_deferred():
         numpy.savez(file, **arrays)
 
@@ -138,13 +168,19 @@ def _umask():
 def check_output_path(path, inputs=(), what='output', kind=None):
     """Refuses an output that would overwrite something it must not.
 
-    ``path`` must be nothing yet or a regular file (a symlink is judged by
-    its target), none of ``inputs`` (paths that need not exist) and inside
-    none of those that are folders (check_outside). ``kind`` is (test,
-    description) of what an existing ``path`` must be to be replaced, e.g.
-    a model this project wrote: anything else there (a photo) is more
+    An existing file not of ``kind`` (a photo where a model goes) is more
     likely a slip of the keyboard than a file to lose.
-    Raises UserError in one line otherwise.
+
+    Args:
+        path: the output file; a symlink is judged by its target.
+        inputs: input paths, files or folders, which need not exist.
+        what: the output's name in the messages, such as '--output'.
+        kind: None, or (test, description) of what an existing path must be.
+
+    Raises:
+        UserError: naming ``what``, when path is one of ``inputs`` or lies in
+            one that is a folder (check_outside), is not a regular file,
+            cannot be examined, or exists and is not of ``kind``.
     """
     target = os.path.realpath(path)
     for source in inputs:
@@ -176,11 +212,19 @@ def check_output_path(path, inputs=(), what='output', kind=None):
 
 
 def check_outside(path, folders, what):
-    """Refuses a path (file or folder, existing or not) that is one of
-    ``folders`` or lies inside one: what is written there would replace an
-    input or be read as one by the next run (a folder ``features`` as a
-    class). Paths are compared with their links resolved; a folder inside
-    ``path`` is fine."""
+    """Refuses a path that is one of ``folders`` or lies inside one.
+
+    What is written there would replace an input or be read as one by the
+    next run (a folder ``features`` as a class).
+
+    Args:
+        path: the output, a file or folder, existing or not.
+        folders: the input folders; one inside ``path`` is fine.
+        what: the output's name in the messages, such as '--out'.
+
+    Raises:
+        UserError: path is one of folders or lies inside one, links resolved.
+    """
     target = os.path.realpath(path)
     for folder in folders:
         real = os.path.realpath(folder)
@@ -195,7 +239,15 @@ def check_outside(path, folders, what):
 
 def check_writable(folder, option):
     """Refuses, before any work, an output folder that is missing or
-    cannot be written: found only at the end, it would cost the run."""
+    cannot be written: found only at the end, it would cost the run.
+
+    Args:
+        folder: the folder the output goes in.
+        option: the output's name in the messages, such as '--out'.
+
+    Raises:
+        UserError: folder is missing, or a test file cannot be made in it.
+    """
     if not os.path.isdir(folder):
         raise UserError('cannot write {} in {}: no such folder'.format(
             option, folder))
@@ -208,14 +260,17 @@ def check_writable(folder, option):
 
 
 def check_out_folder(folder, option, inputs=()):
-    """Refuses, before any work, an output folder that would cost the work
-    at its end: one that is a file, is or lies inside one of the input
-    folders ``inputs`` (check_outside), or that cannot be written, the
-    folder itself when it exists, else the parent it is to be made in
-    (make_out_folder makes its last level only).
+    """Refuses, up front, an output folder that would cost the work at its end.
+
+    Args:
+        folder: the output folder, existing or not.
+        option: its name in the messages, such as '--out'.
+        inputs: the input paths; those that are folders count.
 
     Raises:
-        UserError: in one line, naming ``option``.
+        UserError: naming ``option``: folder is a file, is or lies inside an
+            input folder (check_outside), or cannot be written (if missing,
+            its parent, which make_out_folder then makes it in).
     """
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise UserError('{} {} is a file, not a folder'.format(
@@ -226,8 +281,12 @@ def check_out_folder(folder, option, inputs=()):
 
 
 def make_out_folder(folder, option, parents=False):
-    """Makes an output folder unless it is there: its last level, or with
-    ``parents`` every missing level.
+    """Makes an output folder unless it is there.
+
+    Args:
+        folder: the folder.
+        option: its name in the messages, such as '--out'.
+        parents: make every missing level, not the last one only.
 
     Raises:
         UserError: folder is a file, or cannot be made.
@@ -259,6 +318,13 @@ def file_lock(path, log=None):
     removed file's lock notices (the inode at the path differs) and locks
     afresh. The kernel drops a lock when its holder dies, even by kill -9,
     leaving an unlocked file that the next holder removes.
+
+    Args:
+        path: the file to be created; the lock file is beside it.
+        log: None (stderr), or line -> None, for the line saying it waits.
+
+    Raises:
+        UserError: the lock file cannot be created.
     """
     log = log or (lambda line: print(line, file=sys.stderr))
     lock_path = path + '.lock'
@@ -299,8 +365,14 @@ def file_lock(path, log=None):
 def make_once(path, make, made_by='made'):
     """Calls make() to create path unless it exists, holding file_lock(path).
 
-    A process that waited for another finds path there and says so
-    ('using PATH, which another process MADE_BY') instead of making it again.
+    Args:
+        path: the file to be created.
+        make: a function of no arguments that creates path.
+        made_by: the past-tense verb of the line a process that waited
+            prints instead: 'using PATH, which another process MADE_BY'.
+
+    Raises:
+        UserError: file_lock's, and whatever make raises.
     """
     if os.path.exists(path):
         return
@@ -313,6 +385,14 @@ def make_once(path, make, made_by='made'):
 
 
 def file_sha1(path):
+    """The SHA-1 of a file's content, read a CHUNK at a time.
+
+    Args:
+        path: the file.
+
+    Returns:
+        A hashlib sha1 object; its hexdigest() is the sha1 to compare.
+    """
     digest = hashlib.sha1()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(CHUNK), b''):

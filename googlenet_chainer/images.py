@@ -25,29 +25,34 @@ DEFAULT_MAX_PIXELS = 200 * 1000 * 1000
 RGB_READABLE = {'1', 'L', 'P', 'RGB', 'RGBA', 'RGBX', 'RGBa', 'LA', 'PA',
                 'CMYK', 'YCbCr', 'HSV'}
 SIXTEEN_BIT = {'I;16', 'I;16L', 'I;16B', 'I;16N'}
+# Pillow's limit and the warnings filter are process-wide: one image opens
+# at a time (prefetch's other threads resize meanwhile).
 _OPENING = threading.Lock()
 
 
 def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
-    """A decoded RGB PIL image from a path or bytes, EXIF orientation applied.
+    """A decoded RGB image from a path or bytes, EXIF orientation applied.
 
-    Samples are scaled by the range of their type, as Caffe's loaders do
-    (cv::imread for 16 bits, skimage's img_as_float in classify.py): 16-bit
-    grey (Pillow's I;16 modes, and mode I of a 16-bit PNM) is divided by
-    257 and float (mode F) is taken as 0..1, each rounded to 8 bits, so an
-    image whose values are 257x an 8-bit one reads as that image exactly.
-    16-bit RGB(A) PNG and TIFF arrive from Pillow as 8-bit already (the
-    high byte of each sample). Transparency is dropped, not composited.
-    Images over ``max_pixels`` (width x height) are refused before they
-    are decoded; so are modes without an honest RGB reading (LAB, 32-bit
-    integers, premultiplied La), by name, and images with nothing in them
-    to classify (_check_content). Every failure is a UserError.
+    Samples are scaled by the range of their type, as Caffe's loaders do,
+    and transparency is dropped, not composited (_to_rgb).
+
+    Args:
+        source: a path (str), the file's bytes, or a binary file object.
+        max_pixels: the most pixels (width x height) to decode.
+
+    Returns:
+        PIL.Image.Image in mode RGB.
+
+    Raises:
+        UserError: the file is missing, a folder, not a regular file or
+            unreadable; the image is over max_pixels (refused before it is
+            decoded), not an image, truncated, undecodable, in a mode with
+            no honest RGB reading (LAB, 32-bit integers, premultiplied La,
+            floats outside 0..1) or of one colour throughout.
     """
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     if isinstance(source, str):
         _check_regular(source)
-    # Pillow's limit and the warnings filter are process-wide: one image
-    # opens at a time (prefetch's other threads resize meanwhile).
     with _OPENING:
         previous = Image.MAX_IMAGE_PIXELS
         try:
@@ -154,6 +159,7 @@ def _check_content(image, mode):
 
 
 def _bomb_reason(exc, max_pixels):
+    """The refusal's reason: Pillow's pixel count against the limit."""
     numbers = [int(n) for n in re.findall(r'\d+', str(exc))]
     pixels = numbers[0] if numbers else None
     return '{} pixels > {}'.format(pixels, max_pixels) if pixels else (
@@ -161,6 +167,19 @@ def _bomb_reason(exc, max_pixels):
 
 
 def _to_rgb(image):
+    """image in mode RGB, samples scaled by the range of their type as
+    Caffe's loaders scale them (cv::imread for 16 bits, skimage's
+    img_as_float in classify.py).
+
+    16-bit grey (Pillow's I;16 modes, and mode I of a 16-bit PNM) is
+    divided by 257 and float (mode F) is taken as 0..1, each rounded to 8
+    bits, so an image whose values are 257x an 8-bit one reads as that
+    image exactly. 16-bit RGB(A) PNG and TIFF arrive from Pillow as 8-bit
+    already (the high byte of each sample). Transparency is dropped, not
+    composited. UserError for a mode without an honest RGB reading (LAB,
+    32-bit integers, premultiplied La), by name, and for float samples
+    that are not finite or lie outside 0..1.
+    """
     mode = image.mode
     if mode == 'RGB':
         return image
@@ -189,14 +208,34 @@ def _to_rgb(image):
 
 
 def resized_bgr(image):
-    """The 256x256 image as float32 HWC, BGR, minus the mean."""
+    """The image squashed to 256x256, channels BGR, minus the mean.
+
+    Resized bilinearly, the aspect ratio not kept, as Caffe's classify.py
+    resizes to its image dims (256,256).
+
+    Args:
+        image: an RGB PIL image (open_image's).
+
+    Returns:
+        float32 256 x 256 x 3 (HWC), 0..255 less MEAN_BGR (ImageNet's).
+    """
     image = image.resize((RESIZE, RESIZE), Image.BILINEAR)
     array = numpy.asarray(image, dtype=numpy.float32)[:, :, ::-1]
     return array - MEAN_BGR
 
 
 def crop(array, top=CENTER, left=CENTER, mirror=False):
-    """A 224x224 CHW crop of a resized_bgr array, mirrored if asked."""
+    """A 224x224 crop of a resized_bgr array, as the network takes it.
+
+    Args:
+        array: float32 256 x 256 x 3, resized_bgr's.
+        top: the crop's first row; the centre crop's by default.
+        left: the crop's first column; the centre crop's by default.
+        mirror: whether to flip the crop left to right.
+
+    Returns:
+        float32 3 x 224 x 224 (CHW), C-contiguous.
+    """
     patch = array[top:top + CROP, left:left + CROP]
     if mirror:
         patch = patch[:, ::-1]
@@ -204,12 +243,27 @@ def crop(array, top=CENTER, left=CENTER, mirror=False):
 
 
 def preprocess(image):
-    """Caffe's reference input: the centre 224 crop of the 256x256 image."""
+    """Caffe's reference input: the centre 224 crop of the 256x256 image.
+
+    Args:
+        image: an RGB PIL image (open_image's).
+
+    Returns:
+        float32 3 x 224 x 224, as crop returns it.
+    """
     return crop(resized_bgr(image))
 
 
 def ten_crops(image):
-    """Caffe's oversample: four corners and the centre, each also mirrored."""
+    """Caffe's oversample: four corners and the centre, each also mirrored.
+
+    Args:
+        image: an RGB PIL image (open_image's).
+
+    Returns:
+        float32 10 x 3 x 224 x 224: the top-left, top-right, bottom-left
+        and bottom-right corners, the centre, then the same five mirrored.
+    """
     array = resized_bgr(image)
     far = RESIZE - CROP
     offsets = [(0, 0), (0, far), (far, 0), (far, far), (CENTER, CENTER)]
@@ -219,22 +273,41 @@ def ten_crops(image):
 
 
 def network_input(image, oversample=False):
-    """The network's input for one image: float32 1 x 3 x 224 x 224 (the
-    centre crop), or 10 x 3 x 224 x 224 (Caffe's ten crops) with
-    ``oversample``."""
+    """The network's input for one image.
+
+    Args:
+        image: an RGB PIL image (open_image's).
+        oversample: Caffe's ten crops instead of the centre crop.
+
+    Returns:
+        float32 1 x 3 x 224 x 224 (the centre crop), or 10 x 3 x 224 x 224
+        (ten_crops) with ``oversample``.
+    """
     return ten_crops(image) if oversample else preprocess(image)[None]
 
 
 def image_suffixes():
-    """The file name endings Pillow registers for its formats, lower case
-    with the dot (a few, such as .pdf, it can only write: such a file is
-    then reported as undecodable rather than passed over)."""
+    """The file name endings Pillow registers for its formats.
+
+    A few, such as .pdf, it can only write: such a file is then reported
+    as undecodable rather than passed over.
+
+    Returns:
+        set of str: the endings, lower case with the dot ('.jpg').
+    """
     return set(Image.registered_extensions())
 
 
 def is_hidden(name):
-    """Dot-files and dot-folders, macOS's ._NAME companions and the
-    __MACOSX folder that macOS zips carry: never data."""
+    """Whether a name is one that is never data.
+
+    Args:
+        name: a file or folder name, without its folder.
+
+    Returns:
+        bool: True for dot-files and dot-folders (macOS's ._NAME companions
+        among them) and for the __MACOSX folder that macOS zips carry.
+    """
     return name.startswith('.') or name == '__MACOSX'
 
 
@@ -250,13 +323,24 @@ def _check_regular(path):
 
 
 def list_images(folder, recursive=False):
-    """The image files in folder (and its visible sub-folders when
-    recursive, following links once), sorted, and {reason: count} of the
-    files left out: 'hidden' or 'not an image file (.EXT)'.
+    """The image files in a folder, and what was left out.
 
     A file is an image file when its ending is one of image_suffixes();
-    whether it decodes is for open_image to say. A folder that cannot be
-    read is a UserError naming it.
+    whether it decodes is for open_image to say.
+
+    Args:
+        folder: the folder.
+        recursive: also the visible sub-folders at any depth, following
+            links, each folder once; else sub-folders go uncounted.
+
+    Returns:
+        (paths, skipped): the image files, sorted, and {reason: count} of
+        the entries left out: 'hidden' (is_hidden, folders too), 'not a
+        regular file' (a FIFO, device or socket, a dangling or looping
+        link) or 'not an image file (.EXT)' ('no extension' if none).
+
+    Raises:
+        UserError: a folder to list cannot be read (named in the message).
     """
     suffixes = image_suffixes()
     images, skipped, seen = [], {}, set()
@@ -299,7 +383,14 @@ def list_images(folder, recursive=False):
 
 
 def is_image(path):
-    """Whether Pillow recognises the file (it reads only the header)."""
+    """Whether Pillow recognises the file (it reads only the header).
+
+    Args:
+        path: the file.
+
+    Returns:
+        bool: False for whatever Pillow fails to open, missing files too.
+    """
     try:
         with Image.open(path):
             return True

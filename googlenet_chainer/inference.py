@@ -16,6 +16,7 @@ from googlenet_chainer.prefetch import prefetch, usable_cores
 
 
 def _to_cpu(array):
+    """array as a numpy array, from whichever device it is on."""
     return chainer.backend.CpuDevice().send(array)
 
 
@@ -39,6 +40,7 @@ class Predictor:
         self.crops = crops
 
     def _send(self, arrays):
+        """The batch as one array on the model's device."""
         return self.device.send(numpy.concatenate(arrays))
 
     def __call__(self, arrays):
@@ -78,9 +80,18 @@ class Predictor:
 
 
 def check_finite(probs, what):
-    """Raises UserError when probabilities hold NaN or infinity: a model
-    with broken weights, whose argmax would look like a class (NaN compares
-    as class 0) and whose JSON would hold NaN. ``what`` names the source."""
+    """Refuses probabilities that hold NaN or infinity.
+
+    They come from a model with broken weights, whose argmax would look like
+    a class (NaN compares as class 0) and whose JSON would hold NaN.
+
+    Args:
+        probs: an array of probabilities, of any shape.
+        what: the source, named in the error.
+
+    Raises:
+        UserError: probs holds NaN or infinity.
+    """
     if not numpy.isfinite(probs).all():
         raise UserError('{} gave non-finite probabilities (NaN or infinity): '
                         'its weights are broken'.format(what))
@@ -170,9 +181,21 @@ def outcomes(predictor, ahead, batchsize, labels, top, pool5=False):
 
 
 def decoded_ahead(load, items, batchsize):
-    """prefetch(load, items) on every core, a batch and one ahead: the
-    next images decode and resize while a batch runs through the network.
-    Use it in a with block (it stops its threads on leaving)."""
+    """prefetch(load, items) on every core, a batch and one ahead.
+
+    The next images decode and resize while a batch runs through the
+    network. Use it in a with block (it stops its threads on leaving).
+
+    Args:
+        load: item -> its network input, a crops x 3 x 224 x 224 array
+            (images.network_input); called in the threads.
+        items: what to load, in order.
+        batchsize: inputs per forward pass.
+
+    Returns:
+        prefetch's iterator of (item, a done future of load(item)), in
+        the items' order.
+    """
     return prefetch(load, items, batchsize + 1, workers=usable_cores())
 
 

@@ -21,10 +21,14 @@ _received = []
 
 
 def exit_on_early_interrupt():
-    """Makes a Ctrl-C end the process at once, with ``interrupted`` and
-    INTERRUPTED: for a script's imports (a second or more), when nothing is
-    written yet. os._exit, because an exception would surface inside the
-    interrupted import as an ImportError with a traceback."""
+    """Makes a Ctrl-C print ``interrupted`` and end the process at once.
+
+    For a script's imports (a second or more), when nothing is written
+    yet; the exit code is INTERRUPTED. os._exit, because an exception would
+    surface inside the interrupted import as an ImportError with a
+    traceback. The handler stays until another replaces it
+    (run_interruptibly's, for its run).
+    """
     def interrupted(signum, frame):
         print('interrupted', file=sys.stderr, flush=True)
         os._exit(INTERRUPTED)
@@ -32,15 +36,26 @@ def exit_on_early_interrupt():
 
 
 def run_interruptibly(function, *args):
-    """Runs ``function(*args)``, which returns an exit code, with the
-    training run's handler: a Ctrl-C raises KeyboardInterrupt in the main
-    process only (loader processes forked before they ignore SIGINT run the
-    handler too), and one that Python swallowed (raised inside a finalizer
-    or a callback, printed as "Exception ignored") is remembered.
+    """Runs ``function(*args)`` under the training run's Ctrl-C handler.
+
+    A Ctrl-C raises KeyboardInterrupt in the main process only (loader
+    processes forked before they ignore SIGINT run the handler too), and
+    one that Python swallowed (raised inside a finalizer or a callback,
+    where it would be printed as "Exception ignored") is remembered for
+    raise_if_interrupted and for the exit code, and not printed. Afterwards
+    the previous handler is back, and sys.unraisablehook is Python's own.
+
+    Args:
+        function: the run; returns an exit code.
+        *args: its arguments.
 
     Returns:
         function's exit code, or INTERRUPTED (with ``interrupted`` printed
         once) if a Ctrl-C arrived and function did not report it itself.
+
+    Raises:
+        BaseException: whatever function raises, KeyboardInterrupt
+            included, passes through once the handlers are put back.
     """
     _received[:] = [os.getpid()]
     previous = signal.signal(signal.SIGINT, _on_sigint)
@@ -57,20 +72,31 @@ def run_interruptibly(function, *args):
 
 
 def raise_if_interrupted():
-    """Raises KeyboardInterrupt again if a Ctrl-C arrived during
-    run_interruptibly (one that Python swallowed, say): for a place the
-    run passes often, such as each training iteration."""
+    """Raises KeyboardInterrupt again if run_interruptibly saw a Ctrl-C.
+
+    For a place the run passes often, such as each training iteration
+    (extensions.stop_if_interrupted), where a Ctrl-C that Python swallowed
+    surfaces after all.
+
+    Raises:
+        KeyboardInterrupt: a Ctrl-C arrived during the current run of
+            run_interruptibly (or the last one, after it returned).
+    """
     if len(_received) > 1:
         raise KeyboardInterrupt
 
 
 def _on_sigint(signum, frame):
+    """run_interruptibly's handler: records the Ctrl-C and raises
+    KeyboardInterrupt in the main process; a forked process ignores it."""
     if _received and os.getpid() == _received[0]:
         _received.append(signum)
         raise KeyboardInterrupt
 
 
 def _unraisable(unraisable):
+    """sys.unraisablehook during run_interruptibly: every exception but a
+    KeyboardInterrupt reaches Python's own hook."""
     # A swallowed Ctrl-C is in _received already, reported once at the end.
     if not issubclass(unraisable.exc_type, KeyboardInterrupt):
         sys.__unraisablehook__(unraisable)

@@ -13,9 +13,23 @@ SYNSET_WORDS = os.path.join(
 
 
 def one_per_line(names, what, path):
-    """The text of a one-name-per-line file (labels.txt, a list of inputs);
-    a name with a line break is a UserError rather than two lines that
-    shift every later name for the file's readers."""
+    """The text of a one-name-per-line file (labels.txt, a list of inputs).
+
+    A name with a line break is refused rather than written as two lines
+    that would shift every later name for the file's readers.
+
+    Args:
+        names: the names (str), in the file's order.
+        what: what a name is, for the message ('class', 'input').
+        path: the file the text is for, for the message.
+
+    Returns:
+        str: each name followed by a newline.
+
+    Raises:
+        UserError: a name holds a line break: any character at which
+            str.splitlines ends a line (console.LINE_BREAK).
+    """
     for name in names:
         if LINE_BREAK.search(name):
             raise UserError('{} {} has a line break: {} holds one name per '
@@ -24,8 +38,22 @@ def one_per_line(names, what, path):
 
 
 def read_text_lines(path, what):
-    """The lines of a UTF-8 text file (a byte-order mark and CRLF line ends
-    are fine); an unreadable file or another encoding is a UserError."""
+    """The lines of a UTF-8 text file.
+
+    A byte-order mark and CRLF or CR line ends are fine.
+
+    Args:
+        path: the file.
+        what: what it is, for the messages ('label file', 'list file').
+
+    Returns:
+        [str]: its lines without their line ends; a line end at the end of
+        the file makes no empty last line.
+
+    Raises:
+        UserError: the file cannot be read, or is not UTF-8 (the message
+            gives the first bad byte and its offset).
+    """
     try:
         with open(path, encoding='utf-8-sig') as f:
             # Lines end at line ends only (the universal newlines of text
@@ -45,10 +73,23 @@ def read_text_lines(path, what):
 
 
 def read_labels(path):
-    """One label per line (Caffe's synset_words.txt format), surrounding
-    whitespace stripped; blank lines after the last are fine. An empty name
-    before it, a name given twice or one with a control character is a
-    UserError: each would shift, merge or garble the labels."""
+    """The class names of a label file, one per line in class order.
+
+    Caffe's synset_words.txt format; blank lines after the last name are
+    fine.
+
+    Args:
+        path: the label file, UTF-8 (read_text_lines).
+
+    Returns:
+        [str]: the names, surrounding whitespace stripped.
+
+    Raises:
+        UserError: the file cannot be read as UTF-8 text, or a line before
+            the last name is empty, a name is given twice or one holds a
+            control character: each would shift, merge or garble the
+            labels. The message says where.
+    """
     names = [line.strip() for line in read_text_lines(path, 'label file')]
     while names and not names[-1]:
         names.pop()
@@ -71,8 +112,24 @@ def read_labels(path):
 
 
 def model_class_names(n_classes, label_file=None, stored=None):
-    """Names for a model's classes: a label file, the names the training
-    run stored with the model, or synset_words.txt for ImageNet's 1000."""
+    """Names for a model's classes, from the first source that applies.
+
+    Args:
+        n_classes: the model's number of classes.
+        label_file: None, or a label file (--labels), which must name
+            n_classes classes.
+        stored: None, or the names the training run stored with the
+            model (model_file.load_model's), taken as they are.
+
+    Returns:
+        [str]: the label file's names; else the stored ones; else, for
+        1000 classes, ImageNet's synset_words.txt lines (``n01440764
+        tench, Tinca tinca``); else ``class 0``, ``class 1``, ...
+
+    Raises:
+        UserError: the label file or synset_words.txt is refused by
+            read_labels, or the label file's count is not n_classes.
+    """
     if label_file:
         labels = read_labels(label_file)
         if len(labels) != n_classes:
@@ -87,9 +144,16 @@ def model_class_names(n_classes, label_file=None, stored=None):
 
 
 def matching_names(class_names):
-    """The names class folders are matched against: ImageNet's wnids when
-    the names are synset_words.txt lines (``n01440764 tench, ...``), so a
-    1000-class model matches ILSVRC's folders; otherwise the names."""
+    """The names class folders are matched against.
+
+    Args:
+        class_names: a model's class names (model_class_names).
+
+    Returns:
+        [str]: ImageNet's wnids when every name starts with a distinct one
+        as synset_words.txt lines do (``n01440764 tench, ...``), so that a
+        1000-class model matches ILSVRC's folders; otherwise the names.
+    """
     wnids = [name.split(None, 1)[0] for name in class_names]
     if all(re.fullmatch(r'n\d{8}', wnid) for wnid in wnids) and (
             len(set(wnids)) == len(wnids)):

@@ -14,10 +14,18 @@ from tuned_googlenet import DEFAULT_FREEZE_UNTIL, GoogLeNet
 
 
 def save_model(path, model, class_names=None, untrained=()):
-    """Writes the model's parameters (and its class names) atomically, with
-    the names of the heads that were never trained (``untrained``: the
-    converter's fresh heads) so that load_model can refuse to classify with
-    a random loss3/classifier."""
+    """Writes the model's parameters (and its class names) atomically.
+
+    The names of the heads that were never trained go with them, so that
+    load_model can refuse to classify with a random loss3/classifier.
+
+    Args:
+        path: the file to write (an uncompressed .npz, whatever its name).
+        model: a tuned_googlenet.GoogLeNet.
+        class_names: None, or its class names in class order.
+        untrained: link names of the heads never trained (the converter's
+            fresh heads, such as ``loss3_fc``).
+    """
     serializer = chainer.serializers.DictionarySerializer()
     serializer.save(model)
     arrays = dict(serializer.target)
@@ -30,8 +38,18 @@ def save_model(path, model, class_names=None, untrained=()):
 
 
 def is_model_file(path):
-    """Whether path is a zip holding a model's arrays (loss3_fc/W, as
-    save_model writes it). Reads the zip's directory only."""
+    """Whether path is a model file, as save_model writes one.
+
+    Reads the zip's directory only: MODEL_KIND's test of an existing output
+    before it is replaced.
+
+    Args:
+        path: any file.
+
+    Returns:
+        True when path is a zip holding loss3_fc/W.npy; False for anything
+        else, an unreadable file included.
+    """
     try:
         with zipfile.ZipFile(path) as archive:
             return 'loss3_fc/W.npy' in archive.namelist()
@@ -45,7 +63,7 @@ MODEL_KIND = (is_model_file, 'a model this project wrote')
 
 
 def read_npz(path):
-    """{name: array} of an .npz file, as numpy.load(path) would give them.
+    """The arrays of an .npz file, as numpy.load(path) would give them.
 
     A member stored uncompressed (numpy.savez, so save_model) in the .npy
     format 1.0 or 2.0, C order, is read straight into its array, one read
@@ -54,6 +72,18 @@ def read_npz(path):
     CRC-32s are checked (the CRCs 22 ms for 53 MB), so a truncated or
     damaged file is an error, as with numpy.load. Any other member sends
     the whole file through numpy.load (no pickles either way).
+
+    Args:
+        path: the .npz file.
+
+    Returns:
+        {member name without .npy: numpy array}.
+
+    Raises:
+        ValueError: a member is truncated, of the wrong size or damaged
+            (bad CRC-32), or a .npy member is not one. zipfile's and
+            numpy.load's own errors (BadZipFile, OSError) pass through:
+            load_model makes each a UserError.
     """
     try:
         return _read_stored_npz(path)
@@ -67,6 +97,8 @@ class _NotPlain(Exception):
 
 
 def _read_stored_npz(path):
+    """read_npz's fast path: every member read straight into its array, or
+    _NotPlain for the first that is not an uncompressed C-order .npy."""
     arrays = {}
     with zipfile.ZipFile(path) as archive, open(path, 'rb') as f:
         for info in archive.infolist():
@@ -119,14 +151,28 @@ def _replace_arrays(model, npz):
 
 
 def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL, classify=False):
-    """Returns (model, class names or None) from a file save_model wrote;
-    ``model.untrained_heads`` names the heads never trained.
+    """Reads a model file that save_model wrote.
 
-    Raises UserError when the file is missing, is not such a file, or holds
-    NaN or infinite parameters (naming the first such one): those would
-    print ``nan`` probabilities for every input. With ``classify`` (to
-    predict, evaluate or export), also when loss3/classifier was never
-    trained: its guesses would be a random classifier's.
+    NaN or infinite parameters are refused: they would print ``nan``
+    probabilities for every input.
+
+    Args:
+        path: the model file.
+        freeze_until: the model's freeze cut, a TRUNK name or None.
+        classify: the model is to predict, evaluate or export, so its
+            loss3/classifier must have been trained: a random one's guesses
+            would be printed as classes.
+
+    Returns:
+        (model, class names or None): a tuned_googlenet.GoogLeNet of the
+        file's number of classes, its arrays the file's own, on the CPU;
+        ``model.untrained_heads`` names the heads never trained.
+
+    Raises:
+        UserError: the file is missing, is not a file, is not a model this
+            project wrote, or holds NaN or infinite parameters (naming the
+            first such one); with ``classify``, also when loss3/classifier
+            was never trained.
     """
     if not os.path.exists(path):
         raise UserError('model file not found: {}'.format(path))

@@ -26,22 +26,44 @@ PREDICTION_HEADS = ('loss3_fc',)
 
 
 def default_caffemodel():
-    """Where the caffemodel is kept by default: the folder Chainer keeps its
-    downloaded models in (chainer.dataset.get_dataset_directory, under
-    CHAINER_DATASET_ROOT, by default ~/.chainer/dataset), created if need be.
+    """Where the caffemodel is kept by default.
+
+    Returns:
+        The path of CAFFEMODEL_NAME in the folder Chainer keeps its
+        downloaded models in (model_directory), created if need be.
+
+    Raises:
+        UserError: that folder cannot be created.
     """
     return os.path.join(model_directory(), CAFFEMODEL_NAME)
 
 
 def default_model():
-    """The first run's 1000-class model, beside the caffemodel in Chainer's
-    model folder (see default_caffemodel)."""
+    """Where the first run's 1000-class model is kept.
+
+    Returns:
+        The path of MODEL_NAME beside the caffemodel in Chainer's model
+        folder (model_directory), created if need be.
+
+    Raises:
+        UserError: that folder cannot be created.
+    """
     return os.path.join(model_directory(), MODEL_NAME)
 
 
 def model_or_default(path):
-    """path, or default_model() when it is None: UserError if that one is
-    not there yet, saying what makes it."""
+    """The model a --model option names, or the default one.
+
+    Args:
+        path: --model's value, None for the default.
+
+    Returns:
+        path, or default_model() when it is None.
+
+    Raises:
+        UserError: path is None and the default model is not there yet
+            (the message says what makes it).
+    """
     if path is not None:
         return path
     path = default_model()
@@ -53,8 +75,16 @@ def model_or_default(path):
 
 
 def model_directory():
-    """Chainer's folder of downloaded models ('pfnet/chainer/models' under
-    the dataset root, where chainer.links.GoogLeNet keeps its own)."""
+    """Chainer's folder of downloaded models, created if need be.
+
+    Returns:
+        MODEL_DIRECTORY under Chainer's dataset root, where
+        chainer.links.GoogLeNet keeps its own.
+
+    Raises:
+        UserError: the folder cannot be created (the message names the
+            root and CHAINER_DATASET_ROOT, which moves it).
+    """
     try:
         return chainer.dataset.get_dataset_directory(MODEL_DIRECTORY)
     except OSError as e:
@@ -69,6 +99,18 @@ def resolve_source(url=None, sha1=None):
 
     A malformed sha1 is refused (naming where it came from) before anything
     is downloaded.
+
+    Args:
+        url: --url's value, or None: then GOOGLENET_CAFFEMODEL_URL, else
+            CAFFEMODEL_URL.
+        sha1: --sha1's value, or None: then GOOGLENET_CAFFEMODEL_SHA1, else
+            CAFFEMODEL_SHA1.
+
+    Returns:
+        (url, sha1), the sha1 in lower case.
+
+    Raises:
+        UserError: the sha1 chosen is not 40 hexadecimal digits.
     """
     url = url or os.environ.get('GOOGLENET_CAFFEMODEL_URL') or CAFFEMODEL_URL
     if sha1:
@@ -82,13 +124,27 @@ def resolve_source(url=None, sha1=None):
 
 
 def ensure_caffemodel(path, url=None, sha1=None):
-    """Downloads the caffemodel to path unless it is there (resumable,
-    verified), holding path's lock so that concurrent runs download once."""
+    """Downloads the caffemodel to path unless it is there.
+
+    The download resumes a broken-off one and is verified by its sha1;
+    path's lock is held, so that concurrent runs download once.
+
+    Args:
+        path: where the caffemodel is, or is to be.
+        url: None, or the URL to download (resolve_source).
+        sha1: None, or the sha1 it must have (resolve_source).
+
+    Raises:
+        UserError: a malformed sha1, or a download that failed (when the
+            server cannot be reached, the ways out are in the message).
+    """
     url, sha1 = resolve_source(url, sha1)
     make_once(path, lambda: _download(url, path, sha1), 'downloaded')
 
 
 def _download(url, path, sha1):
+    """download_file, its failures told as UserErrors that say what to do
+    instead."""
     print('downloading {} to {}'.format(url, path), file=sys.stderr)
     try:
         download_file(url, path, sha1=sha1)
@@ -107,9 +163,19 @@ def ensure_model(path, caffemodel):
     """Creates the 1000-class model from the caffemodel when it is missing.
 
     Holds path's lock, so that a second first run waits for the first and
-    then uses its model. Refuses (UserError naming the layer) a caffemodel
-    whose loss3/classifier cannot be copied: prediction would print a
-    random classifier's guesses as ImageNet labels.
+    then uses its model. The caffemodel is downloaded first if it is not
+    there (ensure_caffemodel, from the URL and sha1 of the environment or
+    BVLC's).
+
+    Args:
+        path: the model file (default_model).
+        caffemodel: the caffemodel's path.
+
+    Raises:
+        UserError: the download or the conversion failed, or the
+            caffemodel's loss3/classifier cannot be copied (naming the
+            layer): prediction would print a random classifier's guesses
+            as ImageNet labels.
     """
     def make():
         print('no model at {}: converting {}'.format(path, caffemodel),

@@ -25,16 +25,31 @@ COMMUNICATORS = ('naive', 'flat', 'pure_nccl')
 
 
 def local_mpiexec(n):
-    """The command that starts n processes on this machine alone: MPICH's
-    mpiexec beside this interpreter (the mpich wheel puts it in .venv/bin),
-    forking the ranks itself (no ssh) on 127.0.0.1, which needs no network
-    interface but the loopback (checked inside ``unshare -n``)."""
+    """The command that starts n processes on this machine alone.
+
+    MPICH's mpiexec beside this interpreter (the mpich wheel puts it in
+    .venv/bin), forking the ranks itself (no ssh) on 127.0.0.1, which needs
+    no network interface but the loopback (checked inside ``unshare -n``).
+
+    Args:
+        n: how many ranks.
+
+    Returns:
+        The argv list up to the program: append the program's own argv.
+    """
     return [os.path.join(os.path.dirname(sys.executable), 'mpiexec'),
             '-launcher', 'fork', '-host', '127.0.0.1', '-n', str(n)]
 
 
 def launched_size(environ=None):
-    """How many processes the MPI launcher started (1 without one)."""
+    """How many processes the MPI launcher started (1 without one).
+
+    Args:
+        environ: the environment to read (a mapping); None for os.environ.
+
+    Returns:
+        The int of the first of LAUNCHER_SIZE that is set to digits, else 1.
+    """
     environ = os.environ if environ is None else environ
     for name in LAUNCHER_SIZE:
         if environ.get(name, '').isdigit():
@@ -50,9 +65,11 @@ class Single:
     chainermn = None
 
     def bcast(self, obj):
+        """obj itself: rank 0's is the only one."""
         return obj
 
     def gather(self, obj):
+        """[obj], as Distributed.gather gives it on rank 0."""
         return [obj]
 
     def barrier(self):
@@ -60,7 +77,17 @@ class Single:
 
 
 class Distributed:
-    """A ChainerMN communicator (``.chainermn``) with object messages."""
+    """A ChainerMN communicator (``.chainermn``) with object messages.
+
+    Importing chainermn imports mpi4py, which starts MPI; ``rank`` and
+    ``size`` are the communicator's.
+
+    Args:
+        name: the ChainerMN communicator, one of COMMUNICATORS.
+
+    Raises:
+        UserError: ChainerMN cannot create that communicator.
+    """
 
     def __init__(self, name):
         import chainermn  # imports mpi4py, which starts MPI
@@ -84,15 +111,30 @@ class Distributed:
         self.chainermn.mpi_comm.Barrier()
 
     def abort(self, code):
+        """Flushes stdout and stderr, then MPI_Abort with code: ends every
+        rank, so none waits forever for this one."""
         sys.stdout.flush()
         sys.stderr.flush()
         self.chainermn.mpi_comm.Abort(code)
 
 
 def communicator(name=None):
-    """Single unless name is given or a launcher started several processes
-    (then ChainerMN's ``name`` communicator, default naive). Non-zero ranks
-    get stdout sent to /dev/null: rank 0 prints for the run."""
+    """The communicator of this run: Single, or Distributed under MPI.
+
+    Single unless name is given or a launcher started several processes
+    (launched_size). Non-zero ranks get stdout sent to /dev/null: rank 0
+    prints for the run.
+
+    Args:
+        name: None, or one of COMMUNICATORS (--communicator); under a
+            launcher None stands for naive.
+
+    Returns:
+        Single or Distributed.
+
+    Raises:
+        UserError: the communicator cannot be created (Distributed).
+    """
     if name is None and launched_size() <= 1:
         return Single()
     comm = Distributed(name or 'naive')
@@ -102,7 +144,11 @@ def communicator(name=None):
 
 
 def add_communicator_option(parser):
-    """--communicator: the ChainerMN communicator, or none."""
+    """Adds --communicator: the ChainerMN communicator, or none.
+
+    Args:
+        parser: an argparse parser or argument group.
+    """
     parser.add_argument(
         '--communicator', choices=COMMUNICATORS, default=None,
         help='ChainerMN communicator under mpiexec: naive (CPU), flat, or '
@@ -117,9 +163,18 @@ class RootFailed(UserError):
 def on_root(comm, function):
     """function() on rank 0 only; its result (pickled) on every rank.
 
-    A UserError there is raised on every rank: on rank 0 itself, marked
-    collective so that report_errors does not abort; elsewhere as
-    RootFailed, which exits 1 silently.
+    Args:
+        comm: Single or Distributed.
+        function: called without arguments, on rank 0.
+
+    Returns:
+        function's result, on every rank.
+
+    Raises:
+        UserError: function's, on rank 0, marked collective so that
+            report_errors does not abort.
+        RootFailed: on the other ranks when function raised UserError;
+            report_errors exits 1 silently.
     """
     result = error = None
     if comm.rank == 0:
@@ -166,17 +221,39 @@ def on_root_with_model(comm, prepare, load):
 
 
 def shard(items, comm):
-    """This rank's contiguous share of items: rank r of N gets
-    items[len * r // N : len * (r + 1) // N], so the shares of ranks
-    0, 1, ... joined are items in order."""
+    """This rank's contiguous share of items.
+
+    Args:
+        items: a sequence (a list of inputs).
+        comm: Single or Distributed.
+
+    Returns:
+        Rank r of N gets items[len * r // N : len * (r + 1) // N], so the
+        shares of ranks 0, 1, ... joined are items in order.
+    """
     n = len(items)
     return items[n * comm.rank // comm.size:n * (comm.rank + 1) // comm.size]
 
 
 def report_errors(comm, function, *args):
-    """cli.report_errors, over ranks: one line for a refusal
-    that every rank shares (on_root), MPI_Abort for a failure of one rank
-    while the others may be waiting for it in a collective call."""
+    """cli.report_errors, over ranks.
+
+    One line for a refusal that every rank shares (on_root), MPI_Abort for
+    a failure of one rank while the others may be waiting for it in a
+    collective call: a UserError not raised through on_root, Ctrl-C, or
+    any other exception (its traceback printed). With one rank it is
+    cli.report_errors itself.
+
+    Args:
+        comm: Single or Distributed.
+        function: the work; called as function(*args).
+        *args: its arguments.
+
+    Returns:
+        The exit code: function's result (0 where that is None), else 1
+        for an error or 130 for Ctrl-C (after MPI_Abort, where that
+        returns at all).
+    """
     if comm.size == 1:
         return report_single(function, *args)
     try:
@@ -201,8 +278,20 @@ def report_errors(comm, function, *args):
 
 
 def run_main(function, args):
-    """report_errors(comm, function, args, comm) with the communicator that
-    args.communicator or the launcher asks for (communicator)."""
+    """Runs a script's work under the communicator it asks for.
+
+    report_errors(comm, function, args, comm) with the communicator that
+    args.communicator or the launcher asks for (communicator).
+
+    Args:
+        function: the script's work, function(args, comm).
+        args: the parsed command line (argparse.Namespace) with
+            ``communicator`` (add_communicator_option).
+
+    Returns:
+        The exit code; 1, after one line on stderr, when the communicator
+        cannot be created.
+    """
     try:
         comm = communicator(args.communicator)
     except UserError as e:

@@ -7,11 +7,24 @@ from googlenet_chainer.files import atomic_write
 
 def plot_confusion(confusion, class_names, path, normalized=False,
                    title='confusion matrix'):
-    """Draws the matrix with its counts in the cells, written atomically.
+    """Draws a confusion matrix with its counts in the cells, as a PNG.
 
     ``normalized`` colours each row by its share of the row's images (the
     recall on the diagonal) and writes the shares; a row without images
-    stays 0."""
+    stays 0. Class names are drawn as written, never as mathtext.
+
+    Args:
+        confusion: square image counts (an array or nested lists), rows
+            the true class, columns the predicted one.
+        class_names: the classes of the rows and columns, in order.
+        path: the PNG file, written atomically.
+        normalized: each row as shares of its images (two decimals)
+            instead of counts.
+        title: the figure's title, above the image count.
+
+    Raises:
+        UserError: path cannot be written (files.atomic_write).
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -22,6 +35,7 @@ def plot_confusion(confusion, class_names, path, normalized=False,
 
 
 def _draw_confusion(plt, confusion, class_names, path, normalized, title):
+    """plot_confusion's figure, drawn with pyplot (``plt``) and saved."""
     if normalized:
         rows = confusion.sum(axis=1, keepdims=True)
         values = confusion / numpy.maximum(rows, 1)
@@ -50,13 +64,32 @@ def _draw_confusion(plt, confusion, class_names, path, normalized, title):
 
 
 def plot_curves(log, keys):
-    """{key: ([epoch], [value])} of the log's entries that have the key."""
+    """The curves plot_log draws, one per key.
+
+    Args:
+        log: LogReport's log, [{key: value}] per epoch.
+        keys: the reported keys to draw.
+
+    Returns:
+        {key: ([epoch], [value])} of the log's entries that have the key.
+    """
     return {key: ([entry['epoch'] for entry in log if key in entry],
                   [entry[key] for entry in log if key in entry])
             for key in keys}
 
 
 def plot_log(log, keys, path):
+    """Draws reported values by epoch, a line per key, as a PNG.
+
+    Args:
+        log: LogReport's log, [{key: value}] per epoch.
+        keys: the reported keys to draw, e.g. ('main/loss',
+            'validation/main/loss').
+        path: the PNG file, written atomically.
+
+    Raises:
+        UserError: path cannot be written (files.atomic_write).
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

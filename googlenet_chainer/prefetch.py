@@ -1,12 +1,18 @@
-"""Decoding ahead: images decode and resize on every core while the network runs."""
+"""Decoding ahead: images decode and resize on every core while the network
+runs."""
 import concurrent.futures
 import os
 import threading
 
 
 def usable_cores():
-    """How many cores this process may run on: its CPU affinity where the
-    system reports one (a container's or taskset's limit), else all."""
+    """How many cores this process may run on.
+
+    Returns:
+        int: the size of its CPU affinity where the system reports one (a
+        container's or taskset's limit), else the machine's core count (1
+        if unknown).
+    """
     if hasattr(os, 'sched_getaffinity'):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
@@ -16,19 +22,26 @@ def prefetch(function, items, ahead=2, workers=1):
     """Runs function over items in threads, ahead of the caller.
 
     ``workers`` daemon threads work through the items ahead of the caller,
-    at most ``ahead`` results waiting beyond those in progress, so that
-    decoding and resizing (Pillow and numpy release the GIL) overlap with
-    what the caller does meanwhile (the forward pass), and with each other
-    where one thread's decoding is slower than the forward pass. The
-    threads start at once, not at the first ``next()``: the first images
-    decode while the caller still loads its model. Being daemons they never
-    hold up the process's exit.
+    taking one only while fewer than ``ahead`` + ``workers`` are taken and
+    not yet handed over (``ahead`` results waiting while each thread works
+    on one), so that decoding and resizing (Pillow and numpy release the
+    GIL) overlap with what the caller does meanwhile (the forward pass), and
+    with each other where one thread's decoding is slower than the forward
+    pass. The threads start at once, not at the first ``next()``: the first
+    images decode while the caller still loads its model. Being daemons
+    they never hold up the process's exit.
 
     Args:
-        function: item -> result; whatever it raises is kept for the
-            caller (``future.result()`` raises it).
-        items: an iterable, read by the threads one item at a time.
-        ahead, workers: as above.
+        function: item -> result, called in the threads, several at a
+            time when ``workers`` > 1; whatever it raises (BaseException
+            included) is kept for the caller (``future.result()`` raises
+            it).
+        items: an iterable, read by the threads one item at a time (under
+            a lock). It must not raise: its exception ends the thread that
+            read it, and the iteration then ends early or waits for ever.
+        ahead: items that may be taken and not yet handed over beyond one
+            per thread; a value under 1 counts as 1.
+        workers: how many threads; a value under 1 counts as 1.
 
     Returns:
         An iterator of (item, a done concurrent.futures.Future of
@@ -59,6 +72,8 @@ class _Prefetched:
                              daemon=True).start()
 
     def _work(self):
+        """A thread's loop: takes the next item while a slot is free and
+        files its future under the item's index."""
         while not self._stop.is_set():
             # Polled: a closed iterator releases no more slots.
             if not self._slots.acquire(timeout=0.1):
@@ -85,6 +100,8 @@ class _Prefetched:
                 self._arrived.notify_all()
 
     def _in_order(self):
+        """The finished entries in the items' order, each freeing its
+        slot."""
         index = 0
         while True:
             with self._arrived:
@@ -110,6 +127,7 @@ class _Prefetched:
             raise
 
     def close(self):
+        """Stops the threads after their current items."""
         self._stop.set()
         self._generator.close()
 

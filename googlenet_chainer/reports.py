@@ -11,13 +11,16 @@ from googlenet_chainer.plots import plot_confusion
 
 
 def confusion_matrix(labels, predicted, n_classes):
-    """int64 n_classes x n_classes: rows the true class, columns the
-    predicted one, each cell the images so classified.
+    """Counts the images of each pair of true and predicted classes.
 
     Args:
         labels, predicted: class indices, one per image (sequences or
             integer arrays of one length).
         n_classes: the model's classes.
+
+    Returns:
+        int64 n_classes x n_classes: rows the true class, columns the
+        predicted one, each cell the images so classified.
     """
     confusion = numpy.zeros((n_classes, n_classes), numpy.int64)
     numpy.add.at(confusion, (numpy.asarray(labels, numpy.int64),
@@ -26,11 +29,22 @@ def confusion_matrix(labels, predicted, n_classes):
 
 
 def class_report(confusion, class_names):
-    """The scores of a confusion matrix (rows: true class, columns:
-    predicted), as a JSON-ready dict: per class precision, recall, F1 and
-    support (true images), the accuracy, the image count and the matrix.
+    """The scores of a confusion matrix, as a JSON-ready dict.
+
     A score whose denominator is 0 (a class never predicted, or without
-    images) is 0, as scikit-learn's zero_division=0."""
+    images) is 0, as scikit-learn's zero_division=0.
+
+    Args:
+        confusion: square image counts (an array or nested lists), rows
+            the true class, columns the predicted one.
+        class_names: one per row, in row order.
+
+    Returns:
+        {'classes': one {'class', 'precision', 'recall', 'f1', 'support'}
+        per row (support: the row's images), 'accuracy': the diagonal's
+        share of the images (0.0 without any), 'images': their count,
+        'confusion': the matrix as lists of ints}.
+    """
     confusion = numpy.asarray(confusion)
     predicted = confusion.sum(axis=0)
     actual = confusion.sum(axis=1)
@@ -53,7 +67,17 @@ def class_report(confusion, class_names):
 
 
 def format_report(report):
-    """class_report's dict as the table training prints and keeps."""
+    """class_report's dict as the table training prints and keeps.
+
+    Args:
+        report: class_report's dict; with 'best_epoch' and
+            'best_validation_accuracy' (training's), a line on them.
+
+    Returns:
+        str: per class precision, recall, F1 and support, the accuracy,
+        the best epoch if given, then the confusion matrix, each row
+        followed by its class; no final line break.
+    """
     lines = ['{:>9s} {:>9s} {:>9s} {:>7s}  class'.format(
         'precision', 'recall', 'f1', 'support')]
     for row in report['classes']:
@@ -74,10 +98,11 @@ def format_report(report):
 
 
 def write_report_files(folder, report, text, title):
-    """Keeps a report in folder, each file written atomically: report.json
-    (the dict), report.txt (``text``), confusion.png (the matrix with its
-    counts) and confusion_normalized.png (each row as shares of its images),
-    both titled ``title``.
+    """Keeps a report in folder, each file written atomically.
+
+    report.json holds the dict, report.txt ``text``; confusion.png draws
+    the matrix with its counts and confusion_normalized.png each row as
+    shares of its images, both titled ``title``.
 
     Args:
         folder: an existing folder.
@@ -101,13 +126,30 @@ def write_report_files(folder, report, text, title):
 
 
 def report_text(report):
-    """A training report's table, then the files its run left out."""
+    """A training report's table, then the files its run left out.
+
+    Args:
+        report: class_report's dict, with training's additions
+            (format_report) and 'unreadable' (left_out).
+
+    Returns:
+        str: format_report's table and left_out's lines.
+    """
     return '\n'.join([format_report(report)] + left_out(report))
 
 
 def left_out(report):
-    """The lines that name the files a report's run could not use (its
-    'unreadable': 'PATH: why' each), for the text beside the scores."""
+    """The lines that name the files a report's run could not use.
+
+    For the text beside the scores: a heading with their count, then each
+    of the report's 'unreadable' lines ('PATH: why'), indented.
+
+    Args:
+        report: a report dict, with or without 'unreadable'.
+
+    Returns:
+        [str]: empty when no file was left out.
+    """
     lines = report.get('unreadable') or []
     if not lines:
         return []
@@ -117,22 +159,42 @@ def left_out(report):
 
 
 def top_k(probs, k):
-    """Indices of the k most probable classes per row, most probable first;
-    ties go to the lower class index."""
+    """The k most probable classes of each row, most probable first.
+
+    Ties go to the lower class index (a stable sort).
+
+    Args:
+        probs: N x classes probabilities.
+        k: classes per row.
+
+    Returns:
+        intp N x min(k, classes): class indices.
+    """
     return numpy.argsort(-probs, axis=1, kind='stable')[:, :k]
 
 
 def evaluation_report(probs, pairs, class_names, k=5, subset=None):
-    """Scores of probabilities (N x classes) against pairs' labels.
+    """Scores of probabilities against pairs' labels, as a JSON-ready dict.
 
-    Returns class_report's dict over the classes in ``subset`` (default: all;
-    a model of many classes shows those that are true or predicted, which
-    keeps every row and column sum) plus 'top1', 'topK' (top-k accuracy,
-    K = min(k, classes), also under 'top_k': 'top5' for ImageNet's 1000,
-    'top3' for 3 classes) and 'misclassified': each input whose top-1 is wrong,
-    with its true class and its k best predictions. Paths are ``shown``
-    and class names ``decoded`` (the form training stores them in):
-    undecodable bytes of a file name appear escaped.
+    Paths are ``shown`` and class names ``decoded`` (the form training
+    stores them in): undecodable bytes of a file name appear escaped.
+
+    Args:
+        probs: float N x classes, a row per pair.
+        pairs: the N scored (path, label), in probs' order.
+        class_names: the model's, in class order.
+        k: the top-k accuracy's k, lowered to the number of classes.
+        subset: the class indices the per-class rows and the matrix show.
+            Default: all; for a model of more than 100 classes, those that
+            are true or predicted, which keeps every row and column sum.
+
+    Returns:
+        class_report's dict over ``subset`` plus 'top1', 'topK' (top-k
+        accuracy, K = min(k, classes), also under 'top_k': 'top5' for
+        ImageNet's 1000, 'top3' for 3 classes) and 'misclassified': each
+        input whose top-1 is wrong, {'input', 'true', 'predictions': its K
+        best [{'class', 'probability'}]}. Accuracies are 0.0 without
+        images.
     """
     class_names = [decoded(name) for name in class_names]
     labels = numpy.array([label for _, label in pairs], dtype=numpy.int64)
@@ -143,7 +205,7 @@ def evaluation_report(probs, pairs, class_names, k=5, subset=None):
     confusion = confusion_matrix(labels, predicted, n_classes)
     if subset is None:
         subset = (range(n_classes) if n_classes <= 100 else
-                 sorted(set(labels.tolist()) | set(predicted.tolist())))
+                  sorted(set(labels.tolist()) | set(predicted.tolist())))
     subset = list(subset)
     report = class_report(confusion[numpy.ix_(subset, subset)],
                           [class_names[i] for i in subset])
@@ -162,7 +224,16 @@ def evaluation_report(probs, pairs, class_names, k=5, subset=None):
 
 
 def format_evaluation(report):
-    """evaluation_report's dict as the table evaluation prints."""
+    """evaluation_report's dict as the text evaluation prints.
+
+    Args:
+        report: evaluation_report's dict, with or without 'unreadable'.
+
+    Returns:
+        str: the top-1 and top-K accuracies with their image counts, the
+        files left out, format_report's table, then each misclassified
+        input with its K best classes; no final line break.
+    """
     n, k = report['images'], report['top_k']
     lines = ['top-1 accuracy {:.4f} ({} of {} images)'.format(
         report['top1'], round(report['top1'] * n), n),
@@ -182,8 +253,17 @@ def format_evaluation(report):
 
 
 def best_epoch(log):
-    """(epoch, validation accuracy) of the log's first best epoch, the one
-    SaveBest kept (MaxValueTrigger saves on a strict improvement)."""
+    """The log's first best epoch: the one SaveBest kept.
+
+    The first, as MaxValueTrigger saves on a strict improvement only.
+
+    Args:
+        log: LogReport's log ([{key: value}] per epoch), with at least one
+            entry of validation/main/accuracy.
+
+    Returns:
+        (epoch, its validation accuracy).
+    """
     scored = [entry for entry in log if 'validation/main/accuracy' in entry]
     best = max(scored, key=lambda entry: entry['validation/main/accuracy'])
     return best['epoch'], best['validation/main/accuracy']

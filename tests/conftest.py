@@ -51,7 +51,7 @@ def model_3(tmp_path_factory, caffemodels):
     path = str(tmp_path_factory.mktemp('m3') / 'tuned_googlenet.model')
     numpy.random.seed(0)
     caffemodel.convert(caffemodels['v1'], path, n_classes=3,
-                                log=lambda line: None)
+                       log=lambda line: None)
     return path
 
 
@@ -103,9 +103,9 @@ def cached_run(dataset, model_3, features):
     def run(out, *extra, data=dataset):
         if data == dataset and not os.path.exists(out / 'features'):
             shutil.copytree(features, out / 'features')
-        return run_training('--train', data, '--model', model_3, '--out', str(out),
-                    '--cache-features', '-B', '4', '--val-ratio', '0.25',
-                    '--lr', '1e-3', *extra)
+        return run_training('--train', data, '--model', model_3, '--out',
+                            str(out), '--cache-features', '-B', '4',
+                            '--val-ratio', '0.25', '--lr', '1e-3', *extra)
     return run
 
 

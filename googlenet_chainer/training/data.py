@@ -1,5 +1,5 @@
 """The run's images: read, checked, split and reported (prepare_data), and
-the datasets the trainer iterates over (training_sets)."""
+the image dataset the trainer iterates over (ImageDataset)."""
 import os
 import sys
 
@@ -19,12 +19,22 @@ UNREADABLE = -1  # the label of an image that failed to load mid-run
 
 
 class ImageDataset(chainer.dataset.DatasetMixin):
-    """Caffe's input: a random 224 crop of the 256x256 image with a random
-    mirror in training (from example_rng), the centre crop otherwise.
+    """Labelled images as Caffe's input, float32 3 x 224 x 224 crops.
+
+    A random 224 crop of the 256x256 image with a random mirror in training
+    (from example_rng), the centre crop otherwise; BGR, minus the mean
+    (images.resized_bgr). An example is (the crop, int32 label).
 
     An image that cannot be read any more (changed since the data report)
     is reported on stderr and comes back as a blank crop with label -1,
     which the losses and the accuracy skip.
+
+    Args:
+        pairs: [(path, label)].
+        train: random crops and mirrors, not the centre crop.
+        seed: the run's --seed, which picks the crops with the epoch and
+            the example.
+        max_pixels: images.open_image's limit.
     """
 
     def __init__(self, pairs, train, seed=0, max_pixels=DEFAULT_MAX_PIXELS):
@@ -54,7 +64,17 @@ class ImageDataset(chainer.dataset.DatasetMixin):
 
 
 def update_data_digest(digest, pairs):
-    """Feeds each image's path, size, modification time and label."""
+    """Feeds each image's path, size, modification time and label.
+
+    A fingerprint of the images that reads none of them.
+
+    Args:
+        digest: a hashlib object, updated in place.
+        pairs: [(path, label)]; the paths are fed made absolute.
+
+    Raises:
+        OSError: an image is gone (os.stat).
+    """
     for path, label in pairs:
         stat = os.stat(path)
         digest.update(os.fsencode(os.path.abspath(path)) + '\0{}\0{}\0{}\n'
@@ -63,8 +83,18 @@ def update_data_digest(digest, pairs):
 
 
 def balanced_class_weight(labels, n_classes):
-    """scikit-learn's 'balanced' weights: images / (classes * images of the
-    class), over the classes present; 1 for a class without images."""
+    """scikit-learn's 'balanced' class weights (--class-weight balanced).
+
+    images / (classes * images of the class), over the classes present; 1
+    for a class without images.
+
+    Args:
+        labels: the training images' class indices.
+        n_classes: the model's classes.
+
+    Returns:
+        float32 vector of n_classes weights.
+    """
     counts = numpy.bincount(labels, minlength=n_classes)
     present = numpy.count_nonzero(counts)
     return numpy.where(counts > 0, len(labels) / (present * numpy.maximum(
@@ -74,9 +104,9 @@ def balanced_class_weight(labels, n_classes):
 def prepare_data(args, n_classes):
     """Reads, checks, splits and reports the run's data.
 
-    The validation split (without --val) is drawn from the readable
-    images. A training set smaller than the batch lowers args.batchsize to
-    its size.
+    Prints each set's report (print_report) and data_warnings' lines. The
+    validation split (without --val) is drawn from the readable images. A
+    training set smaller than the batch lowers args.batchsize to its size.
 
     Args:
         args: train_googlenet.py's options (--train, --val, --val-ratio,
@@ -89,9 +119,11 @@ def prepare_data(args, n_classes):
         names, 'PATH: why' of each file left out).
 
     Raises:
-        UserError: data that cannot train the model, naming why (one
-            class, a count other than the model's, labels out of range, a
-            class whose every image is unreadable, nothing to validate on).
+        UserError: --val-ratio is not strictly between 0 and 1, or data
+            that cannot train the model, naming why (read_dataset's
+            refusals, one class, a count other than the model's, --labels
+            with a folder, labels out of range, a class whose every image
+            is unreadable, nothing to train or validate on).
     """
     if not 0 < args.val_ratio < 1:
         raise UserError('--val-ratio must lie strictly between 0 and 1, got '

@@ -18,7 +18,18 @@ from googlenet_chainer.training.snapshots import snapshot_files
 
 
 class SaveBest(training.Extension):
-    """Saves the model (and class names) when validation accuracy peaks."""
+    """Saves the model (and class names) when validation accuracy peaks.
+
+    Its trigger, a MaxValueTrigger on validation/main/accuracy
+    (trainer._extend), says when. The file names the heads still untrained
+    (model_file.save_model): none when the aux heads train, else the
+    starting model's untrained heads but loss3_fc.
+
+    Args:
+        model: the GoogLeNet being trained.
+        path: the best model's file (--output).
+        class_names: kept in the file, in label order.
+    """
 
     def __init__(self, model, path, class_names):
         self.model = model
@@ -39,6 +50,9 @@ class KeepSnapshots(training.Extension):
     Not the snapshot extension's n_retains: it ranks by modification time,
     then by name, and on a file system with coarse timestamps deletes
     snapshot_iter_10 before snapshot_iter_9.
+
+    Args:
+        n: the snapshots kept (--keep-snapshots).
     """
 
     priority = -200  # after the snapshot (priority -100) is written
@@ -52,27 +66,47 @@ class KeepSnapshots(training.Extension):
 
 
 def as_float(value):
-    """A reported value (a Variable or an array, on any device) as a float."""
+    """A reported value as a Python float.
+
+    Args:
+        value: a Variable or an array of one element, on any device, or a
+            number.
+
+    Returns:
+        float.
+    """
     return float(chainer.backend.CpuDevice().send(chainer.as_array(value)))
 
 
 def observed(trainer, key):
-    """The value reported under key in this iteration, as a float (None if
-    nothing was)."""
+    """The value reported under key in this iteration, as a float.
+
+    Args:
+        trainer: the Trainer.
+        key: a reported key, e.g. 'validation/main/accuracy'.
+
+    Returns:
+        float, or None if nothing was reported under key.
+    """
     value = trainer.observation.get(key)
     return None if value is None else as_float(value)
 
 
 class EarlyStopping(training.Extension):
-    """--patience N: the run stops once validation accuracy has not improved
-    for N evaluations (what Chainer's EarlyStoppingTrigger does).
+    """--patience N: the run stops after N evaluations without improvement.
 
-    Chainer's trigger counts at the next turn of the training loop, after
-    that iteration's snapshot is written, so a run resumed from it missed
-    one evaluation and stopped an epoch late. This extension counts right
-    after the Evaluator (its priority is below the Evaluator's, above the
-    snapshot's -100), so snapshots keep best and count; the run's stop
-    trigger, ``stop``, reads only them and the epoch.
+    Once validation accuracy has not improved for N evaluations, what
+    Chainer's EarlyStoppingTrigger does. Chainer's trigger counts at the
+    next turn of the training loop, after that iteration's snapshot is
+    written, so a run resumed from it missed one evaluation and stopped an
+    epoch late. This extension counts right after the Evaluator (its
+    priority is below the Evaluator's, above the snapshot's -100), so
+    snapshots keep best and count; the run's stop trigger, ``stop``, reads
+    only them and the epoch.
+
+    Args:
+        patience: evaluations without improvement that end the run.
+        max_epoch: the epoch the run ends at in any case (--epoch).
     """
     trigger = (1, 'epoch')
     priority = training.PRIORITY_EDITOR
@@ -94,6 +128,15 @@ class EarlyStopping(training.Extension):
             self.count += 1
 
     def stop(self, trainer):
+        """The run's stop trigger: max_epoch reached or patience spent.
+
+        Args:
+            trainer: the Trainer.
+
+        Returns:
+            bool: True once the epoch reaches max_epoch or patience
+            evaluations in a row have not improved.
+        """
         return trainer.updater.epoch_detail >= self.max_epoch or \
             self.count >= self.patience
 
@@ -112,6 +155,12 @@ class ExactEvaluator(extensions.Evaluator):
     unreadable image, counts in neither) and sums them over the ranks
     (comm: mpi.Single or Distributed), so validation/main/
     accuracy is the fraction of the validation images classified right.
+
+    Args:
+        iterator: the validation iterator, one pass (repeat=False).
+        target: the model; it reports its loss and accuracy.
+        device: the device the batches are sent to.
+        comm: mpi.Single or Distributed.
     """
 
     def __init__(self, iterator, target, device, comm):
@@ -119,6 +168,13 @@ class ExactEvaluator(extensions.Evaluator):
         self.comm = comm
 
     def evaluate(self):
+        """The validation set's scores, over the images of every rank.
+
+        Returns:
+            {key: the mean over the labelled images} of what the model
+            reported, e.g. validation/main/accuracy; {} without any
+            labelled image. The same on every rank.
+        """
         iterator = self.get_iterator('main')
         target = self.get_target('main')
         iterator.reset()
@@ -149,11 +205,18 @@ class ExactEvaluator(extensions.Evaluator):
 
 
 class StopOnNonFinite(training.Extension):
-    """Stops the run with one line when the reported ``key`` (a loss)
-    becomes NaN or infinite: the training loss at each iteration, or the
+    """Stops the run with one line when a reported loss becomes NaN or inf.
+
+    ``key`` is the training loss, checked at each iteration, or the
     validation loss, checked after the Evaluator and before SaveBest, so
     that a diverged model is never saved as the best (its accuracy is
-    whatever NaN logits argmax to)."""
+    whatever NaN logits argmax to). The UserError names the loss, the
+    iteration and what to do (a lower --lr).
+
+    Args:
+        key: the reported loss, e.g. 'main/loss'.
+        priority: the extension's place in each iteration's order.
+    """
 
     def __init__(self, key, priority):
         self.key = key
@@ -171,10 +234,12 @@ class StopOnNonFinite(training.Extension):
 
 
 class PlotLog(training.Extension):
-    """Draws loss.png and accuracy.png from LogReport's log itself, so the
-    plots show exactly the log's epochs and values after any resume
-    (PlotReport keeps its own copy, which drifts from the log when a run is
-    resumed from a snapshot taken mid-epoch), and writes them atomically."""
+    """Draws loss.png and accuracy.png from LogReport's log, atomically.
+
+    From the log itself, so the plots show exactly the log's epochs and
+    values after any resume (PlotReport keeps its own copy, which drifts
+    from the log when a run is resumed from a snapshot taken mid-epoch).
+    """
 
     trigger = (1, 'epoch')
     priority = training.PRIORITY_READER - 1  # after LogReport
@@ -191,6 +256,15 @@ class PlotLog(training.Extension):
 @training.make_extension(trigger=(1, 'iteration'),
                          priority=training.PRIORITY_WRITER + 2)
 def stop_if_interrupted(trainer):
-    """Re-raises a Ctrl-C that Python swallowed (a KeyboardInterrupt raised
-    inside a finalizer or a callback is printed and dropped)."""
+    """Re-raises a Ctrl-C that Python swallowed, at each iteration.
+
+    A KeyboardInterrupt raised inside a finalizer or a callback is printed
+    and dropped.
+
+    Args:
+        trainer: the Trainer (unused).
+
+    Raises:
+        KeyboardInterrupt: a Ctrl-C arrived (interrupts.raise_if_interrupted).
+    """
     raise_if_interrupted()

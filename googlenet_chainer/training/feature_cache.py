@@ -19,18 +19,42 @@ FEATURE_SHAPES = ((512, 4, 4), (528, 4, 4), (1024, 1, 1))
 
 
 def feature_shapes(aux=True):
-    """What the heads read per view: the two aux pools and pool5, or
-    pool5 alone (--aux-heads off)."""
+    """What the heads read of each view, one shape per input.
+
+    Args:
+        aux: the two aux pools and pool5; else pool5 alone (--aux-heads
+            off).
+
+    Returns:
+        ((512, 4, 4), (528, 4, 4), (1024, 1, 1)), channels x height x
+        width; ((1024, 1, 1),) without aux.
+    """
     return FEATURE_SHAPES if aux else FEATURE_SHAPES[2:]
 
 
 def feature_size(aux=True):
-    """Floats per view: 17,408 (70 KB) with the aux heads, 1,024 without."""
+    """Floats per view: 17,664 with the aux heads (about 70 KB), else 1,024.
+
+    Args:
+        aux: with the aux heads' inputs.
+
+    Returns:
+        int: the floats of feature_shapes(aux).
+    """
     return sum(int(numpy.prod(s)) for s in feature_shapes(aux))
 
 
 class ViewDataset(chainer.dataset.DatasetMixin):
-    """The centre crop of each image, and its mirror when views == 2."""
+    """The centre crop of each image, and its mirror when views == 2.
+
+    An example is float32 views x 3 x 224 x 224. Unlike ImageDataset, an
+    image that cannot be read raises open_image's UserError.
+
+    Args:
+        pairs: [(path, label)]; the labels are not used.
+        views: 1 or 2.
+        max_pixels: images.open_image's limit.
+    """
 
     def __init__(self, pairs, views, max_pixels=DEFAULT_MAX_PIXELS):
         self.pairs = pairs
@@ -47,8 +71,19 @@ class ViewDataset(chainer.dataset.DatasetMixin):
 
 
 class CachedFeatures(chainer.dataset.DatasetMixin):
-    """Trunk features per image and view (features: N x views x
-    feature_size, memory-mapped); training picks a view from example_rng."""
+    """Trunk features per image and view, as examples for the heads.
+
+    Training picks a view from example_rng, validation takes view 0. An
+    example is the float32 arrays of feature_shapes (the aux heads' are
+    there if the rows are that wide), then the int32 label.
+
+    Args:
+        features: float32 N x views x feature_size, cached_features'
+            memory map.
+        labels: the N class indices.
+        train: a random view, not view 0.
+        seed: the run's --seed.
+    """
 
     def __init__(self, features, labels, train, seed=0):
         self.features = features
@@ -75,8 +110,23 @@ class CachedFeatures(chainer.dataset.DatasetMixin):
 
 
 def cache_key(model, pairs, views, aux=True):
-    """Changes with the frozen trunk's weights, the images, the views, or
-    what is cached (--aux-heads)."""
+    """The feature cache's key (RowCache's).
+
+    It changes with the frozen trunk's weights, the images, the views, or
+    what is cached (--aux-heads).
+
+    Args:
+        model: the GoogLeNet whose trunk computes the features.
+        pairs: [(path, label)] (update_data_digest).
+        views: 1 or 2.
+        aux: the aux heads' inputs are cached too.
+
+    Returns:
+        str: a sha1 hex digest.
+
+    Raises:
+        OSError: an image is gone (update_data_digest).
+    """
     digest = hashlib.sha1('{} {}'.format(views, feature_size(aux)).encode())
     for name, param in sorted(model.namedparams()):
         if name.split('/')[1] in tuned_googlenet.TRUNK:
@@ -103,7 +153,8 @@ def cached_features(predictor, pairs, path, batchsize, loaderjob,
             image (1: the centre crop; 2: and its mirror).
         pairs: [(path, label)].
         path: the cache's NAME.npy (its index is NAME.json beside it).
-        batchsize: images per block, and per forward pass.
+        batchsize: images per block, and per forward pass (an index of
+            this cache kept from before keeps its own block length).
         loaderjob, loader_timeout: the image loader's (loader.make_iterator).
         max_pixels: images.open_image's limit.
         show: a progress bar on a terminal (rank 0's).
@@ -115,7 +166,7 @@ def cached_features(predictor, pairs, path, batchsize, loaderjob,
 
     Raises:
         UserError: an image cannot be read, the loader fails, or a file of
-            the cache cannot be written.
+            the cache cannot be written, or changed as the run started.
     """
     views = predictor.crops
     cache = RowCache(path, cache_key(predictor.model, pairs, views, aux),
@@ -162,7 +213,7 @@ def _fill(cache, predictor, iterator, pending, own, aux, comm, show):
             if step < len(own):
                 written[own[step]] = cache.write(
                     own[step], predictor.trunk_features(next(iterator),
-                                                         aux))
+                                                        aux))
             gathered = comm.gather(written)
             if not comm.rank:
                 done = {i: d for part in gathered for i, d in part.items()}

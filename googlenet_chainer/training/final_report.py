@@ -11,10 +11,12 @@ from googlenet_chainer.reports import (best_epoch, class_report,
 
 
 def report_best_model(args, plan, trainer, val_set, device):
-    """Rank 0's end of a run: says whether --patience stopped it early,
-    scores the best model (plan.output) on the whole validation set, prints
-    the report and keeps it in --out (reports.write_report_files: JSON, text,
-    the confusion matrix drawn plain and normalised).
+    """Rank 0's end of a run: the best model scored and reported.
+
+    Says whether --patience stopped the run early, scores the best model
+    (plan.output) on the whole validation set, prints the report and keeps
+    it in --out (reports.write_report_files: JSON, text, the confusion
+    matrix drawn plain and normalised).
 
     Args:
         args: train_googlenet.py's options.
@@ -22,6 +24,10 @@ def report_best_model(args, plan, trainer, val_set, device):
         trainer: the Trainer, run to its end.
         val_set: the whole validation set as training_sets made it.
         device: where the model runs.
+
+    Raises:
+        UserError: the best model cannot be loaded (model_file.load_model)
+            or a report file cannot be written.
     """
     log = trainer.get_extension('LogReport').log
     if trainer.updater.epoch < args.epoch:
@@ -46,10 +52,24 @@ def report_best_model(args, plan, trainer, val_set, device):
 
 
 def validation_probabilities(args, plan, predictor, val_set):
-    """(labels, probabilities N x classes) of the validation images, from
-    their cached pool5 rows with --cache-features, else from the images
-    (an image that became unreadable since the data report is left out,
-    with a warning)."""
+    """The best model's probabilities of the validation images.
+
+    From their cached pool5 rows with --cache-features, else from the
+    images (an image that became unreadable since the data report is left
+    out, with a warning on stderr).
+
+    Args:
+        args: the options (--cache-features, --val-batchsize,
+            --max-pixels).
+        plan: the run's run_folder.Plan (its val_pairs).
+        predictor: an inference.Predictor of the best model, one crop.
+        val_set: the whole validation set; with --cache-features a
+            CachedFeatures.
+
+    Returns:
+        (labels, float32 N x classes probabilities), one row per image
+        scored.
+    """
     if args.cache_features:
         pool5 = val_set.features[:, 0, -1024:]
         step = args.val_batchsize

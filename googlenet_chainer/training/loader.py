@@ -20,9 +20,20 @@ from googlenet_chainer.interrupts import sigint_deferred
 
 def make_iterator(dataset, batchsize, loaderjob, loader_timeout, order=None,
                   repeat=True):
-    """An iterator in order (a SeededOrder) or in dataset order (None),
-    reading examples in loaderjob worker processes (LoaderIterator) or, with
-    0, in this one."""
+    """An iterator over a dataset, reading in worker processes or this one.
+
+    Args:
+        dataset: a Chainer dataset.
+        batchsize: examples per batch.
+        loaderjob: worker processes (a LoaderIterator); 0 reads in this
+            process (Chainer's SerialIterator).
+        loader_timeout: seconds a LoaderIterator waits for a batch.
+        order: a SeededOrder, or None for the dataset's order.
+        repeat: epoch after epoch (training), or a single pass.
+
+    Returns:
+        a LoaderIterator or a SerialIterator.
+    """
     shuffle = None if order is not None else False
     if loaderjob > 0:
         return LoaderIterator(dataset, batchsize, loaderjob, loader_timeout,
@@ -39,6 +50,8 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _start_worker(dataset, spool, parent):
+    """Each worker's start: ignores Ctrl-C, dies with its parent, keeps
+    the dataset and the spool folder for _load_example."""
     # Ctrl-C reaches the whole process group; the main process reports it
     # and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -67,6 +80,7 @@ def _load_example(index):
 
 
 def _read_spooled(path):
+    """The example a worker spooled in path, the file removed."""
     with open(path, 'rb') as f:
         example = pickle.load(f)
     os.unlink(path)
@@ -74,14 +88,22 @@ def _read_spooled(path):
 
 
 def _discard(future):
+    """Removes the file of a dropped example once its worker is done."""
     if not future.cancelled() and future.exception() is None:
         with contextlib.suppress(OSError):
             os.unlink(future.result())
 
 
 def make_spool():
-    """A folder for examples in passage (in memory, /dev/shm, where there
-    is one); those of loaders whose process is gone are removed first."""
+    """A new folder for the examples in passage from the workers.
+
+    In memory (/dev/shm) where there is one to write in, else in the
+    temporary folder; those of loaders whose process is gone are removed
+    first.
+
+    Returns:
+        the folder's path, SPOOL_PREFIX + 'PID.*.tmp'.
+    """
     shm = '/dev/shm'
     parent = shm if os.access(shm, os.W_OK) else tempfile.gettempdir()
     remove_stale_temporaries(parent, SPOOL_PREFIX)
@@ -90,8 +112,7 @@ def make_spool():
 
 
 class LoaderIterator(chainer.iterators.SerialIterator):
-    """SerialIterator whose examples are read by worker processes, one batch
-    ahead.
+    """SerialIterator reading its examples in worker processes, a batch ahead.
 
     The workers are a concurrent.futures.ProcessPoolExecutor, which notices
     a worker that dies (the out-of-memory killer's SIGKILL, a crash) and
@@ -103,6 +124,14 @@ class LoaderIterator(chainer.iterators.SerialIterator):
     The batches, and the state kept in snapshots, are SerialIterator's: the
     batch read ahead is drawn from a copy of the state and dropped on reset
     or resume.
+
+    Args:
+        dataset: a Chainer dataset, inherited by the workers (fork).
+        batch_size: examples per batch.
+        n_processes: worker processes (--loaderjob), started at the first
+            batch.
+        timeout: seconds to wait for a batch (--loader-timeout).
+        **kwargs: SerialIterator's repeat, shuffle and order_sampler.
     """
 
     def __init__(self, dataset, batch_size, n_processes, timeout, **kwargs):
@@ -114,6 +143,14 @@ class LoaderIterator(chainer.iterators.SerialIterator):
         super().__init__(dataset, batch_size, **kwargs)
 
     def __next__(self):
+        """The next batch (a list of examples); starts reading the one
+        after.
+
+        Raises:
+            StopIteration: a single pass (repeat=False) is over.
+            UserError: a worker died twice on this batch, or the batch was
+                not read within timeout seconds.
+        """
         if self._ahead is None:
             self._ahead = self._submit(self._state)
         state, indices, futures = self._ahead
@@ -128,6 +165,8 @@ class LoaderIterator(chainer.iterators.SerialIterator):
     next = __next__
 
     def _submit(self, state):
+        """(the state after the next batch, its indices or None at the end,
+        the futures reading them)."""
         state, indices = chainer.iterators._statemachine \
             .iterator_statemachine(state, self.batch_size, self.repeat,
                                    self.order_sampler, len(self.dataset))
@@ -150,6 +189,8 @@ class LoaderIterator(chainer.iterators.SerialIterator):
                 return None
 
     def _collect(self, indices, futures):
+        """The batch's examples; a dead worker costs a fresh set of workers
+        that read it again, a second death or the timeout a UserError."""
         deaths = 0
         while True:
             deadline = time.monotonic() + self.timeout
@@ -186,6 +227,7 @@ class LoaderIterator(chainer.iterators.SerialIterator):
             return self._end_workers(broken)
 
     def _end_workers(self, broken):
+        """_stop's work, which it runs with Ctrl-C held back."""
         executor, self._executor = self._executor, None
         if executor is None:
             return 'not started'
@@ -209,12 +251,15 @@ class LoaderIterator(chainer.iterators.SerialIterator):
         return 'exit status {}'.format(codes[0])
 
     def _drop_ahead(self):
+        """Cancels the batch read ahead; the files of its examples go as
+        their workers finish them."""
         ahead, self._ahead = getattr(self, '_ahead', None), None
         for future in (ahead[2] or []) if ahead else []:
             future.cancel()
             future.add_done_callback(_discard)
 
     def reset(self):
+        """SerialIterator's reset, the batch read ahead dropped."""
         self._drop_ahead()
         super().reset()
 
@@ -224,6 +269,10 @@ class LoaderIterator(chainer.iterators.SerialIterator):
             self._drop_ahead()
 
     def finalize(self):
+        """Ends the workers and removes the spool folder.
+
+        The batch read ahead is dropped first.
+        """
         self._drop_ahead()
         self._stop()
         if self._spool:

@@ -24,6 +24,15 @@ class RowCache:
 
     Writes do not go through a memory map: the pages of a mapped file count
     in the writer's resident memory, and a cache larger than RAM is the point.
+
+    Args:
+        path: the array's file, NAME.npy; the index is NAME.json beside it.
+        key: a string that changes with whatever the rows are computed
+            from (feature_cache.cache_key); a cache of another key is
+            recomputed.
+        shape: the array's shape, rows first.
+        block: rows per block; an index of this key, shape and dtype
+            keeps its own (open).
     """
 
     def __init__(self, path, key, shape, block):
@@ -38,25 +47,46 @@ class RowCache:
 
     @property
     def n_blocks(self):
+        """Blocks of the array; the last may hold fewer rows."""
         return -(-self.shape[0] // self.block)
 
     @property
     def row_bytes(self):
+        """Bytes of one row."""
         return int(numpy.prod(self.shape[1:], dtype=numpy.int64)) * \
             self.dtype.itemsize
 
     def rows(self, i):
-        """The rows [start, stop) of block i."""
+        """The rows of block i.
+
+        Args:
+            i: a block index, 0..n_blocks - 1.
+
+        Returns:
+            (start, stop): the rows [start, stop).
+        """
         return i * self.block, min((i + 1) * self.block, self.shape[0])
 
     def open(self, note=print):
-        """Checks the files against the key; returns the indices of the
-        blocks still to compute (all of them for a new or changed cache).
+        """Checks the files against the key; says what is left to compute.
 
         A damaged cache (an index that does not parse, a ``.npy`` that is
         missing, truncated or of another shape, a complete block whose bytes
         changed) is reported through note(line) and recomputed: the whole
-        file, or only the changed blocks.
+        file, or only the changed blocks. A new or changed cache, or one
+        damaged as a whole, is created anew: a sparse NAME.npy of zeros and
+        an index without a complete block.
+
+        Args:
+            note: called with each line on what is recomputed and why.
+
+        Returns:
+            [int]: the indices of the blocks still to compute (all of them
+            for a new or changed cache).
+
+        Raises:
+            UserError: what lies in NAME.npy's place is not a file and
+                cannot be removed, or the index cannot be written.
         """
         index = self._read_index(note)
         if index is not None and index.get('key') == self.key and \
@@ -82,13 +112,17 @@ class RowCache:
         return self.pending()
 
     def pending(self):
+        """The indices of the blocks not yet complete."""
         return [i for i, digest in enumerate(self.blocks) if digest is None]
 
     def complete_rows(self):
+        """The rows of the complete blocks."""
         return sum(self.rows(i)[1] - self.rows(i)[0]
                    for i, digest in enumerate(self.blocks) if digest)
 
     def _read_index(self, note):
+        """NAME.json as a dict; None when it is missing or damaged (said
+        through note)."""
         if not os.path.exists(self.index_path):
             return None
         if not os.path.isfile(self.index_path):  # a FIFO would block
@@ -140,6 +174,7 @@ class RowCache:
         return problem is None
 
     def _create(self):
+        """A new NAME.npy, sparse, and an index without a complete block."""
         if os.path.lexists(self.path) and not os.path.isfile(self.path):
             try:  # what _open_file found in the cache's place
                 os.unlink(self.path)
@@ -155,6 +190,7 @@ class RowCache:
         self.commit({})
 
     def _digest(self, i):
+        """The sha1 of block i's bytes on disk ('' when the file is short)."""
         start, stop = self.rows(i)
         size = (stop - start) * self.row_bytes
         with open(self.path, 'rb') as f:
@@ -163,14 +199,31 @@ class RowCache:
         return hashlib.sha1(data).hexdigest() if len(data) == size else ''
 
     def attach(self):
-        """For a process that writes blocks of a cache another opened."""
+        """Checks NAME.npy and finds its rows, before writing blocks.
+
+        A process that writes blocks calls it once open has run, in it or
+        in another process.
+
+        Raises:
+            UserError: NAME.npy is no longer the array the index describes.
+        """
         if not self._open_file(note=print):
             raise UserError('{} changed while this run was starting'.format(
                 self.path))
 
     def write(self, i, rows):
-        """Writes block i (an array of its rows) to disk, synced; returns
-        its digest for commit."""
+        """Writes block i to disk, synced, leaving the index as it is.
+
+        Args:
+            i: the block's index.
+            rows: its rows, an array of the block's size (made float32).
+
+        Returns:
+            str: the sha1 of the block's bytes, for commit.
+
+        Raises:
+            ValueError: rows do not hold the block's number of floats.
+        """
         data = numpy.ascontiguousarray(rows, self.dtype).tobytes()
         start, stop = self.rows(i)
         if len(data) != (stop - start) * self.row_bytes:
@@ -184,7 +237,15 @@ class RowCache:
         return hashlib.sha1(data).hexdigest()
 
     def commit(self, digests):
-        """Records {block: digest} of written blocks in the index."""
+        """Records written blocks as complete in the index (atomically).
+
+        Args:
+            digests: {block index: write's digest}; {} rewrites the index
+                as it stands.
+
+        Raises:
+            UserError: the index cannot be written (files.atomic_write).
+        """
         for i, digest in digests.items():
             self.blocks[i] = digest
         index = {'key': self.key, 'shape': list(self.shape),
@@ -195,5 +256,5 @@ class RowCache:
             json.dump(index, f)
 
     def read(self):
-        """The whole array, memory-mapped read-only."""
+        """The whole array, memory-mapped read-only (a numpy.memmap)."""
         return numpy.load(self.path, mmap_mode='r')

@@ -28,11 +28,17 @@ RUN_CONFIG = 'run.json'
 Plan = collections.namedtuple(
     'Plan', 'output pairs val_pairs class_names config snapshot batchsize '
     'unreadable')
-Plan.__doc__ = """What rank 0 settled before a run starts, for every rank:
-the best model's path, the training and validation [(path, label)], the
-class names, the run's configuration (run_config), the snapshot to resume
-(None: a new run), the batch size (lowered to a small training set's size)
-and 'PATH: why' of each file left out."""
+Plan.__doc__ = """What rank 0 settled before a run starts, for every rank.
+
+Attributes:
+    output: the best model's path (--output).
+    pairs, val_pairs: the training and validation [(path, label)].
+    class_names: in label order.
+    config: the run's configuration (run_config).
+    snapshot: the snapshot to resume; None for a new run.
+    batchsize: --batchsize, lowered to a small training set's size.
+    unreadable: 'PATH: why' of each file left out.
+"""
 
 
 def plan_run(args, processes=1):
@@ -63,6 +69,7 @@ def plan_run(args, processes=1):
 
 
 def _plan(args, processes):
+    """plan_run's work, once it has noted whether --out was there."""
     output, run_files = prepare_out_folder(args)
     freeze_until = tuned_googlenet.parse_freeze_until(args.freeze_until)
     if args.cache_features and freeze_until != 'inc5b':
@@ -92,14 +99,24 @@ def _plan(args, processes):
 
 
 def prepare_out_folder(args):
-    """Makes --out and checks it and --output before any work: neither
-    may lie in a data folder, both must be writable, and --output may
-    replace nothing but a model; removes what a killed earlier session left
-    half written (remove_strays).
+    """Makes --out and checks it and --output before any work.
+
+    Neither may lie in a data folder, both must be writable, and --output
+    may replace nothing but a model; removes what a killed earlier session
+    left half written (remove_strays).
+
+    Args:
+        args: train_googlenet.py's options (--out, --output, --model,
+            --train, --val, --root).
 
     Returns:
         (--output's path, the names in --out that belong to a run: its
         snapshots, log and best model; snapshot_to_resume judges them).
+
+    Raises:
+        UserError: --out or --output is or lies in a data folder, --out
+            is a file or cannot be made, either cannot be written, or
+            --output is a folder, --model, or a file that is not a model.
     """
     out = args.out
     output = args.output or os.path.join(out, 'tuned_googlenet.model')
@@ -115,15 +132,21 @@ def prepare_out_folder(args):
     check_writable(os.path.dirname(os.path.abspath(output)), '--output')
     check_output_path(output, [args.model], '--output', kind=MODEL_KIND)
     run_files = [name for name in os.listdir(out)
-             if SNAPSHOT_PATTERN.match(name) or name == 'log'
-             or os.path.join(out, name) == output]
+                 if SNAPSHOT_PATTERN.match(name) or name == 'log'
+                 or os.path.join(out, name) == output]
     remove_strays(out)
     return output, run_files
 
 
 def remove_strays(out):
-    """Removes the temporary snapshots and files a killed run left in out
-    (STRAY_PATTERN), saying so."""
+    """Removes what a killed run left half written in out, saying so.
+
+    Chainer's temporary snapshot folders and atomic_write's temporary
+    files (STRAY_PATTERN), whichever process wrote them.
+
+    Args:
+        out: the run's folder.
+    """
     for name in os.listdir(out):
         if STRAY_PATTERN.match(name):
             path = os.path.join(out, name)
@@ -135,13 +158,27 @@ def remove_strays(out):
 
 
 def snapshot_to_resume(args, config, run_files):
-    """The snapshot --resume names (checked against config), or None for a
-    new run; UserError when --out holds another run.
+    """The snapshot to resume, or None for a new run.
 
     A folder that holds this very run (its run.json is config) stopped
     before its first snapshot has nothing to resume: with or without
     --resume latest, the run starts again from the beginning, which loses
     nothing a resume could have kept.
+
+    Args:
+        args: the options (--out, --resume).
+        config: the run's configuration (run_config).
+        run_files: the names of a run's files in --out
+            (prepare_out_folder's).
+
+    Returns:
+        the path of --resume's snapshot (with --resume latest, the newest
+        in --out), checked against config; None for a new run.
+
+    Raises:
+        UserError: --out holds another run and --resume is not given, or
+            --resume names no snapshot of this run (latest_snapshot,
+            check_snapshot).
     """
     out = args.out
     if not snapshot_files(out) and (run_files or args.resume == 'latest'):
@@ -167,8 +204,15 @@ def snapshot_to_resume(args, config, run_files):
 
 
 def data_folders(args):
-    """The folders training reads images from: a --train or --val folder,
-    and the --root given for a list file."""
+    """The folders training reads images from.
+
+    Args:
+        args: the options (--train, --val, --root).
+
+    Returns:
+        [path]: --train and --val where they are folders, and --root when
+        given and one of them is a list file.
+    """
     data = [path for path in (args.train, args.val) if path]
     folders = [path for path in data if os.path.isdir(path)]
     if args.root is not None and len(folders) < len(data):
@@ -177,6 +221,16 @@ def data_folders(args):
 
 
 def check_disk_space(out, needed):
+    """Refuses a run the disk under its folder has no room for.
+
+    Args:
+        out: the run's folder.
+        needed: about the bytes the run will write (snapshots, the
+            model, the feature cache).
+
+    Raises:
+        UserError: fewer bytes than needed are free.
+    """
     free = shutil.disk_usage(out).free
     if free < needed:
         raise UserError('not enough disk space in {}: the run needs about '
@@ -188,10 +242,23 @@ def check_disk_space(out, needed):
 
 def run_config(args, freeze_until, class_names, pairs, val_pairs,
                processes=1):
-    """What makes a run this run: the RUN_KEYS (class names, a digest of
-    the model file, a fingerprint of the training and validation images:
-    path, size, modification time, label) and, for the record, every
-    argument."""
+    """What makes a run this run, as run.json and snapshots keep it.
+
+    The RUN_KEYS (class names, a digest of the model file, a fingerprint
+    of the training and validation images: path, size, modification time,
+    label) and, for the record, every argument.
+
+    Args:
+        args: train_googlenet.py's options.
+        freeze_until: the last frozen trunk layer, or None.
+        class_names: in label order.
+        pairs, val_pairs: the training and validation [(path, label)].
+        processes: MPI processes of the run.
+
+    Returns:
+        dict: JSON-ready, RUN_KEYS' keys and 'arguments' ({option:
+        value}).
+    """
     data = hashlib.sha1()
     for part in (pairs, val_pairs):
         update_data_digest(data, part)
@@ -207,9 +274,18 @@ def run_config(args, freeze_until, class_names, pairs, val_pairs,
 
 @contextlib.contextmanager
 def resumable_failures(out):
-    """Turns a failure of the disk during the run (a full disk, a folder
-    gone) into a one-line UserError that says how to go on: every snapshot
-    on disk is complete, so --resume latest continues."""
+    """Turns a failure of the disk into a one-line UserError for the run.
+
+    A full disk or a folder gone: the error says how to go on, since every
+    snapshot on disk is complete and --resume latest continues. A
+    BrokenPipeError (stdout's reader gone) passes as it is.
+
+    Args:
+        out: the run's folder, named when the error names no file.
+
+    Raises:
+        UserError: an OSError in the block.
+    """
     try:
         yield
     except BrokenPipeError:

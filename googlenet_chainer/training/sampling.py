@@ -8,9 +8,22 @@ from googlenet_chainer.compat import chainer
 
 
 def example_rng(seed, index, n):
-    """(generator, example) for a sampled index: SeededOrder offsets epoch
-    k's indices by k * n, so the draw depends on the seed, the epoch and the
-    example only, never on which process loads it or what it loaded before."""
+    """The random generator of one example's draw, and which example.
+
+    SeededOrder offsets epoch k's indices by k * n, so the draw depends on
+    the seed, the epoch and the example only, never on which process loads
+    it or what it loaded before.
+
+    Args:
+        seed: the run's --seed.
+        index: a sampled index, epoch * n + example (SeededOrder's), or an
+            example's own index (epoch 0: an iterator in dataset order).
+        n: the dataset's length.
+
+    Returns:
+        (a numpy.random.Generator seeded with [seed, epoch, example], the
+        example's index in 0..n - 1).
+    """
     epoch, example = divmod(int(index), n)
     return numpy.random.default_rng([seed, epoch, example]), example
 
@@ -20,7 +33,12 @@ class SeededOrder(chainer.iterators.OrderSampler):
 
     The epoch is read back from the previous order, which iterators keep in
     their snapshots, so a resumed run draws the orders an uninterrupted one
-    would. Datasets take the index modulo their length (example_rng).
+    would. The first pass over the data is epoch 1 (Chainer's iterators
+    pass arange(n) as the order before it). Datasets take the index modulo
+    their length (example_rng).
+
+    Args:
+        seed: the run's --seed.
     """
 
     def __init__(self, seed):
@@ -35,9 +53,17 @@ class SeededOrder(chainer.iterators.OrderSampler):
 
 
 class Shard(chainer.dataset.DatasetMixin):
-    """Examples [begin, end) of a dataset (ChainerMN's scatter_index), so
-    that index k * len(shard) + i, SeededOrder's epoch k, is example
-    begin + i of epoch k: each rank draws its crops and views by epoch."""
+    """Examples [begin, end) of a dataset: one rank's share under MPI.
+
+    Index k * len(shard) + i, SeededOrder's epoch k, is example begin + i
+    of epoch k of the whole dataset: each rank draws its crops and views
+    by epoch.
+
+    Args:
+        dataset: a DatasetMixin that draws by example_rng (ImageDataset,
+            CachedFeatures).
+        begin, end: the share's bounds, ChainerMN's scatter_index's.
+    """
 
     def __init__(self, dataset, begin, end):
         self.dataset = dataset

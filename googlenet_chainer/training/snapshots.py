@@ -26,7 +26,17 @@ RUN_KEYS = {'class_names': 'class names', 'data': 'data set',
 
 
 def snapshot_files(out):
-    """[(iteration, path)] of the complete snapshots in out, oldest first."""
+    """The complete snapshots in a run's folder, oldest first.
+
+    Complete: the files named snapshot_iter_N, not the temporary ones the
+    snapshot extension writes them as.
+
+    Args:
+        out: the run's folder; it need not exist.
+
+    Returns:
+        [(iteration, path)], sorted by iteration; [] without a folder.
+    """
     found = [(int(m.group(1)), os.path.join(out, name))
              for name in os.listdir(out)
              for m in [SNAPSHOT_PATTERN.match(name)] if m
@@ -36,6 +46,17 @@ def snapshot_files(out):
 
 
 def latest_snapshot(out):
+    """The newest complete snapshot in out, for --resume latest.
+
+    Args:
+        out: the run's folder.
+
+    Returns:
+        its path.
+
+    Raises:
+        UserError: out holds no complete snapshot.
+    """
     found = snapshot_files(out)
     if not found:
         raise UserError('no snapshot to resume in {}: the run stopped before '
@@ -45,10 +66,21 @@ def latest_snapshot(out):
 
 
 def snapshot_writer(model, config):
-    """Writes snapshots uncompressed and without the frozen stages, which
-    never change and come back from --model on resume: a snapshot is then
-    the heads, the optimizer, the iterator, the log and the run's
+    """The snapshot extension's savefun: small, quick snapshots.
+
+    Snapshots are written uncompressed and without the frozen stages,
+    which never change and come back from --model on resume: a snapshot is
+    then the heads, the optimizer, the iterator, the log and the run's
     configuration (run_config), written in a blink.
+
+    Args:
+        model: the GoogLeNet trained; its frozen_stages are left out.
+        config: the run's configuration, kept as JSON under 'run_config'
+            (check_snapshot reads it).
+
+    Returns:
+        save(path, arrays): writes the serialized trainer's arrays
+        ({name: array}) to path.
     """
     frozen = tuple('updater/model:main/{}/'.format(name)
                    for name in model.frozen_stages)
@@ -63,12 +95,34 @@ def snapshot_writer(model, config):
 
 
 def write_npz(path, arrays):
+    """Writes {name: array} to path as an uncompressed .npz.
+
+    Not atomically: the snapshot extension writes into a temporary folder
+    and moves the file into place. Ctrl-C waits for the end (files.save_npz).
+
+    Args:
+        path: the file.
+        arrays: {name: array}.
+    """
     with open(path, 'wb') as f:
         save_npz(f, arrays)
 
 
 def config_difference(stored, current):
-    """What differs between two run configurations, as words ('' if none)."""
+    """What differs between two run configurations, as words.
+
+    Only the RUN_KEYS count.
+
+    Args:
+        stored: a snapshot's or run.json's configuration; one from before
+            --aux-heads and MPI counts as aux heads on and 1 process.
+        current: this run's (run_config).
+
+    Returns:
+        str: the settings that differ, joined by '; ', each with its value
+        in the snapshot and now (but the data set and the model file,
+        whose values are digests); '' if none.
+    """
     differ = []
     # Snapshots from before --aux-heads and MPI are of these settings.
     stored = dict({'aux_heads': 'on', 'processes': 1}, **stored)
@@ -86,8 +140,17 @@ def config_difference(stored, current):
 
 
 def check_snapshot(path, config):
-    """UserError unless path is a snapshot of a run of this configuration,
-    naming what differs."""
+    """Refuses a snapshot that is not of this run.
+
+    Args:
+        path: the snapshot.
+        config: the run's configuration (run_config).
+
+    Raises:
+        UserError: path cannot be read as a snapshot, holds no run
+            configuration (a snapshot of an older version), or is of a run
+            whose configuration differs, naming what differs.
+    """
     try:
         with numpy.load(path, allow_pickle=False) as npz:
             stored = (json.loads(str(npz['run_config']))
@@ -105,8 +168,18 @@ def check_snapshot(path, config):
 
 
 def resume(trainer, path):
-    """Loads a snapshot (check_snapshot has passed); the frozen stages it
-    lacks stay as loaded."""
+    """Loads a snapshot into the trainer and says so.
+
+    The frozen stages it lacks stay as loaded (from --model). Call
+    check_snapshot first.
+
+    Args:
+        trainer: the run's Trainer, its extensions added.
+        path: the snapshot.
+
+    Raises:
+        UserError: the snapshot cannot be loaded.
+    """
     try:
         # Pickled: a trigger's best value is None until the first evaluation.
         with numpy.load(path, allow_pickle=True) as npz:
@@ -119,6 +192,15 @@ def resume(trainer, path):
 
 
 def snapshot_bytes(model):
-    """A snapshot's size: each trained parameter and its momentum."""
+    """A snapshot's size: each trained parameter and its momentum.
+
+    For check_disk_space: the parameters outside the frozen stages, twice.
+
+    Args:
+        model: the run's GoogLeNet, frozen up to --freeze-until.
+
+    Returns:
+        int: bytes.
+    """
     return 2 * sum(param.array.nbytes for name, param in model.namedparams()
                    if name.split('/')[1] not in model.frozen_stages)

@@ -26,9 +26,14 @@ from googlenet_chainer.training.snapshots import (SNAPSHOT, resume,
 
 
 class PlainText:
-    """A stream without the erase-to-end code (ESC [J) that PrintReport
-    writes before each row to clear ProgressBar's lines: with no bar there
-    is nothing to erase, and a log file gets plain text."""
+    """A stream that drops PrintReport's erase-to-end code (ESC [J).
+
+    PrintReport writes it before each row to clear ProgressBar's lines:
+    with no bar there is nothing to erase, and a log file gets plain text.
+
+    Args:
+        stream: where the text goes (sys.stdout).
+    """
 
     def __init__(self, stream):
         self.stream = stream
@@ -41,10 +46,18 @@ class PlainText:
 
 
 class SeededUpdater(training.updaters.StandardUpdater):
-    """Seeds numpy's global generator, which dropout draws from, with the
-    run's seed (and rank, under MPI) and the iteration before each update,
-    so an interrupted and resumed run drops the units an uninterrupted one
-    would."""
+    """StandardUpdater that seeds dropout by the iteration.
+
+    Before each update it seeds numpy's global generator, which dropout
+    draws from, with the run's seed (and rank, under MPI) and the
+    iteration, so an interrupted and resumed run drops the units an
+    uninterrupted one would.
+
+    Args:
+        *args, **kwargs: StandardUpdater's (iterator, optimizer, device).
+        seed: the run's --seed.
+        rank: this process's MPI rank; None for a run of one process.
+    """
 
     def __init__(self, *args, seed, rank=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -57,7 +70,20 @@ class SeededUpdater(training.updaters.StandardUpdater):
 
 
 def make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=2e-4):
-    """MomentumSGD as in Caffe's GoogLeNet solver, with the trunk frozen."""
+    """MomentumSGD as in Caffe's GoogLeNet solver, with the trunk frozen.
+
+    The frozen stages, and the aux heads when model.aux_heads is False,
+    are kept out of the updates (GoogLeNet.freeze_trunk).
+
+    Args:
+        model: the GoogLeNet to train, aux_heads already set.
+        lr: the learning rate.
+        momentum: MomentumSGD's momentum.
+        weight_decay: L2 weight decay; 0 for none.
+
+    Returns:
+        the MomentumSGD, set up on model.
+    """
     optimizer = chainer.optimizers.MomentumSGD(lr=lr, momentum=momentum)
     optimizer.setup(model)
     if weight_decay:
@@ -67,7 +93,17 @@ def make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=2e-4):
 
 
 def lr_schedule(args, iterations):
-    """Chainer's extension for --lr-policy and its trigger (None: fixed)."""
+    """Chainer's extension for --lr-policy, and its trigger.
+
+    Args:
+        args: the options (--lr-policy, --gamma, --lr-step, --power).
+        iterations: the whole run's iterations, where poly reaches 0.
+
+    Returns:
+        (extension, trigger): for step, StepShift run each epoch (the lr
+        times --gamma every --lr-step epochs); for poly, PolynomialShift
+        run each iteration; for fixed, (None, None).
+    """
     if args.lr_policy == 'step':
         return extensions.StepShift('lr', args.gamma, args.lr_step), (
             1, 'epoch')
@@ -79,12 +115,23 @@ def lr_schedule(args, iterations):
 
 
 def set_up_model(args, model, plan, comm=Single()):
-    """Readies the starting model for the run: the aux heads on or off,
-    the device (each rank's own GPU under MPI), and with --class-weight
-    balanced the loss's class weights, printed.
+    """Readies the starting model for the run, on its device.
+
+    The aux heads on or off, the device (each rank's own GPU under MPI),
+    and with --class-weight balanced the loss's class weights, printed.
+
+    Args:
+        args: the options (--aux-heads, --device, --class-weight).
+        model: the starting model, on the CPU.
+        plan: the run's run_folder.Plan.
+        comm: mpi.Single or Distributed.
 
     Returns:
         The Chainer device the model is on.
+
+    Raises:
+        UserError: --device is not a device spec, or needs CuPy, which is
+            not installed (devices.get_device).
     """
     model.aux_heads = args.aux_heads == 'on'
     device = get_device(args.device, comm)
@@ -100,14 +147,28 @@ def set_up_model(args, model, plan, comm=Single()):
 
 
 def training_sets(args, plan, model, device, comm=Single()):
-    """The datasets a run trains and validates on: images (a random crop
-    and mirror for training, the centre crop for validation), or with
-    --cache-features the trunk's cached features (training picks the
-    centre crop or its mirror), which this call computes if need be.
+    """The datasets a run trains and validates on.
+
+    Images (a random crop and mirror for training, the centre crop for
+    validation), or with --cache-features the trunk's cached features
+    (training picks the centre crop or its mirror), which this call
+    computes if need be.
+
+    Args:
+        args: train_googlenet.py's options.
+        plan: the run's run_folder.Plan.
+        model: the model, on device.
+        device: set_up_model's.
+        comm: mpi.Single or Distributed; each rank computes its share of
+            the feature cache.
 
     Returns:
         (training set, validation set), Chainer datasets of (inputs...,
         label) examples.
+
+    Raises:
+        UserError: the feature cache cannot be computed
+            (feature_cache.cached_features).
     """
     if args.cache_features:
         print('--cache-features: the trunk runs once per image, so the '
@@ -142,6 +203,19 @@ def build_trainer(args, plan, model, train_set, val_set, device,
     ranks (ChainerMN's multi-node optimizer, heads only: zero_fill=False
     skips the frozen trunk, which has no gradients) and so is validation
     (ExactEvaluator); only rank 0 saves, logs, plots and prints.
+
+    Args:
+        args: train_googlenet.py's options.
+        plan: the run's run_folder.Plan.
+        model, device: the model and its device (set_up_model).
+        train_set, val_set: training_sets'.
+        comm: mpi.Single or Distributed.
+
+    Returns:
+        the chainer.training.Trainer, ready to run.
+
+    Raises:
+        UserError: the snapshot cannot be loaded (snapshots.resume).
     """
     if comm.size > 1:
         from chainermn.datasets import scatter_index

@@ -56,7 +56,7 @@ def _net_file(path, layer=(), layers=(), poison=None):
 
 
 def test_heads_copied_where_they_fit_fresh_where_not(caffemodels, weights,
-                                                      tmp_path, capsys):
+                                                     tmp_path, capsys):
     out = str(tmp_path / 'five.model')
     assert convert_caffe_model.main(['--caffemodel', caffemodels['v1'],
                                      '--output', out, '--classes', '5']) == 0
@@ -173,7 +173,7 @@ def test_download_verifies_and_converts(tmp_path, caffemodels, server,
 
 
 def test_checksum_mismatch_says_what_to_check(tmp_path, capsys, caffemodels,
-                                             server):
+                                              server):
     server.routes['/m.caffemodel'] = open(caffemodels['v1'], 'rb').read()
     dest = tmp_path / 'bvlc_googlenet.caffemodel'
     err = _bad(tmp_path, capsys, dest, '--download',
@@ -343,7 +343,7 @@ def test_a_converted_model_with_a_fresh_classifier_never_classifies(
     import export_googlenet
     import googlenet_predict
     path = edited_caffemodel(caffemodels['v2'], tmp_path / 'headless.caffemodel',
-                   drop_classifier)
+                             drop_classifier)
     fresh = str(tmp_path / 'fresh.model')
     assert convert_caffe_model.main(['--caffemodel', str(path), '--output',
                                      fresh]) == 0
@@ -371,7 +371,7 @@ def test_two_layers_of_one_name_are_refused(tmp_path, capsys, caffemodels):
         for blob in copy.blobs:
             blob.data[:] = [0.0] * len(blob.data)
     path = edited_caffemodel(caffemodels['v2'], tmp_path / 'twice.caffemodel',
-                   repeat_conv1)
+                             repeat_conv1)
     err = _bad(tmp_path, capsys, path)
     assert 'holds two layers named conv1/7x7_s2 with weights' in err
 

@@ -268,3 +268,22 @@ def test_without_model_it_uses_predicts_default(five_class_model, tmp_path,
     code, out, err = run(capsys, '--data', data)
     assert code == 0, err
     assert 'top-1 accuracy' in out
+
+
+def test_device_and_pixel_limit_are_predictions_options(five_class_model,
+                                                        tmp_path, capsys,
+                                                        rng):
+    data = str(tmp_path / 'test')
+    make_images(data, {'cat': (200, 60, 40), 'ant': (40, 60, 200)}, 1, rng)
+    for device in (['-d', '@cupy:0'], ['-g', '0']):
+        code, printed, err = run(capsys, '--model', five_class_model,
+                                 '--data', data, *device)
+        assert (code, printed) == (1, '')
+        assert err == ('error: device @cupy:0 needs CuPy, which is not '
+                       'installed; use @numpy (the CPU)\n')
+    # 50 x 40 images: over a limit of 1999 pixels, each is left out.
+    code, printed, err = run(capsys, '--model', five_class_model, '--data',
+                             data, '--max-pixels', '1999')
+    assert (code, printed) == (1, '')
+    assert err.count('larger than the pixel limit (2000 pixels > 1999') == 2
+    assert err.endswith('error: no readable images in {}\n'.format(data))

@@ -28,7 +28,7 @@ def tuned_model(tmp_path_factory, caffemodels):
     fine-tuning, saved with its class names."""
     path = str(tmp_path_factory.mktemp('five') / 'tuned_googlenet.model')
     model = caffemodel.convert(caffemodels['v1'], path, n_classes=5,
-                                        log=lambda line: None)
+                               log=lambda line: None)
     # Seeded here: a module-scoped fixture runs before the per-test seeding.
     rng = numpy.random.RandomState(5)
     for name in tuned_googlenet.HEADS:
@@ -168,7 +168,7 @@ def test_a_class_name_with_a_line_break_is_not_written(tmp_path, capsys,
     model, _ = model_file.load_model(tuned_model)
     path = str(tmp_path / 'newline.model')
     model_file.save_model(path, model, ['ant', 'a\nb', 'cat', 'dog',
-                                             'eel'])
+                                        'eel'])
     folder, onnx_file = tmp_path / 'caffe', tmp_path / 'x.onnx'
     assert export_googlenet.main(['--model', path, '--onnx', str(onnx_file),
                                   '--caffe', str(folder)]) == 1
@@ -200,7 +200,7 @@ def test_caffe_folder_replaces_only_an_earlier_export(model_1000, tmp_path,
     replaced."""
     stem = os.path.splitext(os.path.basename(model_1000))[0]
     bvlc, mine, export = (tmp_path / name for name in ('bvlc', 'mine',
-                                                        'export'))
+                                                       'export'))
     for folder, files in ((bvlc, {'deploy.prototxt': b'name: "GoogleNet"\n',
                                   stem + '.caffemodel': b'BVLC weights'}),
                           (mine, {'labels.txt': b'my labels\n'})):

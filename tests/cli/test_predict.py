@@ -35,9 +35,9 @@ def named_model(tmp_path, caffemodels):
     """A 5-class model carrying the class names a training run stores."""
     path = str(tmp_path / 'tuned.model')
     model = caffemodel.convert(caffemodels['v1'], path, n_classes=5,
-                                        log=lambda line: None)
+                               log=lambda line: None)
     model_file.save_model(path, model,
-                               ['ant', 'bee', 'cat', 'dog', 'eel'])
+                          ['ant', 'bee', 'cat', 'dog', 'eel'])
     return path
 
 
@@ -80,8 +80,8 @@ def test_url_file_and_folder_in_json(capsys, tmp_path, server, model_1000):
     single.write_bytes(png_bytes(128, mode='L'))
     # Files on both sides of -u: the URLs print first, then the rest.
     code, out, err = predict(capsys, '--model', model_1000, str(single), '-u',
-                         server.url('/red.png'), '--json', str(folder),
-                         '--top', '3', '-b', '2')
+                             server.url('/red.png'), '--json', str(folder),
+                             '--top', '3', '-b', '2')
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert [r['input'] for r in records] == [
@@ -100,9 +100,9 @@ def test_batching_does_not_change_results(capsys, tmp_path, model_1000):
         paths.append(str(tmp_path / '{}.png'.format(i)))
         two_tone(color, (50, 60)).save(paths[-1])
     _, one, _ = predict(capsys, '--model', model_1000, '--json', '-b', '1',
-                    *paths)
+                        *paths)
     _, three, _ = predict(capsys, '--model', model_1000, '--json', '-b', '3',
-                      *paths)
+                          *paths)
     for a, b in zip(one.splitlines(), three.splitlines()):
         a, b = json.loads(a), json.loads(b)
         assert [p['index'] for p in a['predictions']] == [
@@ -114,7 +114,7 @@ def test_batching_does_not_change_results(capsys, tmp_path, model_1000):
 
 def test_oversample_averages_caffes_ten_crops(capsys, model_1000):
     code, out, err = predict(capsys, '--model', model_1000, '--json',
-                         '--oversample', '--top', '1000')
+                             '--oversample', '--top', '1000')
     assert code == 0, err
     got = {p['index']: p['probability']
            for p in json.loads(out)['predictions']}
@@ -154,7 +154,7 @@ def test_label_file_overrides(capsys, tmp_path, named_model):
     labels = tmp_path / 'labels.txt'
     labels.write_text('one\ntwo\nthree\nfour\nfive\n')
     code, out, _ = predict(capsys, '--model', named_model, '--json',
-                       '--labels', str(labels))
+                           '--labels', str(labels))
     assert code == 0
     got = {p['label'] for p in json.loads(out)['predictions']}
     assert got == {'one', 'two', 'three', 'four', 'five'}
@@ -169,7 +169,7 @@ def test_label_file_of_the_wrong_length_or_a_duplicate_is_refused(
     labels = tmp_path / 'labels.txt'
     labels.write_text(text)
     code, out, err = predict(capsys, '--model', named_model, '--labels',
-                         str(labels))
+                             str(labels))
     assert code == 1 and out == ''
     assert err == 'error: ' + message.format(labels) + '\n'
 
@@ -216,7 +216,8 @@ def test_explicit_paths_win_over_chainers_folder(capsys, tmp_path,
     assert code == 1 and 'model file not found: {}'.format(model) in err
     caffemodel = tmp_path / 'copy.caffemodel'
     os.symlink(caffemodels['v1'], caffemodel)
-    code, _, err = predict(capsys, '--caffemodel', str(caffemodel), '--top', '1')
+    code, _, err = predict(capsys, '--caffemodel', str(caffemodel), '--top',
+                           '1')
     assert code == 0, err
     assert 'converting {}'.format(caffemodel) in err
     assert os.listdir(models_folder(dataset_root)) == ['googlenet.model']
@@ -286,7 +287,7 @@ def test_a_blank_or_cut_short_image_is_refused_not_classified(
     for name, data in inputs.items():
         (tmp_path / name).write_bytes(data)
     code, out, err = predict(capsys, '--model', model_1000, '--json',
-                         *[str(tmp_path / name) for name in inputs])
+                             *[str(tmp_path / name) for name in inputs])
     assert code == 1
     errors = {json.loads(line)['input']: json.loads(line).get('error')
               for line in out.splitlines()}
@@ -325,8 +326,8 @@ def test_each_bad_input_is_reported_and_the_rest_classified(
     good = tmp_path / 'good.png'
     good.write_bytes(png_bytes())
     argv = ['--model', model_1000, '--json', '--timeout', '1',
-            '--max-bytes', '4000', '--max-pixels', '3000', str(good), str(tmp_path / 'nope.jpg'),
-            str(empty), str(bomb)]
+            '--max-bytes', '4000', '--max-pixels', '3000', str(good),
+            str(tmp_path / 'nope.jpg'), str(empty), str(bomb)]
     for path in ['/ok.png', '/missing.png', '/error.png', '/text.png',
                  '/truncated.jpg', '/big.png', '/slow.png', '/cut.png']:
         argv += ['-u', server.url(path)]
@@ -370,7 +371,7 @@ def test_a_fifo_is_refused_or_passed_over_never_waited_for(
     os.mkfifo(str(folder / 'fifo.jpg'))
     (folder / 'a.png').write_bytes(png_bytes())
     code, out, err = predict(capsys, '--model', model_1000, '--json',
-                         str(folder), str(folder / 'fifo.jpg'))
+                             str(folder), str(folder / 'fifo.jpg'))
     assert code == 1
     assert [json.loads(line)['input'] for line in out.splitlines()] == [
         str(folder / 'a.png'), str(folder / 'fifo.jpg')]
@@ -427,7 +428,7 @@ def test_16_bit_and_float_give_the_8_bit_probabilities(capsys, tmp_path,
 
 
 def test_pixel_limit_is_an_option_and_still_refuses_a_bomb(capsys, tmp_path,
-                                                          model_1000):
+                                                           model_1000):
     bomb = write_png(tmp_path / 'bomb.png', numpy.zeros((1, 20000), 'u1'),
                      8, 0, width=20000, height=20000)  # declares 400 MP
     small = tmp_path / 'small.png'
@@ -448,7 +449,7 @@ def test_pixel_limit_is_an_option_and_still_refuses_a_bomb(capsys, tmp_path,
 
 
 def test_a_108_megapixel_photo_is_classified_in_under_1_5_gb(tmp_path,
-                                                            model_1000):
+                                                             model_1000):
     photo = str(tmp_path / 'phone_108mp.jpg')
     two_tone((120, 90, 60), (12000, 9000)).save(photo, quality=80)
     child = ('import resource, sys, googlenet_predict;'
@@ -466,7 +467,7 @@ def test_a_108_megapixel_photo_is_classified_in_under_1_5_gb(tmp_path,
 
 
 def test_predict_reads_every_image_file_pillow_opens(capsys, tmp_path,
-                                                      model_1000):
+                                                     model_1000):
     for name in ('a.jfif', 'b.mpo', 'c.png', '._c.png', '.hidden.png'):
         Image.fromarray(PHOTO).save(tmp_path / name,
                                     'PNG' if name.endswith('png') else 'JPEG')
@@ -518,7 +519,8 @@ def test_two_first_runs_at_once_download_once_and_both_succeed(
     gate = threading.Event()
     server.routes['/m'] = slowly(body, pieces=20, interval=0.02, gate=gate)
     env = dict(os.environ, GOOGLENET_CAFFEMODEL_URL=server.url('/m'),
-               GOOGLENET_CAFFEMODEL_SHA1=sha1, CHAINER_DATASET_ROOT=dataset_root)
+               GOOGLENET_CAFFEMODEL_SHA1=sha1,
+               CHAINER_DATASET_ROOT=dataset_root)
     command = [sys.executable, os.path.join(ROOT, 'googlenet_predict.py'),
                '--top', '1', '--json']
     first = subprocess.Popen(command, cwd=str(tmp_path), env=env,
@@ -683,7 +685,8 @@ def test_a_model_file_with_non_finite_weights_is_refused_at_load(
 def test_the_first_run_refuses_a_caffemodel_without_imagenets_classifier(
         tmp_path, capsys, caffemodels, dataset_root, edit, expected):
     import googlenet_predict
-    path = edited_caffemodel(caffemodels['v2'], tmp_path / 'headless.caffemodel', edit)
+    path = edited_caffemodel(caffemodels['v2'],
+                             tmp_path / 'headless.caffemodel', edit)
     assert googlenet_predict.main(['--caffemodel', str(path)]) == 1
     out, err = capsys.readouterr()
     assert out == ''

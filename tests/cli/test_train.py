@@ -220,14 +220,14 @@ def test_one_run_per_out_and_resume_checks_the_run(
     # ... and so does a snapshot of another folder's run, other seed.
     snapshot = snapshots.latest_snapshot(str(out))
     assert cached_run(tmp_path / 'r2', '--seed', '5',
-                       '--resume', snapshot) == 1
+                      '--resume', snapshot) == 1
     assert '--seed (0 in the snapshot, 5 now)' in one_error_line(capsys)
     # A folder without snapshots says how to start instead.
     assert cached_run(tmp_path / 'r3', '--resume', 'latest') == 1
     assert 'without --resume to start it' in one_error_line(capsys)
     # The same configuration continues, for more epochs.
     assert cached_run(out, '--resume', 'latest',
-                       '--epoch', '2') == 0
+                      '--epoch', '2') == 0
     assert len(read_log(str(out))) == 2
     # Stopped before its first snapshot (Ctrl-C in epoch 1's snapshot
     # write), the same run starts again, with or without --resume latest.
@@ -268,7 +268,7 @@ def test_resumed_run_equals_an_uninterrupted_one_and_its_plots_the_log(
             os.unlink(path)
     plotted.clear()
     assert cached_run(out, *common,
-                       '--resume', 'latest') == 0
+                      '--resume', 'latest') == 0
     log = read_log(str(out))
     assert _without_times(log) == _without_times(whole)
     for name, keys in extensions.PlotLog.PLOTS.items():
@@ -299,8 +299,8 @@ def test_keep_snapshots_and_stray_files_removed(cached_run, tmp_path,
                                                 capsys):
     out = tmp_path / 'r'
     assert cached_run(out, '--epoch', '2',
-                       '--snapshot-interval', '1 iteration',
-                       '--keep-snapshots', '3') == 0
+                      '--snapshot-interval', '1 iteration',
+                      '--keep-snapshots', '3') == 0
     assert _snapshot_iterations(str(out)) == [7, 8, 9]  # 5 + 4 iterations
     # What a kill -9 leaves: Chainer's temporary snapshot folder and an
     # atomic_write temporary file.
@@ -308,7 +308,7 @@ def test_keep_snapshots_and_stray_files_removed(cached_run, tmp_path,
     (out / 'tmpsnapshot_iter_9abc' / 'snapshot_iter_9').write_bytes(b'x')
     (out / '.log.x1y2.tmp').write_text('{')
     assert cached_run(out, '--epoch', '3',
-                       '--resume', 'latest', '--keep-snapshots', '3') == 0
+                      '--resume', 'latest', '--keep-snapshots', '3') == 0
     assert 'removed {}'.format(out / 'tmpsnapshot_iter_9abc') in \
         capsys.readouterr().out
     # The resumed session snapshots once per epoch (the default): the
@@ -325,7 +325,7 @@ def test_non_finite_loss_stops_the_run(
     # does not: the diverged model is not saved as the best either way.
     out = tmp_path / 'r'
     assert cached_run(out, '--epoch', epochs,
-                       '--lr', '1e30') == 1
+                      '--lr', '1e30') == 1
     err = one_error_line(capsys)
     assert re.search(r'loss became (nan|inf) at iteration \d+:', err), err
     assert 'lower --lr' in err
@@ -350,7 +350,7 @@ def test_disk_full_mid_run_is_one_line_and_resumable(
     assert _snapshot_iterations(str(out)) == [5]  # epoch 1's
     assert not [name for name in os.listdir(out) if 'tmp' in name]
     assert cached_run(out, '--epoch', '3',
-                       '--resume', 'latest') == 0
+                      '--resume', 'latest') == 0
     assert len(read_log(str(out))) == 3
 
 
@@ -358,14 +358,14 @@ def test_lr_policies_and_patience(
         cached_run, tmp_path, capsys):
     out = tmp_path / 'step'
     assert cached_run(out, '--epoch', '2',
-                       '--lr-policy', 'step', '--lr-step', '1',
-                       '--gamma', '0.5') == 0
+                      '--lr-policy', 'step', '--lr-step', '1',
+                      '--gamma', '0.5') == 0
     assert [e['lr'] for e in read_log(str(out))] == pytest.approx(
         [1e-3, 5e-4])
     assert ' lr ' in capsys.readouterr().out
     out = tmp_path / 'poly'
     assert cached_run(out, '--epoch', '2',
-                       '--lr-policy', 'poly', '--power', '1') == 0
+                      '--lr-policy', 'poly', '--power', '1') == 0
     lrs = [e['lr'] for e in read_log(str(out))]
     # The rate of each epoch's last update (iterations 5 and 9 of 9):
     # 1e-3 * (1 - (iteration - 1) / 9).
@@ -547,7 +547,7 @@ def test_aux_heads_off_trains_loss3_on_a_pool5_cache(
         assert same == (name in tuned_googlenet.AUX_HEADS), name
     capsys.readouterr()
     assert googlenet_predict.main(['--model', str(out / 'tuned_googlenet.'
-                                                      'model'),
+                                                  'model'),
                                    os.path.join(dataset, 'red', '0.png')]) \
         == 0
     assert capsys.readouterr().out.startswith(

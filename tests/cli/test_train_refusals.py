@@ -49,7 +49,7 @@ def test_single_class(capsys, tmp_path, model_3):
 
 
 def test_one_image_per_class_says_why_nothing_is_held_out(capsys, tmp_path,
-                                                         model_3):
+                                                          model_3):
     data = make_dataset(tmp_path / 'd', 1)
     err = _refused(capsys, tmp_path, '--train', data, '--model', model_3)
     assert 'no class of {} has two readable images, so none can be held ' \
@@ -93,7 +93,7 @@ def test_unreadable_model_file(capsys, tmp_path, dataset):
 
 
 def test_cache_needs_the_whole_trunk_frozen(capsys, tmp_path, dataset,
-                                           model_3):
+                                            model_3):
     err = _refused(capsys, tmp_path, '--train', dataset, '--model', model_3,
                    '--cache-features', '--freeze-until', 'inc5a')
     assert '--cache-features needs the whole trunk frozen' in err
@@ -118,17 +118,17 @@ def test_paths_are_checked_before_any_work(
         cached_run, dataset, model_3, tmp_path, capsys, monkeypatch):
     (tmp_path / 'file').write_text('')
     assert run_training('--train', dataset, '--model', model_3, '--out',
-                str(tmp_path / 'file')) == 1
+                        str(tmp_path / 'file')) == 1
     assert 'is a file, not a folder' in one_error_line(capsys)
     assert run_training('--train', dataset, '--model', model_3, '--out',
-                str(tmp_path / 'r'), '--output',
-                str(tmp_path / 'file' / 'best.model')) == 1
+                        str(tmp_path / 'r'), '--output',
+                        str(tmp_path / 'file' / 'best.model')) == 1
     assert 'cannot write --output' in one_error_line(capsys)
     monkeypatch.setattr(run_folder.shutil, 'disk_usage',
                         lambda path: shutil._ntuple_diskusage(
                             10 ** 9, 10 ** 9 - 10 ** 6, 10 ** 6))
     assert cached_run(tmp_path / 'r', '--epoch',
-                       '1') == 1
+                      '1') == 1
     err = one_error_line(capsys)
     assert 'not enough disk space' in err and '1 MB are free' in err
     assert not (tmp_path / 'r' / 'run.json').exists()
@@ -147,8 +147,9 @@ def test_every_option_says_its_default():
 
 
 def test_train_without_a_converted_model(dataset, tmp_path, capsys):
-    assert run_training('--train', dataset, '--model', str(tmp_path / 'none.model'),
-                '--out', str(tmp_path / 'r')) == 1
+    assert run_training('--train', dataset, '--model',
+                        str(tmp_path / 'none.model'),
+                        '--out', str(tmp_path / 'r')) == 1
     assert 'run convert_caffe_model.py --classes N first' in \
         one_error_line(capsys)
 
@@ -218,11 +219,13 @@ def test_out_that_is_or_lies_in_a_data_folder_is_refused(
         capsys, tmp_path, model_3):
     data = make_dataset(tmp_path / 'data', 2)
     before = _snapshot(data)
-    assert run_training('--train', data, '--model', model_3, '--out', data) == 1
+    assert run_training('--train', data, '--model',
+                        model_3, '--out', data) == 1
     assert one_error_line(capsys) == 'error: --out {0} is the input folder ' \
         '{0}; choose another place\n'.format(data)
     inside = os.path.join(data, 'red', 'run')
-    assert run_training('--train', data, '--model', model_3, '--out', inside) == 1
+    assert run_training('--train', data, '--model', model_3, '--out',
+                        inside) == 1
     assert one_error_line(capsys) == 'error: --out {} lies inside the ' \
         'input folder {}; choose a place outside it\n'.format(inside, data)
     assert _snapshot(data) == before and not os.path.exists(inside)
@@ -297,7 +300,7 @@ def test_train_refuses_duplicate_labels_for_a_list_file(capsys, tmp_path,
 
 
 def test_list_files_and_folders_that_cannot_be_read(capsys, tmp_path,
-                                                   model_3, monkeypatch):
+                                                    model_3, monkeypatch):
     data = make_classes(tmp_path / 'd', {'a': 2, 'b': 2})
     common = ['--model', model_3, '--out', str(tmp_path / 'r')] + QUIET
     latin = tmp_path / 'latin.txt'

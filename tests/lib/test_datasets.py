@@ -80,7 +80,7 @@ def test_an_image_in_two_classes_or_in_both_sets_is_warned_of(tmp_path):
         'validation accuracy overstates what the model does on new '
         'images'.format(b)]
     assert datasets.data_warnings([(a, 0), (b, 1)], [(c, 0), (c, 1)],
-                                        ['x', 'y'], 2) == []
+                                  ['x', 'y'], 2) == []
 
 
 def test_a_one_colour_image_is_left_out_of_training_with_its_reason(
@@ -89,7 +89,7 @@ def test_a_one_colour_image_is_left_out_of_training_with_its_reason(
     Image.new('RGB', (30, 20), (12, 34, 56)).save(blank)
     Image.fromarray(PHOTO).save(photo)
     good, bad = datasets.drop_unreadable([(blank, 0), (photo, 1)],
-                                               show=False)
+                                         show=False)
     assert good == [(photo, 1)]
     assert bad == ['{}: one colour throughout (RGB 12, 34, 56): nothing to '
                    'classify'.format(blank)]

@@ -147,7 +147,8 @@ def test_the_switch(model, rng):
     assert not fast_ops.applies(x.astype(numpy.float64))
     env = dict(os.environ, GOOGLENET_FAST='0')
     out = subprocess.run(
-        [sys.executable, '-c', 'import fast_ops; print(fast_ops.is_enabled())'],
+        [sys.executable, '-c',
+            'import fast_ops; print(fast_ops.is_enabled())'],
         env=env, capture_output=True, text=True, cwd=os.path.dirname(
             fast_ops.__file__)).stdout
     assert out.strip() == 'False'

@@ -189,10 +189,10 @@ def test_grey_bands_that_are_content_are_classified(tmp_path):
     band = photo[:96].copy()
     band[-8:] = (128, 128, 127)
     assert images.open_image(jpeg_bytes(band, subsampling=0)).size == (80,
-                                                                        96)
+                                                                       96)
     with pytest.raises(errors.UserError, match='^one colour'):
         images.open_image(jpeg_bytes(numpy.full((64, 64, 3), 128,
-                                                 numpy.uint8)))
+                                                numpy.uint8)))
 
 
 def test_deep_samples_flat_at_8_bits_and_floats_over_1_say_so(tmp_path):

@@ -23,15 +23,15 @@ def test_label_files_with_duplicate_empty_or_control_names_are_refused(
             labels.read_labels(str(names))
         return str(e.value)
     assert error('a\na\nc\n') == ('label file {}: a is on lines 1 and 2; '
-                                   'class names must differ'.format(names))
+                                  'class names must differ'.format(names))
     assert error('a\n b\nc\nb\t\n') == (
         'label file {}: b is on lines 2 and 4; class names must differ'
         .format(names))
     assert error('a\n  \nc\n') == ('label file {} line 2 is empty: each '
-                                    'line names the class of its number; '
-                                    'name the class'.format(names))
+                                   'line names the class of its number; '
+                                   'name the class'.format(names))
     assert error('a\nb\tc\n') == ('label file {} line 2: b\\tc has a '
-                                   'control character (\\t)'.format(names))
+                                  'control character (\\t)'.format(names))
     # A form feed is no line end here (str.splitlines would split there).
     assert error('a\nb\x0cc\nd\n') == (
         'label file {} line 2: b\\x0cc has a control character (\\x0c)'

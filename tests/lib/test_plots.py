@@ -16,7 +16,7 @@ def test_confusion_plot_draws_names_literally(tmp_path, monkeypatch):
     monkeypatch.setattr(matplotlib.text.Text, 'draw', record)
     names = ['$x^2$', 'a_b', '50%', 'back\\slash']
     plots.plot_confusion(numpy.eye(4, dtype=int), names,
-                                  str(tmp_path / 'c.png'))
+                         str(tmp_path / 'c.png'))
     labels = [(text, math) for text, math in drawn if text in names]
     assert sorted({text for text, _ in labels}) == sorted(names)
     assert not any(math for _, math in labels)

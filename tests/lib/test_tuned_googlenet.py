@@ -14,7 +14,7 @@ from numeric import PATH_TERMS, assert_close, rtol_for
 
 
 def test_frozen_trunk_stays_while_every_head_trains(caffemodels, tmp_path,
-                                                     rng):
+                                                    rng):
     out = str(tmp_path / 'five.model')
     caffemodel.convert(caffemodels['v1'], out, n_classes=5, **SILENT)
     model, _ = model_file.load_model(out)

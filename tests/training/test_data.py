@@ -78,7 +78,7 @@ def test_an_undecodable_image_is_reported_once_by_path(capsys, tmp_path):
 
 
 def test_validation_folder_lacking_a_class_is_mapped_by_name(capsys,
-                                                            tmp_path):
+                                                             tmp_path):
     train = make_classes(tmp_path / 'train', {'cat': 3, 'checks': 3,
                                               'stripes': 3})
     val = make_classes(tmp_path / 'val', {'cat': 2, 'stripes': 2})

@@ -115,7 +115,7 @@ def test_exact_evaluator_weighs_every_image_once(tmp_path):
 
 @pytest.mark.parametrize('value', [float('nan'), float('inf')])
 def test_a_loss_that_is_not_finite_stops_the_run_in_one_line(tmp_path,
-                                                            value):
+                                                             value):
     trainer = stub_trainer(tmp_path, 5)
     trainer.extend(reporting([1.0, 0.5, value], key='main/loss',
                              per='iteration'))

@@ -57,7 +57,7 @@ def _alive(pid):
 
 
 def test_a_killed_loader_worker_costs_a_warning_not_a_batch(tmp_path,
-                                                             capfd):
+                                                            capfd):
     order = sampling.SeededOrder(1)
     loaded = loader.make_iterator(
         _Numbers(_kills(tmp_path, 1)), 4, 2, 60.0, order)
@@ -82,7 +82,7 @@ def test_a_killed_loader_worker_costs_a_warning_not_a_batch(tmp_path,
      'by SIGKILL'),
     ('stuck', 'the loader processes gave no batch in 2.0 s')])
 def test_a_loader_that_cannot_deliver_stops_in_bounded_time(dataset, words,
-                                                           tmp_path):
+                                                            tmp_path):
     dataset = _Numbers(_kills(tmp_path, 9)) if dataset == 'killed' else \
         _Numbers(stuck=True)
     iterator = loader.make_iterator(dataset, 4, 2, 2.0)
