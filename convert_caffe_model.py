@@ -41,14 +41,17 @@ def build_parser():
     parser.add_argument('--fresh-heads', action='store_true',
                         help='re-initialise the replaced heads even where '
                         'the pretrained ones fit')
-    parser.add_argument('--seed', type=cli.random_seed, default=None,
-                        help='seed of the fresh heads\' initial weights '
-                        '(default: none, a different start each time)')
+    parser.add_argument('--seed', type=cli.random_seed, default=0,
+                        help='seed of the fresh heads\' initial weights, so '
+                        'that the same command makes the same model '
+                        '(default: %(default)s)')
     parser.add_argument('--download', action='store_true',
                         help='download the caffemodel first if it is missing')
-    parser.add_argument('--url', default=None,
-                        help='download from here (env GOOGLENET_CAFFEMODEL_'
-                        'URL; default: BVLC\'s server)')
+    parser.add_argument('--url', action='append', default=[],
+                        help='download from here first (repeatable; env '
+                        'GOOGLENET_CAFFEMODEL_URL, space-separated; default: '
+                        'BVLC\'s server, then public mirrors of the same '
+                        'file, each checked by its sha1)')
     parser.add_argument('--sha1', default=None,
                         help='expected sha1 of the download (env '
                         'GOOGLENET_CAFFEMODEL_SHA1)')

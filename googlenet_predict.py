@@ -39,6 +39,11 @@ SAMPLE_IMAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 def check_arguments(args):
     """Rank 0's checks before any work, and the model made if need be;
     returns (the model's path, the inputs as (name, source) pairs)."""
+    if args.features and (args.csv or args.json):
+        raise UserError('--features saves pool5 vectors instead of classes, '
+                        'so --{} would have no classes to write: classify '
+                        'and extract features in two runs'.format(
+                            'csv' if args.csv else 'json'))
     paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
     items = expand_inputs(args.urls, paths)
     check_outputs(args, paths, items)
@@ -48,7 +53,8 @@ def check_arguments(args):
     model_path = args.model
     if model_path is None:
         model_path = default_model()
-        ensure_model(model_path, args.caffemodel or default_caffemodel())
+        ensure_model(model_path, args.caffemodel or default_caffemodel(),
+                     given=args.caffemodel is not None)
     return model_path, items
 
 

@@ -14,7 +14,8 @@ What each module owns:
     console       names made printable, progress bars
     interrupts    the Ctrl-C policy
     files         atomic writes, output checks, locks
-    download      HTTP: images into memory, the caffemodel to a file
+    web           URLs without their secrets, a GET's failures in one line
+    download      images into memory, the caffemodel to a file, resumably
     images        decoding as Caffe does, refusals, preprocessing, listing
     labels        label files, synset_words.txt, a model's class names
     prefetch      decoding ahead on every core
@@ -45,8 +46,8 @@ tests/test_layout.py holds the code to the rule.
 LAYERS = (
     ('errors', 'compat', 'console', 'interrupts'),
     ('files',),
-    ('download', 'images', 'labels', 'prefetch', 'fast_ops'),
-    ('tuned_googlenet',),
+    ('web', 'images', 'labels', 'prefetch', 'fast_ops'),
+    ('download', 'tuned_googlenet'),
     ('model_file', 'devices', 'caffe_layers', 'datasets', 'plots', 'inputs',
      'inference'),
     ('reports', 'results', 'caffemodel', 'export'),

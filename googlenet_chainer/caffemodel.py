@@ -13,7 +13,7 @@ import numpy
 import tuned_googlenet
 from googlenet_chainer.caffe_layers import LAYER_MAP, link_of
 from googlenet_chainer.errors import UserError, one_line
-from googlenet_chainer.files import check_output_path
+from googlenet_chainer.files import check_output_path, file_sha1
 from googlenet_chainer.model_file import MODEL_KIND, save_model
 
 
@@ -180,7 +180,7 @@ def _mismatch(arrays, link):
 
 
 def convert(caffemodel, output, n_classes=None, fresh_heads=False,
-            required_heads=(), log=print, seed=None):
+            required_heads=(), log=print, seed=0):
     """Reads caffemodel, builds the Chain, copies what fits, saves output.
 
     The heads left fresh are saved as untrained (save_model), so that a
@@ -195,9 +195,10 @@ def convert(caffemodel, output, n_classes=None, fresh_heads=False,
         required_heads: link names of heads that must be copied (transfer).
         log: called with each line of the report: one per layer, then a
             summary line.
-        seed: None, or the seed of the fresh heads' initial weights
-            (Chainer's initializers draw from numpy's global generator,
-            which this seeds); None leaves them to chance.
+        seed: the seed of the fresh heads' initial weights (Chainer's
+            initializers draw from numpy's global generator, which this
+            seeds), so that the same command makes the same model; None
+            leaves them to chance.
 
     Returns:
         The tuned_googlenet.GoogLeNet that was saved.
@@ -217,9 +218,34 @@ def convert(caffemodel, output, n_classes=None, fresh_heads=False,
     model = tuned_googlenet.GoogLeNet(n_classes)
     trunk, copied, fresh = transfer(blobs, model, fresh_heads=fresh_heads,
                                     required_heads=required_heads, log=log)
-    save_model(output, model, untrained=fresh)
+    save_model(output, model, untrained=fresh,
+               source=caffemodel_fingerprint(caffemodel))
     log('saved {} ({} classes): {} trunk layers copied, {} heads copied, '
         '{} heads left fresh{}'.format(
             output, model.n_classes, len(trunk), len(copied), len(fresh),
             ' ({})'.format(', '.join(fresh)) if fresh else ''))
     return model
+
+
+def caffemodel_fingerprint(path):
+    """What identifies a caffemodel's content, for a model converted from it
+    (model_file.save_model's ``source``).
+
+    Args:
+        path: the caffemodel.
+
+    Returns:
+        {'caffemodel': its absolute path, 'sha1': its content's sha1,
+        'stat': [device, inode, size, mtime_ns, ctime_ns]}: while the stat
+        is the same the content is (a write changes the ctime, which no
+        user can set), so a check needs no hashing.
+    """
+    return {'caffemodel': os.path.abspath(path),
+            'sha1': file_sha1(path).hexdigest(), 'stat': file_stat(path)}
+
+
+def file_stat(path):
+    """[device, inode, size, mtime_ns, ctime_ns] of path."""
+    info = os.stat(path)
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
+            info.st_ctime_ns]

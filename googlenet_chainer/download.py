@@ -1,194 +1,22 @@
-"""HTTP downloads: images into memory, the caffemodel to a file, resumably."""
+"""Downloads: an image into memory within a time-out, a file to disk,
+resumably and verified by its sha1."""
+import gzip
+import hashlib
 import os
+import queue
 import re
+import shutil
 import sys
+import threading
 import time
-import urllib.parse
 
-from googlenet_chainer.errors import Unreachable, UserError, one_line
+from googlenet_chainer.errors import UserError
 from googlenet_chainer.files import CHUNK, file_sha1
-
-CONNECT_TIMEOUT = 10
-READ_TIMEOUT = 60
-# A download that receives fewer bytes than this within the read time-out
-# has stalled (curl's --speed-limit/--speed-time rule).
-STALL_BYTES = 1024
-
-
-def check_scheme(url):
-    """Refuses a URL that is not http(s)://HOST/..., saying how to fix it.
-
-    Args:
-        url: the URL as the user gave it.
-
-    Raises:
-        UserError: the URL does not parse (a port that is not a number, say),
-            has no scheme, a scheme other than http and https, or no host.
-    """
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # a port that is not a number is a ValueError here
-    except ValueError as e:
-        raise UserError('not a valid URL: {}'.format(e))
-    scheme = parts.scheme.lower()
-    if '://' not in url:
-        raise UserError('the URL has no scheme: add http:// or https:// in '
-                        'front')
-    if scheme not in ('http', 'https'):
-        raise UserError('unsupported URL scheme {!r} (only http and https)'
-                        .format(scheme))
-    if not parts.netloc:
-        raise UserError('{} names no host'.format(url))
-
-
-def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)):
-    """Starts a streamed GET and turns transport failures into UserErrors.
-
-    requests follows redirects; the body is left to read (iter_body).
-
-    Args:
-        url: an http or https URL; check_scheme checks it first.
-        headers: None, or extra request headers, such as Range.
-        timeout: (connect, read) in seconds, as requests takes them: the read
-            time-out bounds each wait for data, not the whole body.
-
-    Returns:
-        requests.Response with a status under 400, its body not yet read;
-        the caller closes it (a with block).
-
-    Raises:
-        Unreachable: no connection could be made (the name does not resolve,
-            the connection is refused or times out).
-        UserError: check_scheme refuses the URL, TLS fails, the server does
-            not answer in time, the status is 400 or more, or requests fails
-            otherwise.
-    """
-    check_scheme(url)
-    host = urllib.parse.urlsplit(url).netloc
-    # Imported here: requests takes a third of a local run's start-up.
-    import requests
-    try:
-        response = requests.get(url, headers=headers, stream=True,
-                                timeout=timeout)
-    except requests.exceptions.SSLError as e:
-        raise UserError('TLS failure with {}: {}'.format(host, _tls_reason(e)))
-    except requests.exceptions.ConnectTimeout:
-        raise Unreachable('cannot reach {}: connection timed out'.format(
-            host))
-    except requests.exceptions.ConnectionError as e:
-        raise Unreachable('cannot reach {}: {}'.format(
-            host, _connection_reason(e)))
-    except requests.exceptions.Timeout:
-        raise UserError('timed out waiting for the server')
-    except (requests.exceptions.RequestException, ValueError) as e:
-        # ValueError: urllib3's LocationParseError, e.g. a host name label
-        # over 63 characters, passes through requests unwrapped.
-        raise UserError(one_line(e))
-    if response.status_code >= 400:
-        response.close()
-        raise UserError('HTTP {} {}'.format(
-            response.status_code, response.reason or '').strip())
-    return response
-
-
-def _tls_reason(exc):
-    """Why TLS failed, in one line: for a certificate that could not be
-    verified, the verifier's reason; else the error's first line."""
-    text = str(exc)
-    if 'CERTIFICATE_VERIFY_FAILED' in text:
-        detail = re.search(r'certificate verify failed: ([^(\')]*)', text)
-        return 'the server\'s certificate could not be verified ({})'.format(
-            detail.group(1).strip() if detail else 'untrusted')
-    return one_line(exc)
-
-
-def _connection_reason(exc):
-    """The system's reason a connection failed, when requests' message names
-    one of the common ones; else 'connection failed'."""
-    text = str(exc)
-    for reason in ('Name or service not known', 'Connection refused',
-                   'Temporary failure in name resolution',
-                   'No route to host', 'Network is unreachable'):
-        if reason in text:
-            return reason.lower()
-    return 'connection failed'
-
-
-def iter_body(response, stall_timeout=READ_TIMEOUT, deadline=None):
-    """The response body in chunks as they arrive (each socket read).
-
-    A server that drips a byte now and then makes no progress either, so
-    a stall is measured in bytes (STALL_BYTES), as curl's --speed-limit
-    does. Between chunks the read time-out the request was made with
-    applies: its expiry counts as a stall, or with ``deadline`` as the
-    time-out.
-
-    Args:
-        response: a streamed requests.Response (http_get's).
-        stall_timeout: seconds within which STALL_BYTES must arrive.
-        deadline: None, or the time.monotonic() value past which the
-            download is refused; checked as each chunk arrives.
-
-    Yields:
-        bytes: each chunk, decoded as the Content-Encoding says.
-
-    Raises:
-        UserError: the connection is cut, fewer than STALL_BYTES arrive in
-            ``stall_timeout`` seconds, or the monotonic clock passes
-            ``deadline``.
-    """
-    import urllib3
-    raw = response.raw
-    mark_time, mark_bytes, received = time.monotonic(), 0, 0
-    try:
-        while True:
-            chunk = raw.read1(CHUNK, decode_content=True)
-            if not chunk:
-                return
-            received += len(chunk)
-            now = time.monotonic()
-            if deadline is not None and now > deadline:
-                raise UserError(_TIMED_OUT)
-            if received - mark_bytes >= STALL_BYTES:
-                mark_time, mark_bytes = now, received
-            elif now - mark_time > stall_timeout:
-                raise UserError(_stalled(stall_timeout))
-            yield chunk
-    except urllib3.exceptions.ReadTimeoutError:
-        raise UserError(_TIMED_OUT if deadline is not None
-                        else _stalled(stall_timeout))
-    except urllib3.exceptions.ProtocolError:
-        raise UserError('the download broke off (the connection closed '
-                        'before the end)')
-    except (urllib3.exceptions.HTTPError, OSError) as e:
-        raise UserError('the download broke off ({})'.format(one_line(e)))
-
+from googlenet_chainer.web import (CONNECT_TIMEOUT, GZIP_MAGIC, READ_TIMEOUT,
+                                   decoded_body, http_get, iter_body,
+                                   looks_like_html)
 
 _TIMED_OUT = 'timed out: the download took longer than the time-out'
-
-
-def _stalled(seconds):
-    """The message of a stalled download."""
-    return ('the download stalled: under {} bytes in {:g} s'.format(
-        STALL_BYTES, seconds))
-
-
-def looks_like_html(head, content_type=''):
-    """Whether a body that starts with ``head`` is a web page.
-
-    Args:
-        head: bytes, the body's start; its first 512 bytes are looked at.
-        content_type: the response's Content-Type, '' or None if unknown.
-
-    Returns:
-        bool: True when the Content-Type mentions html, or when head starts
-        (after whitespace, in any case) with an HTML doctype, an <html> or
-        <head> tag, or an XML declaration (XHTML; any XML document too).
-    """
-    if 'html' in (content_type or '').lower():
-        return True
-    start = head[:512].lstrip().lower()
-    return start.startswith((b'<!doctype html', b'<html', b'<head', b'<?xml'))
 
 
 def fetch_bytes(url, max_bytes, timeout=READ_TIMEOUT):
@@ -198,19 +26,27 @@ def fetch_bytes(url, max_bytes, timeout=READ_TIMEOUT):
         url: an http or https URL (an image given with -u).
         max_bytes: the most bytes the body may hold; a Content-Length over
             it is refused before the body is read.
-        timeout: seconds for the whole request, connection and body
-            together, checked at every chunk received; the connection gets
-            at most CONNECT_TIMEOUT of them.
+        timeout: seconds for the whole request: resolving the host name,
+            connecting, and the body (a thread of its own does the request,
+            so that a resolver that takes longer does not hold it).
 
     Returns:
-        bytes: the body.
+        bytes: the body (web.decoded_body).
 
     Raises:
-        Unreachable: no connection could be made (http_get).
-        UserError: http_get's and iter_body's failures, a body over
-            max_bytes, or a web page (by its Content-Type or its start).
+        Unreachable: no connection could be made (web.http_get).
+        UserError: the time-out, http_get's and iter_body's failures, a body
+            over max_bytes, or a web page (by its bytes).
     """
     deadline = time.monotonic() + timeout
+    body = _within(deadline, _fetch, url, max_bytes, timeout, deadline)
+    if looks_like_html(body[:512]):
+        raise UserError('the server sent an HTML page, not an image')
+    return body
+
+
+def _fetch(url, max_bytes, timeout, deadline):
+    """fetch_bytes' request, in the thread _within gives it."""
     response = http_get(url, timeout=(min(CONNECT_TIMEOUT, timeout),
                                       timeout))
     with response:
@@ -218,17 +54,37 @@ def fetch_bytes(url, max_bytes, timeout=READ_TIMEOUT):
         if length and length.isdigit() and int(length) > max_bytes:
             raise UserError('larger than the download limit ({} > {} bytes)'
                             .format(length, max_bytes))
-        if looks_like_html(b'', response.headers.get('Content-Type')):
-            raise UserError('the server sent an HTML page, not an image')
         body = bytearray()
         for chunk in iter_body(response, timeout, deadline):
             body += chunk
             if len(body) > max_bytes:
                 raise UserError('larger than the download limit ({} bytes)'
                                 .format(max_bytes))
-    if looks_like_html(bytes(body[:512])):
-        raise UserError('the server sent an HTML page, not an image')
-    return bytes(body)
+        return decoded_body(bytes(body),
+                            response.headers.get('Content-Encoding'),
+                            max_bytes)
+
+
+def _within(deadline, function, *args):
+    """function(*args) in a daemon thread, given up on (UserError, the
+    time-out) at the monotonic ``deadline``: a thread blocked in the
+    resolver cannot be interrupted, only left behind, and its own socket
+    time-outs end it soon after."""
+    done = queue.Queue(1)
+
+    def run():
+        try:
+            done.put((True, function(*args)))
+        except BaseException as e:  # raised again in the caller's thread
+            done.put((False, e))
+    threading.Thread(target=run, name='download', daemon=True).start()
+    try:
+        ok, value = done.get(timeout=max(0.0, deadline - time.monotonic()))
+    except queue.Empty:
+        raise UserError(_TIMED_OUT)
+    if ok:
+        return value
+    raise value
 
 
 def check_sha1(text, source='--sha1'):
@@ -251,16 +107,35 @@ def check_sha1(text, source='--sha1'):
     return text.lower()
 
 
+class ChecksumMismatch(UserError):
+    """A download whose sha1 is not the one expected; it was removed.
+
+    Args:
+        expected: the sha1 asked for.
+        actual: the sha1 of what arrived.
+    """
+
+    def __init__(self, expected, actual):
+        super().__init__('checksum mismatch: expected sha1 {}, got {}; the '
+                         'download was removed'.format(expected, actual))
+        self.expected = expected
+        self.actual = actual
+
+
 def download_file(url, dest, sha1=None, progress=True,
                   stall_timeout=READ_TIMEOUT):
     """Downloads url to dest, resuming ``dest.part``, verifying the sha1.
 
-    The file appears at dest only when it is complete and verified; a
-    broken-off or stalled download keeps ``dest.part`` for the next try, a
-    wrong one (checksum mismatch, a web page) is removed. Callers that may
-    run concurrently hold file_lock(dest). A server that ignores the Range
-    sends the file afresh; HTTP 416 to a resumed request is taken to mean
-    that ``dest.part`` is whole already, for the sha1 (if given) to confirm.
+    The file appears at dest only when it is complete and verified. A
+    broken-off or stalled download keeps ``dest.part`` for the next try
+    (from any server of the same file); a wrong one (a web page, the wrong
+    sha1) is removed. The bytes decide what arrived, not the server's
+    labels: the body is kept as sent (identity encoding is asked for), and
+    a gzip stream whose content has the sha1 is taken decompressed. A
+    resumed request is honoured as the Content-Range says: a server that
+    resumes before the part's end is written from where it resumes, one
+    that would leave a gap is asked for the whole file. Callers that may
+    run concurrently hold file_lock(dest).
 
     Args:
         url: an http or https URL.
@@ -270,28 +145,21 @@ def download_file(url, dest, sha1=None, progress=True,
             on a terminal, else a line each tenth of the file (each 10 MB
             when its size is unknown).
         stall_timeout: seconds within which STALL_BYTES must arrive
-            (iter_body); also the request's read time-out.
+            (web.iter_body); also the request's read time-out.
 
     Raises:
-        Unreachable: no connection could be made (http_get).
+        Unreachable: no connection could be made (web.http_get).
+        ChecksumMismatch: what arrived has another sha1.
         UserError: any other failure: the URL or the HTTP status, a
             broken-off or stalled download, ``dest.part`` cannot be written,
-            a web page, or a checksum mismatch.
+            or a web page.
     """
     part = dest + '.part'
     offset = os.path.getsize(part) if os.path.exists(part) else 0
-    headers = {'Range': 'bytes={}-'.format(offset)} if offset else None
-    try:
-        response = http_get(url, headers=headers,
-                            timeout=(CONNECT_TIMEOUT, stall_timeout))
-    except UserError as e:
-        # 416: the part file already holds the whole body.
-        if not (offset and str(e).startswith('HTTP 416')):
-            raise
-        response = None
+    response, start = _request(url, offset, stall_timeout)
     if response is not None:
-        _append_body(response, part, offset, os.path.basename(dest),
-                     progress, stall_timeout)
+        _write_body(response, part, start, os.path.basename(dest), progress,
+                    stall_timeout)
     with open(part, 'rb') as f:
         head = f.read(512)
     if looks_like_html(head):
@@ -299,31 +167,92 @@ def download_file(url, dest, sha1=None, progress=True,
         raise UserError('the server sent a web page, not the file; check '
                         'the URL (the download was removed)')
     if sha1:
-        actual = file_sha1(part).hexdigest()
-        if actual != sha1.lower():
-            os.unlink(part)
-            raise UserError(
-                'checksum mismatch: expected sha1 {}, got {}; the download '
-                'was removed. Check that the server sends the right file '
-                'and that the expected sha1 (--sha1 or '
-                'GOOGLENET_CAFFEMODEL_SHA1) is its sha1'.format(sha1, actual))
+        _verify(part, sha1.lower(), head)
     os.replace(part, dest)
 
 
-def _append_body(response, part, offset, name, progress, stall_timeout):
-    """Writes the response's body to the part file: after its offset bytes
-    when the server honoured the Range (206), else from the start; progress
-    on stderr if asked. UserError when the part file cannot be written."""
+def _request(url, offset, stall_timeout):
+    """(the response to write from, where its body starts in the file), or
+    (None, offset) when the part already holds the whole file (HTTP 416
+    whose Content-Range gives exactly that size)."""
+    headers = {'Accept-Encoding': 'identity'}
+    if offset:
+        headers['Range'] = 'bytes={}-'.format(offset)
+    response = http_get(url, headers=headers,
+                        timeout=(CONNECT_TIMEOUT, stall_timeout),
+                        allow=(416,) if offset else ())
+    if response.status_code == 416:
+        response.close()
+        if _content_range(response) == (None, offset):
+            return None, offset
+    elif response.status_code != 206:
+        return response, 0  # the whole file
+    else:
+        start, _ = _content_range(response)
+        if start is not None and start <= offset:
+            return response, start
+        response.close()
+    # The part cannot be continued from here: the whole file again.
+    del headers['Range']
+    return http_get(url, headers=headers,
+                    timeout=(CONNECT_TIMEOUT, stall_timeout)), 0
+
+
+def _content_range(response):
+    """(first byte, total) of a response's Content-Range (``bytes S-E/T``,
+    or ``bytes */T`` with 416); None for what it does not give."""
+    match = re.fullmatch(r'\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*',
+                         response.headers.get('Content-Range') or '')
+    if not match:
+        return None, None
+    first, total = match.groups()
+    return (int(first) if first else None,
+            int(total) if total and total != '*' else None)
+
+
+def _verify(part, sha1, head):
+    """Raises ChecksumMismatch (the part removed) unless part, or the
+    content of the gzip stream it is, has the sha1."""
+    actual = file_sha1(part).hexdigest()
+    if actual == sha1:
+        return
+    if head[:2] == GZIP_MAGIC and _gunzipped_sha1(part) == sha1:
+        unpacked = part + '.gunzip'
+        with gzip.open(part, 'rb') as source, open(unpacked, 'wb') as out:
+            shutil.copyfileobj(source, out, CHUNK)
+        os.replace(unpacked, part)
+        return
+    os.unlink(part)
+    raise ChecksumMismatch(sha1, actual)
+
+
+def _gunzipped_sha1(path):
+    """The sha1 of a gzip file's content, or None if it is not whole."""
+    digest = hashlib.sha1()
+    try:
+        with gzip.open(path, 'rb') as f:
+            for block in iter(lambda: f.read(CHUNK), b''):
+                digest.update(block)
+    except (OSError, EOFError):
+        return None
+    return digest.hexdigest()
+
+
+def _write_body(response, part, start, name, progress, stall_timeout):
+    """Writes the response's body into the part file from byte ``start``
+    (what was there from start on is replaced); progress on stderr if
+    asked. UserError when the part file cannot be written."""
     with response:
-        if response.status_code != 206:
-            offset = 0  # the server ignored the range: start afresh
-        total = _total_size(response, offset)
+        total = _total_size(response, start)
         try:
-            out = open(part, 'ab' if offset else 'wb')
+            out = open(part, 'r+b' if start else 'wb')
+            if start:
+                out.truncate(start)
+                out.seek(start)
         except OSError as e:
             raise UserError('cannot write {}: {}'.format(
                 part, e.strerror or e))
-        done = offset
+        done = start
         # On a terminal one line redrawn; elsewhere (a log) a line a tenth.
         tty = sys.stderr.isatty()
         try:
@@ -343,15 +272,15 @@ def _append_body(response, part, offset, name, progress, stall_timeout):
             raise UserError('cannot write {}: {}'.format(
                 part, e.strerror or e))
         finally:
-            if progress and tty and done > offset:
+            if progress and tty and done > start:
                 print(file=sys.stderr)  # end the progress line
 
 
-def _total_size(response, offset):
-    """The whole file's size in bytes, from the Content-Length and the bytes
-    already held; None when the server gives no length."""
+def _total_size(response, start):
+    """The file's whole size: start plus the Content-Length, or None when
+    the server gives none."""
     length = response.headers.get('Content-Length')
-    return offset + int(length) if length and length.isdigit() else None
+    return start + int(length) if length and length.isdigit() else None
 
 
 def _tenth(done, total):
@@ -361,6 +290,7 @@ def _tenth(done, total):
 
 
 def _show_progress(name, done, total, tty):
+    """Prints a progress line: redrawn in place on a terminal."""
     # Bytes, not MB: a slow server's progress must visibly move.
     if total:
         text = 'downloading {} {:5.1f}% {:,} of {:,} bytes'.format(

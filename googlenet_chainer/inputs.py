@@ -4,6 +4,7 @@ still run."""
 import os
 
 from googlenet_chainer.download import fetch_bytes
+from googlenet_chainer.web import shown_url
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.images import (DEFAULT_MAX_PIXELS, list_images,
                                       open_image)
@@ -29,7 +30,7 @@ def expand_inputs(urls, paths):
         folder's image files, or a UserError for a folder that cannot be
         read or holds no images.
     """
-    items = [(url, ImageURL(url)) for url in urls]
+    items = [(shown_url(url), ImageURL(url)) for url in urls]
     for path in paths:
         if os.path.isdir(path):
             try:

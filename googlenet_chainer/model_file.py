@@ -1,5 +1,6 @@
 """A model file this project writes: the Chain's arrays, its class names, the
 heads never trained; read back fast and refused when it cannot be trusted."""
+import json
 import os
 import struct
 import zipfile
@@ -13,11 +14,13 @@ from googlenet_chainer.files import atomic_write, read_npy_header, save_npz
 from tuned_googlenet import DEFAULT_FREEZE_UNTIL, GoogLeNet
 
 
-def save_model(path, model, class_names=None, untrained=()):
+def save_model(path, model, class_names=None, untrained=(), source=None):
     """Writes the model's parameters (and its class names) atomically.
 
     The names of the heads that were never trained go with them, so that
-    load_model can refuse to classify with a random loss3/classifier.
+    load_model can refuse to classify with a random loss3/classifier, and
+    what the weights were converted from (model_source), so that a cached
+    conversion can be told from another caffemodel's.
 
     Args:
         path: the file to write (an uncompressed .npz, whatever its name).
@@ -25,6 +28,9 @@ def save_model(path, model, class_names=None, untrained=()):
         class_names: None, or its class names in class order.
         untrained: link names of the heads never trained (the converter's
             fresh heads, such as ``loss3_fc``).
+        source: a JSON-ready dict of where the weights came from
+            (caffemodel.convert's); by default the model's own ``source``,
+            as load_model read it.
     """
     serializer = chainer.serializers.DictionarySerializer()
     serializer.save(model)
@@ -33,6 +39,9 @@ def save_model(path, model, class_names=None, untrained=()):
         arrays['class_names'] = numpy.array(list(class_names), dtype=str)
     if untrained:
         arrays['untrained_heads'] = numpy.array(list(untrained), dtype=str)
+    source = source if source is not None else getattr(model, 'source', None)
+    if source is not None:
+        arrays['source'] = numpy.array(json.dumps(source, sort_keys=True))
     with atomic_write(path) as f:
         save_npz(f, arrays)
 
@@ -188,11 +197,29 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL, classify=False):
         _replace_arrays(model, npz)
         if 'untrained_heads' in npz:
             model.untrained_heads = tuple(npz['untrained_heads'].tolist())
+        model.source = _parsed_source(npz.get('source'))
     except UserError:
         raise
     except Exception as e:
         raise UserError('cannot read model file {}: not a model written by '
                         'this project ({})'.format(path, one_line(e)))
+    if names is not None and len(names) != n_classes:
+        raise UserError('model file {} names {} classes for its {}: not a '
+                        'model written by this project'.format(
+                            path, len(names), n_classes))
+    _check_finite(model, path)
+    if classify and 'loss3_fc' in model.untrained_heads:
+        raise UserError(
+            'model file {}: its loss3/classifier of {} classes was never '
+            'trained (convert_caffe_model.py found none of that size in the '
+            'caffemodel and left it fresh): its guesses would be random; '
+            'train it with train_googlenet.py first'.format(
+                path, model.n_classes))
+    return model, names
+
+
+def _check_finite(model, path):
+    """UserError naming the first parameter that holds NaN or infinity."""
     for name, param in sorted(model.namedparams()):
         # min and max are NaN where any element is, infinite where one is;
         # no boolean array as large as the weights.
@@ -202,11 +229,35 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL, classify=False):
             raise UserError('model file {} holds NaN or infinite values in '
                             '{}; convert or train it again'.format(
                                 path, name))
-    if classify and 'loss3_fc' in model.untrained_heads:
-        raise UserError(
-            'model file {}: its loss3/classifier of {} classes was never '
-            'trained (convert_caffe_model.py found none of that size in the '
-            'caffemodel and left it fresh): its guesses would be random; '
-            'train it with train_googlenet.py first'.format(
-                path, model.n_classes))
-    return model, names
+
+
+def model_source(path):
+    """What a model file's weights were converted from, read from the zip's
+    ``source`` member alone (a few hundred bytes of a 53 MB file).
+
+    Args:
+        path: a model file save_model wrote.
+
+    Returns:
+        The dict save_model was given (caffemodel.convert writes the
+        caffemodel's sha1, path and stat), or None: none recorded, or the
+        file cannot be read as a model.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive, \
+                archive.open('source.npy') as member:
+            return _parsed_source(numpy.lib.format.read_array(
+                member, allow_pickle=False))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _parsed_source(array):
+    """The dict a ``source`` array holds, or None."""
+    if array is None:
+        return None
+    try:
+        source = json.loads(str(array))
+    except ValueError:
+        return None
+    return source if isinstance(source, dict) else None

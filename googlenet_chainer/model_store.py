@@ -1,5 +1,6 @@
 """Where the pretrained files live: BVLC's caffemodel and the 1000-class model
-converted from it, in Chainer's model folder, fetched and made once.
+converted from it, in Chainer's model folder, fetched from BVLC or a mirror
+and converted once per caffemodel.
 
 The folder is $CHAINER_DATASET_ROOT/pfnet/chainer/models
 (~/.chainer/dataset/... unless set), where chainer.links.GoogLeNet keeps its
@@ -8,16 +9,36 @@ own downloads.
 import os
 import sys
 
-from googlenet_chainer.caffemodel import convert
+from googlenet_chainer.caffemodel import convert, file_stat
 from googlenet_chainer.compat import chainer
-from googlenet_chainer.download import check_sha1, download_file
-from googlenet_chainer.errors import Unreachable, UserError
-from googlenet_chainer.files import make_once
+from googlenet_chainer.download import (ChecksumMismatch, check_sha1,
+                                        download_file)
+from googlenet_chainer.errors import UserError
+from googlenet_chainer.files import file_lock, file_sha1, make_once
+from googlenet_chainer.model_file import model_source
+from googlenet_chainer.web import READ_TIMEOUT, shown_url
 
-CAFFEMODEL_URL = ('http://dl.caffe.berkeleyvision.org/'
-                  'bvlc_googlenet.caffemodel')
+# BVLC's published sha1 (BVLC/caffe, models/bvlc_googlenet/readme.md): every
+# source's file is checked against it, whatever server it comes from.
 CAFFEMODEL_SHA1 = '405fc5acd08a3bb12de8ee5e23a96bec22f08204'
 CAFFEMODEL_NAME = 'bvlc_googlenet.caffemodel'
+# Where that file can be had, tried in this order after the user's own
+# (GOOGLENET_CAFFEMODEL_URL, convert_caffe_model.py --url);
+# GOOGLENET_CAFFEMODEL_MIRRORS, space-separated, replaces the list.
+MIRRORS = (
+    # BVLC's own host (the readme above); down for days at a time.
+    'http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel',
+    # NVIDIA's copy, which dusty-nv/jetson-inference downloaded.
+    'https://nvidia.box.com/shared/static/'
+    'at8b1105ww1c5h7p30j5ko8qfnxrs0eg.caffemodel',
+    # Apache MXNet's Caffe model zoo copy (apache/mxnet,
+    # tools/caffe_converter/convert_caffe_modelzoo.py).
+    'https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/caffe/'
+    'models/bvlc_googlenet/bvlc_googlenet.caffemodel',
+    # DeepDetect's (jolibrain) pretrained models.
+    'https://www.deepdetect.com/downloads/platform/pretrained/caffe/'
+    'googlenet/bvlc_googlenet.caffemodel',
+)
 # The 1000-class model googlenet_predict.py's first run converts from it.
 MODEL_NAME = 'googlenet.model'
 MODEL_DIRECTORY = 'pfnet/chainer/models'
@@ -52,7 +73,9 @@ def default_model():
 
 
 def model_or_default(path):
-    """The model a --model option names, or the default one.
+    """The model a --model option names, or the default one, converted
+    again first if it is not the conversion of the caffemodel beside it
+    (ensure_model).
 
     Args:
         path: --model's value, None for the default.
@@ -62,7 +85,7 @@ def model_or_default(path):
 
     Raises:
         UserError: path is None and the default model is not there yet
-            (the message says what makes it).
+            (the message says what makes it), or its conversion fails.
     """
     if path is not None:
         return path
@@ -71,6 +94,7 @@ def model_or_default(path):
         raise UserError('no model at {}, the default: googlenet_predict.py '
                         'makes it on its first run; or pass --model'.format(
                             path))
+    ensure_model(path, default_caffemodel())
     return path
 
 
@@ -94,93 +118,152 @@ def model_directory():
                             e.strerror or e))
 
 
-def resolve_source(url=None, sha1=None):
-    """The download URL and sha1: option, then environment, then BVLC's.
-
-    A malformed sha1 is refused (naming where it came from) before anything
-    is downloaded.
+def sources(urls=(), sha1=None):
+    """The URLs to try, in order, and the sha1 their file must have.
 
     Args:
-        url: --url's value, or None: then GOOGLENET_CAFFEMODEL_URL, else
-            CAFFEMODEL_URL.
+        urls: the user's URLs (convert_caffe_model.py --url), tried first;
+            then those of GOOGLENET_CAFFEMODEL_URL (space-separated); then,
+            while the sha1 is BVLC's, MIRRORS (or GOOGLENET_CAFFEMODEL_MIRRORS).
         sha1: --sha1's value, or None: then GOOGLENET_CAFFEMODEL_SHA1, else
             CAFFEMODEL_SHA1.
 
     Returns:
-        (url, sha1), the sha1 in lower case.
+        ([url, ...] without repeats, sha1 in lower case, where the sha1
+        came from in words, for messages).
 
     Raises:
         UserError: the sha1 chosen is not 40 hexadecimal digits.
     """
-    url = url or os.environ.get('GOOGLENET_CAFFEMODEL_URL') or CAFFEMODEL_URL
     if sha1:
-        sha1 = check_sha1(sha1, '--sha1')
+        sha1, origin = check_sha1(sha1, '--sha1'), 'given with --sha1'
     elif os.environ.get('GOOGLENET_CAFFEMODEL_SHA1'):
         sha1 = check_sha1(os.environ['GOOGLENET_CAFFEMODEL_SHA1'],
                           'GOOGLENET_CAFFEMODEL_SHA1')
+        origin = 'set in GOOGLENET_CAFFEMODEL_SHA1'
     else:
-        sha1 = CAFFEMODEL_SHA1
-    return url, sha1
+        sha1, origin = CAFFEMODEL_SHA1, 'BVLC\'s published sha1'
+    found = list(urls) + os.environ.get('GOOGLENET_CAFFEMODEL_URL',
+                                        '').split()
+    if sha1 == CAFFEMODEL_SHA1:
+        mirrors = os.environ.get('GOOGLENET_CAFFEMODEL_MIRRORS')
+        found += mirrors.split() if mirrors is not None else MIRRORS
+    return list(dict.fromkeys(found)), sha1, origin
 
 
-def ensure_caffemodel(path, url=None, sha1=None):
+def ensure_caffemodel(path, urls=(), sha1=None, stall_timeout=READ_TIMEOUT):
     """Downloads the caffemodel to path unless it is there.
 
-    The download resumes a broken-off one and is verified by its sha1;
+    Each source is tried in turn (sources) until one gives the file with
+    the sha1; a download that broke off is resumed from the next source;
     path's lock is held, so that concurrent runs download once.
 
     Args:
         path: where the caffemodel is, or is to be.
-        url: None, or the URL to download (resolve_source).
-        sha1: None, or the sha1 it must have (resolve_source).
+        urls, sha1: as sources takes them.
+        stall_timeout: seconds after which a source that sends under 1 KB
+            is given up on (download.download_file).
 
     Raises:
-        UserError: a malformed sha1, or a download that failed (when the
-            server cannot be reached, the ways out are in the message).
+        UserError: a malformed sha1, or no source gave the file (the
+            message names each source's failure and the ways out).
     """
-    url, sha1 = resolve_source(url, sha1)
-    make_once(path, lambda: _download(url, path, sha1), 'downloaded')
+    urls, sha1, origin = sources(urls, sha1)
+    make_once(path, lambda: _download(urls, path, sha1, origin,
+                                      stall_timeout), 'downloaded')
 
 
-def _download(url, path, sha1):
-    """download_file, its failures told as UserErrors that say what to do
-    instead."""
-    print('downloading {} to {}'.format(url, path), file=sys.stderr)
-    try:
-        download_file(url, path, sha1=sha1)
-    except Unreachable as e:
-        raise UserError(
-            '{}. Three ways out: put a copy of bvlc_googlenet.caffemodel '
-            '(sha1 {}) at {}; or pass --caffemodel PATH of a copy; or set '
-            'GOOGLENET_CAFFEMODEL_URL to a mirror (and '
-            'GOOGLENET_CAFFEMODEL_SHA1 to its sha1)'.format(
-                e, sha1, os.path.abspath(path)))
-    except UserError as e:
-        raise UserError('downloading {}: {}'.format(url, e))
+def _download(urls, path, sha1, origin, stall_timeout):
+    """Tries each URL in turn; UserError naming every failure when none
+    gives the file."""
+    failures = []
+    for url in urls:
+        failure = _try(url, path, sha1, origin, stall_timeout)
+        if failure is None:
+            return
+        failures.append('{}: {}'.format(shown_url(url), failure))
+        if url != urls[-1]:
+            print('{}; trying the next source'.format(failures[-1]),
+                  file=sys.stderr)
+    raise UserError(
+        '{}. Ways out: put a copy of {} (sha1 {}) at {}, where every script '
+        'finds it; or set GOOGLENET_CAFFEMODEL_URL to a mirror of it (and '
+        'GOOGLENET_CAFFEMODEL_SHA1 to its sha1 if it is another file)'
+        .format('; '.join(failures) or 'no source to download from',
+                CAFFEMODEL_NAME, sha1, os.path.abspath(path)))
 
 
-def ensure_model(path, caffemodel):
-    """Creates the 1000-class model from the caffemodel when it is missing.
+def _try(url, path, sha1, origin, stall_timeout):
+    """Downloads path from url: None when done, else why not. A part left
+    by another source that fails the sha1 once joined is tried again from
+    nothing, in case the other source's bytes were the wrong ones."""
+    for _ in range(2):
+        resumed = os.path.exists(path + '.part')
+        print('downloading {} to {}'.format(shown_url(url), path),
+              file=sys.stderr)
+        try:
+            download_file(url, path, sha1=sha1, stall_timeout=stall_timeout)
+            return None
+        except ChecksumMismatch as e:
+            if not resumed:
+                return ('its file has sha1 {}, not {} ({}): the server sends '
+                        'another file, or the expected sha1 is not this '
+                        'file\'s'.format(e.actual, sha1, origin))
+        except UserError as e:
+            return str(e)
+    return 'its file has another sha1 than {} ({})'.format(sha1, origin)
 
-    Holds path's lock, so that a second first run waits for the first and
-    then uses its model. The caffemodel is downloaded first if it is not
-    there (ensure_caffemodel, from the URL and sha1 of the environment or
-    BVLC's).
+
+def ensure_model(path, caffemodel, given=False):
+    """The 1000-class model at path, converted from caffemodel unless it is
+    that caffemodel's conversion already.
+
+    A cached conversion stands while the caffemodel in use is the one it
+    was made from: the same stat (a write changes the ctime), else the same
+    sha1; a model whose caffemodel is not recorded (made by an earlier
+    version) is made again. Without the caffemodel (the default one, gone
+    or never there), an existing model stands and a missing one is made
+    from a download. path's lock is held, so that a second first run waits
+    for the first and then uses its model.
 
     Args:
         path: the model file (default_model).
         caffemodel: the caffemodel's path.
+        given: the user named caffemodel (--caffemodel): it must exist.
 
     Raises:
-        UserError: the download or the conversion failed, or the
-            caffemodel's loss3/classifier cannot be copied (naming the
-            layer): prediction would print a random classifier's guesses
-            as ImageNet labels.
+        UserError: a given caffemodel is missing, the download or the
+            conversion failed, or the caffemodel's loss3/classifier cannot
+            be copied (naming the layer): prediction would print a random
+            classifier's guesses as ImageNet labels.
     """
-    def make():
-        print('no model at {}: converting {}'.format(path, caffemodel),
-              file=sys.stderr)
+    if given and not os.path.isfile(caffemodel):
+        raise UserError('caffemodel not found: {}'.format(caffemodel))
+    if _current(path, caffemodel) is None:
+        return
+    with file_lock(path):
+        why = _current(path, caffemodel)
+        if why is None:
+            print('using {}, which another process made'.format(path),
+                  file=sys.stderr)
+            return
+        print('{}: converting {}'.format(why, caffemodel), file=sys.stderr)
         ensure_caffemodel(caffemodel)
         convert(caffemodel, path, n_classes=1000,
                 required_heads=PREDICTION_HEADS, log=lambda line: None)
-    make_once(path, make)
+
+
+def _current(path, caffemodel):
+    """None when the model at path stands for the caffemodel, else why it
+    must be made."""
+    if not os.path.exists(path):
+        return 'no model at {}'.format(path)
+    if not os.path.exists(caffemodel):
+        return None
+    source = model_source(path)
+    if source is None:
+        return '{} records no caffemodel'.format(path)
+    if source.get('stat') == file_stat(caffemodel) or source.get(
+            'sha1') == file_sha1(caffemodel).hexdigest():
+        return None
+    return '{} was converted from another caffemodel'.format(path)

@@ -129,6 +129,15 @@ def seeded():
 
 
 @pytest.fixture(autouse=True)
+def no_public_mirrors(monkeypatch):
+    """No test reaches the internet: the built-in mirrors of the caffemodel
+    are replaced by none (tests that need sources set their own, on
+    127.0.0.1), here and in the tests' subprocesses."""
+    monkeypatch.setenv('GOOGLENET_CAFFEMODEL_MIRRORS', '')
+    monkeypatch.delenv('GOOGLENET_CAFFEMODEL_URL', raising=False)
+
+
+@pytest.fixture(autouse=True)
 def dataset_root(tmp_path_factory, monkeypatch):
     """Chainer's dataset root, where the default caffemodel and model go, is
     a fresh temporary folder in every test and its subprocesses: no test

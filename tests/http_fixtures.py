@@ -76,6 +76,8 @@ def send_range_headers(handler, body):
         start = int(header[6:].split('-')[0])
         if start >= len(body):
             handler.send_response(416)
+            handler.send_header('Content-Range', 'bytes */{}'.format(
+                len(body)))
             handler.send_header('Content-Length', '0')
             handler.end_headers()
             return None

@@ -226,20 +226,21 @@ def test_explicit_paths_win_over_chainers_folder(capsys, tmp_path,
 def test_first_run_with_the_host_down_says_what_to_do(capsys, tmp_path,
                                                       monkeypatch,
                                                       dataset_root):
-    monkeypatch.setenv('GOOGLENET_CAFFEMODEL_URL',
-                       'http://127.0.0.1:{}/x'.format(closed_port()))
+    url = 'http://127.0.0.1:{}/x'.format(closed_port())
+    monkeypatch.setenv('GOOGLENET_CAFFEMODEL_URL', url)
     monkeypatch.delenv('GOOGLENET_CAFFEMODEL_SHA1', raising=False)
     monkeypatch.chdir(tmp_path)
     code, out, err = predict(capsys)
     assert code == 1 and out == ''
     last = err.splitlines()[-1]
-    assert last.startswith('error: cannot reach 127.0.0.1')
+    assert last.startswith('error: {}: cannot reach 127.0.0.1'.format(url))
     path = os.path.join(models_folder(dataset_root),
                         'bvlc_googlenet.caffemodel')
-    # Issue 15: all three ways out, in the one line.
+    # The ways out, in the one line, naming no option the command used
+    # (`make predict`) cannot take.
     assert 'put a copy of bvlc_googlenet.caffemodel' in last
     assert 'at {}'.format(path) in last
-    assert '--caffemodel PATH' in last
+    assert '--' not in last
     assert 'GOOGLENET_CAFFEMODEL_URL' in last
     assert 'GOOGLENET_CAFFEMODEL_SHA1' in last
     assert os.listdir(models_folder(dataset_root)) == []
@@ -695,3 +696,63 @@ def test_the_first_run_refuses_a_caffemodel_without_imagenets_classifier(
     assert 'a 1000-class model for prediction needs it' in last
     folder = os.path.join(dataset_root, 'pfnet', 'chainer', 'models')
     assert os.listdir(folder) == []  # no random classifier cached
+
+
+def test_a_cached_conversion_serves_only_its_own_caffemodel(
+        capsys, tmp_path, caffemodels, dataset_root):
+    import shutil
+
+    import caffe_fixtures
+    default = os.path.join(models_folder(dataset_root),
+                           'bvlc_googlenet.caffemodel')
+    os.makedirs(os.path.dirname(default))
+    shutil.copy(caffemodels['v1'], default)
+    code, first, err = predict(capsys, '--top', '3', '--json')
+    assert code == 0 and 'no model at' in err
+    other = str(tmp_path / 'other.caffemodel')
+    caffe_fixtures.write_caffemodel(other, caffe_fixtures.random_weights(1),
+                                    'v2')
+    # Another caffemodel: converted, its own classes printed.
+    code, second, err = predict(capsys, '--caffemodel', other, '--top', '3',
+                                '--json')
+    assert code == 0 and 'was converted from another caffemodel: ' \
+        'converting {}'.format(other) in err
+    assert second != first
+    # The same bytes elsewhere are the same caffemodel: nothing converted.
+    copy = str(tmp_path / 'copy.caffemodel')
+    shutil.copy(other, copy)
+    assert predict(capsys, '--caffemodel', copy, '--top', '3',
+                   '--json') == (0, second, '')
+    # A caffemodel named but missing is refused, not passed over.
+    assert predict(capsys, '--caffemodel', str(tmp_path / 'gone')) == (
+        1, '', 'error: caffemodel not found: {}\n'.format(tmp_path / 'gone'))
+    # Back to the default caffemodel: converted again.
+    code, again, err = predict(capsys, '--top', '3', '--json')
+    assert code == 0 and 'converting {}'.format(default) in err
+    assert again == first
+    # Edited in place, its size and modification time kept (as exiftool -P
+    # keeps them): told apart by its content, converted again.
+    info = os.stat(default)
+    caffe_fixtures.write_caffemodel(default, caffe_fixtures.random_weights(
+        1), 'v1')
+    assert os.path.getsize(default) == info.st_size
+    os.utime(default, ns=(info.st_atime_ns, info.st_mtime_ns))
+    code, edited, err = predict(capsys, '--top', '3', '--json')
+    assert code == 0 and 'converting {}'.format(default) in err
+    assert edited == second
+
+
+def test_a_urls_user_and_password_are_neither_printed_nor_kept(
+        capsys, tmp_path, server, model_1000):
+    server.routes['/a.png'] = png_bytes()
+    good, bad = (server.url(path).replace('http://', 'http://me:pa55@')
+                 for path in ('/a.png', '/gone.png'))
+    table = tmp_path / 'r.csv'
+    code, out, err = predict(capsys, '--model', model_1000, '--json',
+                             '--csv', str(table), '-u', good, '-u', bad)
+    assert code == 1
+    assert 'pa55' not in out + err + table.read_text()
+    shown = [json.loads(line)['input'] for line in out.splitlines()]
+    assert shown == [server.url(path).replace('http://', 'http://***@')
+                     for path in ('/a.png', '/gone.png')]
+    assert err == 'error: {}: HTTP 404 Not Found\n'.format(shown[1])

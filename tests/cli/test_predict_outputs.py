@@ -283,3 +283,19 @@ def test_features_file_name_is_checked_first(model_1000, tmp_path, capsys):
         'error: --features {}: the file name must end in .npz or .npy\n'
         .format(tmp_path / 'f.csv'))
     assert not os.listdir(str(tmp_path))
+
+
+def test_features_with_a_table_of_classes_is_refused_before_any_work(
+        capsys, tmp_path, model_1000):
+    image = tmp_path / 'a.png'
+    image.write_bytes(png_bytes())
+    for option in (['--csv', str(tmp_path / 'r.csv')], ['--json'],
+                   ['--csv', '-']):
+        code, out, err = predict(capsys, '--model', model_1000, '--features',
+                                 str(tmp_path / 'f.npz'), *option, str(image))
+        assert (code, out) == (1, '')
+        assert err == ('error: --features saves pool5 vectors instead of '
+                       'classes, so {} would have no classes to write: '
+                       'classify and extract features in two runs\n'.format(
+                           option[0]))
+    assert sorted(os.listdir(tmp_path)) == ['a.png']
