@@ -86,9 +86,9 @@ def test_outputs_that_are_inputs_or_devices_are_refused_first(
             (['--csv', '/dev/null'], "--csv /dev/null is not a regular "
              "file"),
             (['--csv', str(photo)], '--csv {} is the input'.format(photo)),
+            # --features with --csv is refused before their paths are.
             (['--features', str(tmp_path / 'f.npz'), '--csv',
-              str(tmp_path / 'f.npz')], '--features {} is the input'.format(
-                  tmp_path / 'f.npz')),
+              str(tmp_path / 'f.npz')], 'so --csv would have no classes'),
             (['--features', model_1000.replace('.model', '.npz'), '--model',
               model_1000.replace('.model', '.npz')], 'is the input')]:
         argv = ['--model', model_1000] + argv if '--model' not in argv \
@@ -127,8 +127,9 @@ def test_outputs_in_input_folders_or_unwritable_are_refused_first(
                                                folder / 'link' / 'x.png')),
             (['--features', str(tmp_path / 'named.npy'), str(named)],
              '--features {} is the input {}'.format(named, named)),
-            (['--features', str(tmp_path / 'f.npy'), '--csv',
-              str(tmp_path / 'f.txt'), str(other)],
+            # The names file beside a .npy is an output too.
+            (['--features', str(tmp_path / 'f.npy'),
+              str(tmp_path / 'f.txt')],
              '--features {} is the input {}'.format(tmp_path / 'f.txt',
                                                     tmp_path / 'f.txt'))]:
         code, out, err = predict(capsys, '--model', model_1000, *argv)

@@ -1,15 +1,23 @@
 """model_file: loading a model this project wrote."""
+import json
+
 import numpy
 import pytest
 
 from googlenet_chainer import model_file
 from googlenet_chainer.errors import UserError
 
+from helpers import sha1_of
+
 
 def test_loading_takes_the_files_arrays_and_no_gradients(model_1000):
     model, _ = model_file.load_model(model_1000)
     with numpy.load(model_1000) as npz:
-        assert len(npz.files) == len(list(model.params()))
+        # Every parameter, and what it was converted from.
+        assert len(npz.files) == len(list(model.params())) + 1
+        assert model.source == json.loads(str(npz['source']))
+        assert model_file.model_source(model_1000) == model.source
+        assert model.source['sha1'] == sha1_of(model.source['caffemodel'])
         for name, param in model.namedparams():
             assert numpy.array_equal(param.array, npz[name[1:]]), name
             assert param.array.flags.writeable and param.grad is None
