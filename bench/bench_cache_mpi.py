@@ -46,6 +46,7 @@ def worker(model_path, data, n, out):
     from rank 0 with the extraction's wall time and each rank's peak RSS."""
     from googlenet_chainer import datasets, model_file, mpi
     from googlenet_chainer.devices import get_device
+    from googlenet_chainer.files import file_sha1
     from googlenet_chainer.inference import Predictor
     from googlenet_chainer.training import feature_cache
     comm = mpi.communicator()
@@ -57,8 +58,9 @@ def worker(model_path, data, n, out):
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime
     feature_cache.cached_features(
-        Predictor(model, get_device('@numpy')), pairs, out, 32, 0, 60,
-        show=False, comm=comm)
+        Predictor(model, get_device('@numpy')),
+        [(path, file_sha1(path).hexdigest()) for path, _ in pairs], out, 32,
+        0, 60, show=False, comm=comm)
     comm.barrier()
     wall = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -23,7 +23,8 @@ What each module owns:
     model_file    the model file: save, load, refuse
     devices       Chainer devices from the command line
     caffe_layers  BVLC's layer names and the deploy net as layers
-    datasets      labelled data: class folders, list files, the data report
+    datasets      labelled data: class folders, list files, the split
+    data_report   what a data set holds and what will not train well
     plots         matplotlib figures
     inputs        prediction's inputs: URLs, files, folders
     inference     the one inference path (Predictor, batching, decoding)
@@ -48,8 +49,8 @@ LAYERS = (
     ('files',),
     ('web', 'images', 'labels', 'prefetch', 'fast_ops'),
     ('download', 'tuned_googlenet'),
-    ('model_file', 'devices', 'caffe_layers', 'datasets', 'plots', 'inputs',
-     'inference'),
+    ('model_file', 'devices', 'caffe_layers', 'datasets', 'data_report',
+     'plots', 'inputs', 'inference'),
     ('reports', 'results', 'caffemodel', 'export'),
     ('model_store',),
     ('cli',),

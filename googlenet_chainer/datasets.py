@@ -1,5 +1,5 @@
-"""Labelled image data: folders of class folders and list files, read, checked,
-split and reported.
+"""Labelled image data: folders of class folders and list files, read, checked
+and split.
 
 A data set is a folder of class folders (the folder names are the class
 names) or a list file of ``path label`` lines (Caffe's train.txt/val.txt
@@ -16,13 +16,11 @@ import numpy
 from googlenet_chainer.console import (controls_in, decoded, first_names,
                                        progress, shown)
 from googlenet_chainer.errors import UserError
+from googlenet_chainer.files import file_sha1
 from googlenet_chainer.images import (DEFAULT_MAX_PIXELS, image_suffixes,
                                       is_hidden, is_image, list_images,
                                       open_image)
 from googlenet_chainer.labels import matching_names, read_text_lines
-
-# A class this many times rarer than the commonest is worth a warning.
-RARE_RATIO = 3
 
 Data = collections.namedtuple('Data', 'pairs class_names skipped')
 Data.__doc__ = """A data set as read.
@@ -256,7 +254,7 @@ def stratified_split(pairs, ratio, seed):
 
 
 def drop_unreadable(pairs, max_pixels=DEFAULT_MAX_PIXELS, show=True,
-                    description='checking images'):
+                    description='checking images', digests=None):
     """Decodes every image once, keeping those that decode.
 
     Args:
@@ -264,6 +262,8 @@ def drop_unreadable(pairs, max_pixels=DEFAULT_MAX_PIXELS, show=True,
         max_pixels: images.open_image's limit.
         show: a progress bar (on stderr, if a terminal).
         description: the progress bar's label.
+        digests: None, or a dict that gets {path: sha1 of the file} of each
+            readable image: what identifies it, wherever it is.
 
     Returns:
         (the readable pairs in order, 'PATH: why' of each of the others).
@@ -276,6 +276,8 @@ def drop_unreadable(pairs, max_pixels=DEFAULT_MAX_PIXELS, show=True,
             bad.append('{}: {}'.format(shown(path), e))
         else:
             good.append((path, label))
+            if digests is not None:
+                digests[path] = file_sha1(path).hexdigest()
     return good, bad
 
 
@@ -305,95 +307,5 @@ def labelled_inputs(data, root, class_names):
     return pairs
 
 
-def print_report(name, pairs, class_names, unreadable, skipped=None):
-    """Prints a set's images per class and what was left out of it.
-
-    Each class's count (a class without images shows 0 and gets a line of
-    its own), the entries left out, counted by reason, and each file that
-    cannot be used (unreadable, or refused as open_image refuses) by path.
-
-    Args:
-        name: the set, e.g. 'training set'; its first word names the
-            images in the line of a class without any.
-        pairs: the set's [(path, label)].
-        class_names: every class, in label order.
-        unreadable: 'PATH: why' of each file that cannot be used.
-        skipped: None, or Data.skipped.
-    """
-    counts = numpy.bincount([label for _, label in pairs],
-                            minlength=len(class_names))
-    print('{}: {} images'.format(name, len(pairs)))
-    for label, count in enumerate(counts):
-        print('  {:5d}  {}'.format(count, class_names[label]))
-    missing = [class_names[i] for i, count in enumerate(counts) if not count]
-    for class_name in missing:
-        print('  {}: 0 {} images'.format(class_name, name.split()[0]))
-    if skipped:
-        total = sum(skipped.values())
-        print('  skipped {} entr{}: {}'.format(
-            total, 'y' if total == 1 else 'ies', ', '.join(
-                '{} {}'.format(n, reason)
-                for reason, n in sorted(skipped.items()))))
-    for line in unreadable:
-        print('  left out {}'.format(line))
 
 
-def data_warnings(train, val, class_names, batchsize):
-    """Lines on what will not train well, each saying what the run does.
-
-    Single-image classes, a training set smaller than the batch, a
-    training image in two classes or in both sets (by file, links
-    followed), classes RARE_RATIO times rarer than the commonest.
-
-    Args:
-        train, val: the training and validation [(path, label)].
-        class_names: every class, in label order.
-        batchsize: images per training step (--batchsize).
-
-    Returns:
-        [str], one warning per problem found (empty if none).
-    """
-    lines = []
-    counts = numpy.bincount([label for _, label in train],
-                            minlength=len(class_names))
-    val_counts = numpy.bincount([label for _, label in val],
-                                minlength=len(class_names))
-    for label, count in enumerate(counts):
-        if count + val_counts[label] == 1:
-            lines.append('class {} has a single image: it trains on it and '
-                         'cannot be validated; add more'.format(
-                             class_names[label]))
-    if len(train) < batchsize:
-        lines.append('the training set ({} images) is smaller than the '
-                     'batch ({}): batches of {} are used'.format(
-                          len(train), batchsize, len(train)))
-    # The same file (by its real path: links count) twice: under two
-    # labels it teaches both; in both sets it inflates validation.
-    labels_of = {}
-    for path, label in train:
-        labels_of.setdefault(os.path.realpath(path), set()).add(label)
-    mixed = [path for path, labels in labels_of.items() if len(labels) > 1]
-    if mixed:
-        lines.append('{} image{} in more than one class (by file, links '
-                     'followed), e.g. {}: each counts in every class it is '
-                     'in; check the folders or the list'.format(
-                         len(mixed), ' is' if len(mixed) == 1 else 's are',
-                         shown(sorted(mixed)[0])))
-    shared = [path for path, _ in val if os.path.realpath(path) in labels_of]
-    if shared:
-        lines.append('{} validation image{} also in the training set, e.g. '
-                     '{}: the validation accuracy overstates what the model '
-                     'does on new images'.format(
-                         len(shared), ' is' if len(shared) == 1 else 's are',
-                         shown(shared[0])))
-    common = counts.max()
-    for label, count in enumerate(counts):
-        if 0 < count and count * RARE_RATIO <= common:
-            lines.append('class {} has {} training image{}, {:.0f}x fewer '
-                         'than the commonest ({}): the run does not '
-                         're-weight classes; watch its recall in the '
-                         'per-class report'.format(
-                             class_names[label], count,
-                             '' if count == 1 else 's', common / count,
-                             common))
-    return lines

@@ -1,5 +1,6 @@
 """A model file this project writes: the Chain's arrays, its class names, the
 heads never trained; read back fast and refused when it cannot be trusted."""
+import hashlib
 import json
 import os
 import struct
@@ -261,3 +262,23 @@ def _parsed_source(array):
     except ValueError:
         return None
     return source if isinstance(source, dict) else None
+
+
+def weights_digest(model, links):
+    """The sha1 of the weights of some of a model's links, by name and
+    bytes: what identifies a frozen trunk, whichever file it came from.
+
+    Args:
+        model: a tuned_googlenet.GoogLeNet.
+        links: names of its top-level links (stages), e.g. its
+            frozen_stages.
+
+    Returns:
+        str: a sha1 in hexadecimal.
+    """
+    digest = hashlib.sha1()
+    for name, param in sorted(model.namedparams()):
+        if name.split('/')[1] in links:
+            digest.update(name.encode())
+            digest.update(numpy.ascontiguousarray(param.array).tobytes())
+    return digest.hexdigest()

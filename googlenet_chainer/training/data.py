@@ -1,13 +1,14 @@
 """The run's images: read, checked, split and reported (prepare_data), and
 the image dataset the trainer iterates over (ImageDataset)."""
-import os
+import collections
+import hashlib
 import sys
 
 import numpy
 
 from googlenet_chainer.compat import chainer
-from googlenet_chainer.datasets import (check_labels, data_warnings,
-                                        drop_unreadable, print_report,
+from googlenet_chainer.data_report import data_warnings, print_report
+from googlenet_chainer.datasets import (check_labels, drop_unreadable,
                                         read_dataset, stratified_split)
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.images import (CROP, DEFAULT_MAX_PIXELS, RESIZE, crop,
@@ -16,6 +17,12 @@ from googlenet_chainer.labels import read_labels
 from googlenet_chainer.training.sampling import example_rng
 
 UNREADABLE = -1  # the label of an image that failed to load mid-run
+
+RunData = collections.namedtuple(
+    'RunData', 'pairs val_pairs class_names unreadable digests')
+RunData.__doc__ = """A run's data as prepare_data settled it: the training
+and validation [(path, label)], the class names in label order, 'PATH: why'
+of each file left out, and {path: sha1 of the file} of every image kept."""
 
 
 class ImageDataset(chainer.dataset.DatasetMixin):
@@ -63,23 +70,27 @@ class ImageDataset(chainer.dataset.DatasetMixin):
         return crop(array), numpy.int32(label)
 
 
-def update_data_digest(digest, pairs):
-    """Feeds each image's path, size, modification time and label.
+def data_fingerprint(parts, digests):
+    """What identifies a run's images wherever they are.
 
-    A fingerprint of the images that reads none of them.
+    Each set's images in order, each by its content's sha1 and its label:
+    no path, size or time, so a data folder moved (to a bigger disk,
+    another machine) is the same data, and an image edited in place, its
+    size and date kept, is not.
 
     Args:
-        digest: a hashlib object, updated in place.
-        pairs: [(path, label)]; the paths are fed made absolute.
+        parts: the sets, each [(path, label)].
+        digests: {path: sha1 of the file} of every image of them.
 
-    Raises:
-        OSError: an image is gone (os.stat).
+    Returns:
+        str: a sha1 in hexadecimal.
     """
-    for path, label in pairs:
-        stat = os.stat(path)
-        digest.update(os.fsencode(os.path.abspath(path)) + '\0{}\0{}\0{}\n'
-                      .format(stat.st_size, stat.st_mtime_ns,
-                              label).encode())
+    digest = hashlib.sha1()
+    for pairs in parts:
+        for path, label in pairs:
+            digest.update('{} {}\n'.format(digests[path], label).encode())
+        digest.update(b'\1')
+    return digest.hexdigest()
 
 
 def balanced_class_weight(labels, n_classes):
@@ -115,8 +126,7 @@ def prepare_data(args, n_classes):
         n_classes: the model's classes.
 
     Returns:
-        (training [(path, label)], validation [(path, label)], the class
-        names, 'PATH: why' of each file left out).
+        RunData.
 
     Raises:
         UserError: --val-ratio is not strictly between 0 and 1, or data
@@ -132,12 +142,13 @@ def prepare_data(args, n_classes):
     val = read_dataset(args.val, args.root, class_names) if args.val else None
     if val is not None:
         check_labels(val.pairs, n_classes, args.val)
-    show = not args.no_progress
+    show, digests = not args.no_progress, {}
     pairs, bad_train = drop_unreadable(train.pairs, args.max_pixels, show,
-                                       'checking training images')
+                                       'checking training images', digests)
     if val is not None:
         val_pairs, bad_val = drop_unreadable(val.pairs, args.max_pixels, show,
-                                             'checking validation images')
+                                             'checking validation images',
+                                             digests)
     else:
         pairs, val_pairs = stratified_split(pairs, args.val_ratio, args.seed)
         bad_val = []
@@ -147,11 +158,12 @@ def prepare_data(args, n_classes):
                  val.skipped if val is not None else None)
     _check_what_is_left(args, train.pairs, pairs, val_pairs, val is None,
                         class_names)
-    for line in data_warnings(pairs, val_pairs, class_names,
-                              args.batchsize):
+    for line in data_warnings(pairs, val_pairs, class_names, args.batchsize,
+                              digests, args.class_weight == 'balanced'):
         print('warning: {}'.format(line))
     args.batchsize = min(args.batchsize, len(pairs))
-    return pairs, val_pairs, class_names, bad_train + bad_val
+    return RunData(pairs, val_pairs, class_names, bad_train + bad_val,
+                   digests)
 
 
 def _training_set(args, n_classes):

@@ -8,12 +8,11 @@ from googlenet_chainer.compat import chainer
 from googlenet_chainer.console import progress
 from googlenet_chainer.images import (CENTER, DEFAULT_MAX_PIXELS, crop,
                                       open_image, resized_bgr)
+from googlenet_chainer.model_file import weights_digest
 from googlenet_chainer.mpi import Single, on_root
-from googlenet_chainer.training.data import update_data_digest
 from googlenet_chainer.training.loader import make_iterator
 from googlenet_chainer.training.row_cache import RowCache
 from googlenet_chainer.training.sampling import example_rng
-import tuned_googlenet
 
 FEATURE_SHAPES = ((512, 4, 4), (528, 4, 4), (1024, 1, 1))
 
@@ -51,7 +50,7 @@ class ViewDataset(chainer.dataset.DatasetMixin):
     image that cannot be read raises open_image's UserError.
 
     Args:
-        pairs: [(path, label)]; the labels are not used.
+        pairs: [(path, anything)]: the images, in order.
         views: 1 or 2.
         max_pixels: images.open_image's limit.
     """
@@ -109,34 +108,31 @@ class CachedFeatures(chainer.dataset.DatasetMixin):
         return tuple(parts) + (numpy.int32(self.labels[i]),)
 
 
-def cache_key(model, pairs, views, aux=True):
+def cache_key(model, digests, views, aux=True):
     """The feature cache's key (RowCache's).
 
-    It changes with the frozen trunk's weights, the images, the views, or
-    what is cached (--aux-heads).
+    It changes with the frozen trunk's weights, the images' content, the
+    views, or what is cached (--aux-heads); not with where the images or
+    the cache are.
 
     Args:
-        model: the GoogLeNet whose trunk computes the features.
-        pairs: [(path, label)] (update_data_digest).
+        model: the GoogLeNet whose frozen stages compute the features.
+        digests: the sha1 of each image's file, in the cache's row order.
         views: 1 or 2.
         aux: the aux heads' inputs are cached too.
 
     Returns:
-        str: a sha1 hex digest.
-
-    Raises:
-        OSError: an image is gone (update_data_digest).
+        str: a sha1 in hexadecimal.
     """
-    digest = hashlib.sha1('{} {}'.format(views, feature_size(aux)).encode())
-    for name, param in sorted(model.namedparams()):
-        if name.split('/')[1] in tuned_googlenet.TRUNK:
-            digest.update(name.encode())
-            digest.update(numpy.ascontiguousarray(param.array).tobytes())
-    update_data_digest(digest, pairs)
+    digest = hashlib.sha1('{} {} {}\n'.format(
+        views, feature_size(aux),
+        weights_digest(model, model.frozen_stages)).encode())
+    for image in digests:
+        digest.update(image.encode() + b'\n')
     return digest.hexdigest()
 
 
-def cached_features(predictor, pairs, path, batchsize, loaderjob,
+def cached_features(predictor, images, path, batchsize, loaderjob,
                     loader_timeout, max_pixels=DEFAULT_MAX_PIXELS, show=True,
                     aux=True, comm=Single()):
     """The trunk's features of every image, computed once and kept.
@@ -151,7 +147,7 @@ def cached_features(predictor, pairs, path, batchsize, loaderjob,
     Args:
         predictor: an inference.Predictor whose crops are the views per
             image (1: the centre crop; 2: and its mirror).
-        pairs: [(path, label)].
+        images: [(path, sha1 of the file)], the rows' images in order.
         path: the cache's NAME.npy (its index is NAME.json beside it).
         batchsize: images per block, and per forward pass (an index of
             this cache kept from before keeps its own block length).
@@ -169,15 +165,17 @@ def cached_features(predictor, pairs, path, batchsize, loaderjob,
             the cache cannot be written, or changed as the run started.
     """
     views = predictor.crops
-    cache = RowCache(path, cache_key(predictor.model, pairs, views, aux),
-                     (len(pairs), views, feature_size(aux)), batchsize)
+    cache = RowCache(path, cache_key(predictor.model,
+                                     [sha1 for _, sha1 in images], views,
+                                     aux),
+                     (len(images), views, feature_size(aux)), batchsize)
     cache.block, cache.blocks = on_root(
-        comm, lambda: _open(cache, len(pairs), views))
+        comm, lambda: _open(cache, len(images), views))
     cache.attach()
     pending = cache.pending()
     own = pending[comm.rank::comm.size]
     iterator = make_iterator(ViewDataset(
-        [pairs[j] for i in own for j in range(*cache.rows(i))], views,
+        [images[j] for i in own for j in range(*cache.rows(i))], views,
         max_pixels), cache.block, loaderjob, loader_timeout,
         repeat=False) if own else None
     try:

@@ -2,7 +2,6 @@
 run.json, the disk space it needs, what a killed run left half written."""
 import collections
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -12,9 +11,10 @@ import tuned_googlenet
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.files import (atomic_write, check_output_path,
                                      check_outside, check_writable,
-                                     file_sha1, make_out_folder)
-from googlenet_chainer.model_file import MODEL_KIND, load_model
-from googlenet_chainer.training.data import prepare_data, update_data_digest
+                                     make_out_folder)
+from googlenet_chainer.model_file import (MODEL_KIND, load_model,
+                                          weights_digest)
+from googlenet_chainer.training.data import data_fingerprint, prepare_data
 from googlenet_chainer.training.feature_cache import feature_size
 from googlenet_chainer.training.snapshots import (
     RUN_KEYS, SNAPSHOT_PATTERN, check_snapshot, config_difference,
@@ -27,7 +27,7 @@ RUN_CONFIG = 'run.json'
 
 Plan = collections.namedtuple(
     'Plan', 'output pairs val_pairs class_names config snapshot batchsize '
-    'unreadable')
+    'unreadable digests')
 Plan.__doc__ = """What rank 0 settled before a run starts, for every rank.
 
 Attributes:
@@ -81,12 +81,10 @@ def _plan(args, processes):
                         'number of classes of --train), or pass --model'
                         .format(args.model))
     model, _ = load_model(args.model, freeze_until)
-    pairs, val_pairs, class_names, unreadable = prepare_data(
-        args, model.n_classes)
-    config = run_config(args, freeze_until, class_names, pairs, val_pairs,
-                        processes)
+    data = prepare_data(args, model.n_classes)
+    config = run_config(args, model, data, processes)
     snapshot = snapshot_to_resume(args, config, run_files)
-    cache = (2 * len(pairs) + len(val_pairs)) * feature_size(
+    cache = (2 * len(data.pairs) + len(data.val_pairs)) * feature_size(
         args.aux_heads == 'on') * 4 if args.cache_features else 0
     check_disk_space(args.out, (args.keep_snapshots + 1) * snapshot_bytes(
         model) + 2 * os.path.getsize(args.model) + cache)
@@ -94,8 +92,9 @@ def _plan(args, processes):
         json.dump(config, f, indent=1)
     if args.cache_features:
         os.makedirs(os.path.join(args.out, 'features'), exist_ok=True)
-    return model, Plan(output, pairs, val_pairs, class_names, config,
-                       snapshot, args.batchsize, unreadable)
+    return model, Plan(output, data.pairs, data.val_pairs, data.class_names,
+                       config, snapshot, args.batchsize, data.unreadable,
+                       data.digests)
 
 
 def prepare_out_folder(args):
@@ -240,32 +239,32 @@ def check_disk_space(out, needed):
                                                   free / 1e6))
 
 
-def run_config(args, freeze_until, class_names, pairs, val_pairs,
-               processes=1):
+def run_config(args, model, data, processes=1):
     """What makes a run this run, as run.json and snapshots keep it.
 
-    The RUN_KEYS (class names, a digest of the model file, a fingerprint
-    of the training and validation images: path, size, modification time,
-    label) and, for the record, every argument.
+    The RUN_KEYS: the class names; the data, by content and label wherever
+    it is (data_fingerprint); the frozen trunk, by its weights whichever
+    file they came from (the heads and any layer that trains come back from
+    the snapshot); the options a snapshot depends on. And, for the record,
+    the digest of every weight the run started from and every argument.
 
     Args:
         args: train_googlenet.py's options.
-        freeze_until: the last frozen trunk layer, or None.
-        class_names: in label order.
-        pairs, val_pairs: the training and validation [(path, label)].
+        model: the starting model, its trunk frozen as the run freezes it.
+        data: prepare_data's RunData.
         processes: MPI processes of the run.
 
     Returns:
-        dict: JSON-ready, RUN_KEYS' keys and 'arguments' ({option:
+        dict: JSON-ready, RUN_KEYS' keys, 'start' and 'arguments' ({option:
         value}).
     """
-    data = hashlib.sha1()
-    for part in (pairs, val_pairs):
-        update_data_digest(data, part)
-        data.update(b'\1')
-    config = {'class_names': list(class_names), 'data': data.hexdigest(),
-              'model': file_sha1(args.model).hexdigest(),
-              'freeze_until': freeze_until, 'processes': processes}
+    config = {'class_names': list(data.class_names),
+              'data': data_fingerprint((data.pairs, data.val_pairs),
+                                       data.digests),
+              'trunk': weights_digest(model, model.frozen_stages),
+              'freeze_until': model.freeze_until, 'processes': processes,
+              'start': weights_digest(model, tuned_googlenet.TRUNK
+                                      + tuned_googlenet.HEADS)}
     for key in RUN_KEYS:
         config.setdefault(key, getattr(args, key, None))
     config['arguments'] = {key: value for key, value in vars(args).items()}

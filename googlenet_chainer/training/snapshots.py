@@ -15,7 +15,8 @@ SNAPSHOT_PATTERN = re.compile(r'^snapshot_iter_(\d+)$')
 # A resumed run must agree with its snapshot on these (the rest, e.g.
 # --epoch, --device or --loaderjob, may change between sessions).
 RUN_KEYS = {'class_names': 'class names', 'data': 'data set',
-            'model': 'model file', 'freeze_until': 'frozen layers',
+            'trunk': 'frozen trunk weights (--model)',
+            'freeze_until': 'frozen layers',
             'cache_features': '--cache-features', 'seed': '--seed',
             'batchsize': '--batchsize', 'lr': '--lr',
             'momentum': '--momentum', 'weight_decay': '--weight-decay',
@@ -120,7 +121,7 @@ def config_difference(stored, current):
 
     Returns:
         str: the settings that differ, joined by '; ', each with its value
-        in the snapshot and now (but the data set and the model file,
+        in the snapshot and now (but the data set and the frozen trunk,
         whose values are digests); '' if none.
     """
     differ = []
@@ -132,7 +133,7 @@ def config_difference(stored, current):
                 words = 'class names ({} in the snapshot; {} now)'.format(
                     ', '.join(stored.get(key) or []),
                     ', '.join(current[key]))
-            elif key not in ('data', 'model'):
+            elif key not in ('data', 'trunk'):
                 words = '{} ({} in the snapshot, {} now)'.format(
                     words, stored.get(key), current[key])
             differ.append(words)

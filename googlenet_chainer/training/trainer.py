@@ -178,7 +178,8 @@ def training_sets(args, plan, model, device, comm=Single()):
 
         def cached(pairs, views, name, train):
             features = cached_features(
-                Predictor(model, device, crops=views), pairs,
+                Predictor(model, device, crops=views),
+                [(path, plan.digests[path]) for path, _ in pairs],
                 os.path.join(args.out, 'features', name + '.npy'),
                 args.val_batchsize, args.loaderjob, args.loader_timeout,
                 args.max_pixels, not args.no_progress, aux, comm)

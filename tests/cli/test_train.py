@@ -13,6 +13,7 @@ import time
 import numpy
 import pytest
 
+import convert_caffe_model
 import googlenet_predict
 import train_googlenet
 import tuned_googlenet
@@ -22,8 +23,8 @@ from googlenet_chainer.training import (data as tdata, extensions,
                                         feature_cache, run_folder, snapshots)
 
 import run_steps
-from helpers import children, one_error_line
-from image_fixtures import QUIET, make_dataset
+from helpers import children, one_error_line, run_training
+from image_fixtures import QUIET, make_dataset, two_tone
 
 
 def read_log(out):
@@ -199,8 +200,9 @@ def test_one_run_per_out_and_resume_checks_the_run(
     with open(out / 'run.json') as f:
         config = json.load(f)
     assert config['class_names'] == ['blue', 'green', 'red']
-    assert config['model'] == files.file_sha1(
-        model_3).hexdigest()
+    model, _ = model_file.load_model(model_3)
+    assert config['trunk'] == model_file.weights_digest(
+        model, tuned_googlenet.TRUNK)
     assert len(config['data']) == 40 and config['arguments']['epoch'] == 1
     capsys.readouterr()
     # A second run into the same folder is refused, nothing overwritten.
@@ -552,3 +554,69 @@ def test_aux_heads_off_trains_loss3_on_a_pool5_cache(
         == 0
     assert capsys.readouterr().out.startswith(
         os.path.join(dataset, 'red', '0.png'))
+
+
+def _cached_training(data, model, out, *extra):
+    return run_training('--train', data, '--model', model, '--out', out,
+                        '--cache-features', '-B', '4', '--val-ratio', '0.25',
+                        '--lr', '1e-3', *extra)
+
+
+def test_the_same_run_after_convert_again_and_a_move(tmp_path, caffemodels,
+                                                     capsys):
+    def convert(model):
+        return convert_caffe_model.main(['--caffemodel', caffemodels['v1'],
+                                         '--classes', '3', '--output',
+                                         str(model)])
+    first = tmp_path / 'project_a'
+    data = make_dataset(first / 'photos', 4)
+    model = first / 'tuned.model'
+    assert convert(model) == 0
+    before = model_file.load_model(str(model))[0]
+    assert _cached_training(data, str(model), str(first / 'r'),
+                            '--epoch', '1') == 0
+    # The quick start's convert, run again: the same model.
+    assert convert(model) == 0
+    again = model_file.load_model(str(model))[0]
+    for (name, a), (_, b) in zip(sorted(before.namedparams()),
+                                 sorted(again.namedparams())):
+        assert numpy.array_equal(a.array, b.array), name
+    # The project moved to a bigger disk: the same run, its cache reused.
+    second = tmp_path / 'project_b'
+    shutil.move(str(first), str(second))
+    capsys.readouterr()
+    assert _cached_training(str(second / 'photos'),
+                            str(second / 'tuned.model'), str(second / 'r'),
+                            '--epoch', '2', '--resume', 'latest') == 0
+    out = capsys.readouterr().out
+    assert 'resumed from' in out and 'computing trunk features' not in out
+    assert [entry['epoch'] for entry in read_log(second / 'r')] == [1, 2]
+
+
+def test_an_image_edited_in_place_is_new_data_though_size_and_date_stay(
+        tmp_path, model_3, capsys):
+    data = tmp_path / 'd'
+    for name, colour in (('a', (200, 30, 30)), ('b', (30, 30, 200)),
+                         ('c', (30, 200, 30))):
+        (data / name).mkdir(parents=True)
+        for i in range(4):  # BMP: the size is the dimensions'
+            two_tone(colour, (40 + i, 30)).save(data / name / '{}.bmp'
+                                                .format(i))
+    assert _cached_training(str(data), model_3, str(tmp_path / 'r'),
+                            '--epoch', '1') == 0
+    victim = data / 'a' / '0.bmp'
+    info = victim.stat()
+    two_tone((30, 90, 90), (40, 30)).save(victim)
+    os.utime(victim, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert victim.stat().st_size == info.st_size
+    capsys.readouterr()
+    assert _cached_training(str(data), model_3, str(tmp_path / 'r'),
+                            '--epoch', '2', '--resume', 'latest') == 1
+    assert 'a snapshot of another run; differs in data set' in \
+        one_error_line(capsys)
+    # Its cached features are not the new pixels': computed again.
+    shutil.copytree(str(tmp_path / 'r' / 'features'),
+                    str(tmp_path / 'r2' / 'features'))
+    assert _cached_training(str(data), model_3, str(tmp_path / 'r2'),
+                            '--epoch', '1') == 0
+    assert 'computing trunk features of 9 images' in capsys.readouterr().out

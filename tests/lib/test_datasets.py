@@ -1,16 +1,19 @@
 """datasets: class folders, list files, the split, the data report."""
 import io
 import os
+import shutil
 import sys
 
 import pytest
 from PIL import Image
 
-from googlenet_chainer import datasets, errors, labels, model_file
+from googlenet_chainer import (data_report, datasets, errors, labels,
+                               model_file)
 from googlenet_chainer.devices import get_device
 from googlenet_chainer.inference import Predictor
 from googlenet_chainer.training import feature_cache
 
+from helpers import sha1_of
 from image_fixtures import PHOTO, make_classes
 
 
@@ -70,7 +73,7 @@ def test_an_image_in_two_classes_or_in_both_sets_is_warned_of(tmp_path):
     (tmp_path / 'link.png').symlink_to(tmp_path / 'a.png')
     a, b, c, link = (str(tmp_path / n) for n in
                      ('a.png', 'b.png', 'c.png', 'link.png'))
-    lines = datasets.data_warnings(
+    lines = data_report.data_warnings(
         [(a, 0), (link, 1), (b, 1), (c, 0)], [(b, 1)], ['x', 'y'], 2)
     assert lines == [
         '1 image is in more than one class (by file, links followed), e.g. '
@@ -79,8 +82,8 @@ def test_an_image_in_two_classes_or_in_both_sets_is_warned_of(tmp_path):
         '1 validation image is also in the training set, e.g. {}: the '
         'validation accuracy overstates what the model does on new '
         'images'.format(b)]
-    assert datasets.data_warnings([(a, 0), (b, 1)], [(c, 0), (c, 1)],
-                                  ['x', 'y'], 2) == []
+    assert data_report.data_warnings([(a, 0), (b, 1)], [(c, 0), (c, 1)],
+                                     ['x', 'y'], 2) == []
 
 
 def test_a_one_colour_image_is_left_out_of_training_with_its_reason(
@@ -112,7 +115,8 @@ def test_progress_bars_only_on_a_terminal_and_never_with_no_progress(
     model, _ = model_file.load_model(model_3)
     monkeypatch.setattr(sys, 'stderr', Terminal())
     feature_cache.cached_features(
-        Predictor(model, get_device('@numpy')), pairs[:2],
+        Predictor(model, get_device('@numpy')),
+        [(path, sha1_of(path)) for path, _ in pairs[:2]],
         str(tmp_path / 'f.npy'), 2, 0, 60)
     text = sys.stderr.getvalue()
     assert 'trunk features: 100%' in text and '2/2 [' in text
@@ -126,3 +130,36 @@ def test_stratified_split_is_seeded_and_per_class():
     assert (train, val) == again
     assert sorted(label for _, label in val) == [0, 0, 1, 1, 2, 2]
     assert len(train) == 54 and not set(train) & set(val)
+
+
+def test_a_copy_in_another_class_or_set_is_found_by_its_content(tmp_path):
+    a, copy, b, b_copy = (str(tmp_path / name) for name in (
+        'a.png', 'copy.png', 'b.png', 'b_copy.png'))
+    Image.fromarray(PHOTO).save(a)
+    Image.fromarray(PHOTO[::-1]).save(b)
+    shutil.copy(a, copy)
+    shutil.copy(b, b_copy)
+    digests = {path: sha1_of(path) for path in (a, copy, b, b_copy)}
+    lines = data_report.data_warnings(
+        [(a, 0), (copy, 1), (b, 1)], [(b_copy, 1)], ['x', 'y'], 2, digests,
+        reweighted=False)
+    assert lines[0].startswith('class x has a single image')
+    assert lines[1:] == [
+        '1 image is in more than one class (the same content), e.g. {}: '
+        'each counts in every class it is in; check the folders or the '
+        'list'.format(a),
+        '1 validation image is also in the training set (the same '
+        'content), e.g. {}: the validation accuracy overstates what the '
+        'model does on new images'.format(b_copy)]
+
+
+def test_a_rare_class_warning_says_what_the_run_does_about_it():
+    train = [('a{}'.format(i), 0) for i in range(9)] + [('b', 1)]
+    val = [('c', 0), ('d', 1)]
+    for reweighted, does in ((False, 'the run does not re-weight classes'),
+                             (True, 'its loss is weighted up '
+                              '(--class-weight balanced)')):
+        assert data_report.data_warnings(
+            train, val, ['x', 'y'], 4, reweighted=reweighted) == [
+            'class y has 1 training image, 9x fewer than the commonest (9): '
+            '{}; watch its recall in the per-class report'.format(does)]

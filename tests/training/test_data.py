@@ -21,8 +21,9 @@ def prepare(capsys, n_classes, *argv):
     """prepare_data's sets and class names, and its report, without
     training (the files it left out are in the report)."""
     args = args_for(*argv)
-    *sets, _ = tdata.prepare_data(args, n_classes)
-    return tuple(sets), capsys.readouterr().out, args
+    data = tdata.prepare_data(args, n_classes)
+    return ((data.pairs, data.val_pairs, data.class_names),
+            capsys.readouterr().out, args)
 
 
 def test_training_refuses_images_over_its_pixel_limit(capsys, tmp_path):

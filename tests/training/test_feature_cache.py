@@ -13,6 +13,7 @@ from googlenet_chainer.inference import Predictor
 from googlenet_chainer.training import data as tdata, feature_cache
 
 import run_steps
+from helpers import sha1_of
 from image_fixtures import QUIET
 from numeric import LOGIT_RTOL, assert_close
 
@@ -21,8 +22,9 @@ CPU = chainer.get_device('@numpy')
 
 @pytest.fixture(scope='module')
 def four(dataset):
-    """Four images: two blocks of two."""
-    return datasets.read_folder(dataset).pairs[::6]
+    """Four images, (path, sha1) each: two blocks of two."""
+    return [(path, sha1_of(path))
+            for path, _ in datasets.read_folder(dataset).pairs[::6]]
 
 
 @pytest.fixture(scope='module')
@@ -49,6 +51,10 @@ class CountingModel:
     def namedparams(self):
         return self.model.namedparams()
 
+    @property
+    def frozen_stages(self):
+        return self.model.frozen_stages
+
     def features(self, x, aux=True):
         self.passes += 1
         if self.passes == self.stop_at:
@@ -56,9 +62,9 @@ class CountingModel:
         return self.model.features(x, aux=aux)
 
 
-def compute(model, pairs, path):
+def compute(model, images, path):
     features = feature_cache.cached_features(
-        Predictor(model, CPU), pairs, str(path), 2, 0, 60, show=False)
+        Predictor(model, CPU), images, str(path), 2, 0, 60, show=False)
     return numpy.array(features)
 
 
