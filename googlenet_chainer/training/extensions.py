@@ -179,7 +179,9 @@ class ExactEvaluator(extensions.Evaluator):
         target = self.get_target('main')
         iterator.reset()
         sums, count = collections.defaultdict(float), 0
-        for batch in iterator:
+        # A rank's share of fewer images than ranks can be none at all, and
+        # Chainer's iterators divide by their dataset's length.
+        for batch in iterator if len(iterator.dataset) else ():
             if not batch:
                 continue
             inputs = chainer.dataset.concat_examples(batch, self.device)

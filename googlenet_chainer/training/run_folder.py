@@ -83,11 +83,15 @@ def _plan(args, processes):
     model, _ = load_model(args.model, freeze_until)
     data = prepare_data(args, model.n_classes)
     config = run_config(args, model, data, processes)
+    if len(data.pairs) < processes:
+        raise UserError('the training set has {} image{}, fewer than the {} '
+                        'processes: each trains on a share of at least one; '
+                        'start fewer (mpiexec -n)'.format(
+                            len(data.pairs), '' if len(data.pairs) == 1
+                            else 's', processes))
     snapshot = snapshot_to_resume(args, config, run_files)
-    cache = (2 * len(data.pairs) + len(data.val_pairs)) * feature_size(
-        args.aux_heads == 'on') * 4 if args.cache_features else 0
-    check_disk_space(args.out, (args.keep_snapshots + 1) * snapshot_bytes(
-        model) + 2 * os.path.getsize(args.model) + cache)
+    check_disk_space(args.out, bytes_to_add(args, model, data, output,
+                                            snapshot, processes))
     with atomic_write(os.path.join(args.out, RUN_CONFIG), 'w') as f:
         json.dump(config, f, indent=1)
     if args.cache_features:
@@ -217,6 +221,56 @@ def data_folders(args):
     if args.root is not None and len(folders) < len(data):
         folders.append(args.root)
     return folders
+
+
+def bytes_to_add(args, model, data, output, snapshot=None, processes=1):
+    """About the disk space a run will take beyond what is on disk: a
+    resumed run counts its snapshots, best model and feature cache there.
+
+    Snapshots: those the run will still write, up to --keep-snapshots + 1
+    on disk at once (the newest is written before the oldest goes), each
+    the size of one there or snapshot_bytes'. The best model is written
+    beside the one it replaces. The cache's files take what their blocks
+    not yet written will (they are sparse until then).
+
+    Args:
+        args: train_googlenet.py's options.
+        model: the starting model, frozen as the run freezes it.
+        data: prepare_data's RunData.
+        output: the best model's path.
+        snapshot: the snapshot the run resumes from, or None.
+        processes: MPI processes (each trains on a share of the images).
+
+    Returns:
+        int: bytes.
+    """
+    kept = [path for _, path in snapshot_files(args.out)]
+    size = os.path.getsize(kept[-1]) if kept else snapshot_bytes(model)
+    more = min(max(0, args.keep_snapshots + 1 - len(kept)),
+               _snapshots_to_write(args, data, processes, snapshot))
+    model_bytes = os.path.getsize(args.model)
+    best = model_bytes if os.path.exists(output) else 2 * model_bytes
+    cache = 0
+    if args.cache_features:
+        views = ((data.pairs, 2, 'train'), (data.val_pairs, 1, 'val'))
+        for pairs, per_image, name in views:
+            path = os.path.join(args.out, 'features', name + '.npy')
+            written = os.stat(path).st_blocks * 512 if os.path.exists(
+                path) else 0
+            cache += max(0, len(pairs) * per_image * feature_size(
+                args.aux_heads == 'on') * 4 - written)
+    return more * size + best + cache
+
+
+def _snapshots_to_write(args, data, processes, snapshot):
+    """How many snapshots the run will write from where it starts."""
+    per_epoch = -(-len(data.pairs) // (processes * args.batchsize))
+    count, unit = args.snapshot_interval
+    every = count * per_epoch if unit == 'epoch' else count
+    done = int(SNAPSHOT_PATTERN.match(os.path.basename(snapshot)).group(1)) \
+        if snapshot and SNAPSHOT_PATTERN.match(os.path.basename(snapshot)) \
+        else 0
+    return args.epoch * per_epoch // every - done // every
 
 
 def check_disk_space(out, needed):

@@ -620,3 +620,29 @@ def test_an_image_edited_in_place_is_new_data_though_size_and_date_stay(
     assert _cached_training(str(data), model_3, str(tmp_path / 'r2'),
                             '--epoch', '1') == 0
     assert 'computing trunk features of 9 images' in capsys.readouterr().out
+
+
+def test_a_resume_needs_only_the_disk_space_it_will_add(
+        cached_run, model_3, tmp_path, capsys, monkeypatch):
+    out = tmp_path / 'r'
+    assert cached_run(out, '--epoch', '1') == 0
+
+    def needs(run_out, *extra, free=10 ** 6):
+        with monkeypatch.context() as patch:
+            patch.setattr(run_folder.shutil, 'disk_usage',
+                          lambda path: shutil._ntuple_diskusage(
+                              10 ** 10, 10 ** 10 - free, free))
+            code = cached_run(run_out, *extra)
+        err = capsys.readouterr().err
+        if code == 0:
+            return None
+        return float(re.search(r'needs about (\d+) MB', err).group(1))
+    [(_, snapshot)] = snapshots.snapshot_files(str(out))
+    one_more = os.path.getsize(snapshot) + os.path.getsize(model_3)
+    resumed = needs(out, '--epoch', '2', '--resume', 'latest')
+    assert resumed == round(one_more / 1e6)  # a snapshot, a model's copy
+    assert needs(tmp_path / 'fresh', '--epoch', '1') > resumed
+    # Given that much, it runs.
+    assert needs(out, '--epoch', '2', '--resume', 'latest',
+                 free=one_more + 10 ** 6) is None
+    assert [entry['epoch'] for entry in read_log(out)] == [1, 2]

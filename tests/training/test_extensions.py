@@ -14,6 +14,7 @@ from googlenet_chainer.compat import chainer
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.mpi import Single
 from googlenet_chainer.training import extensions
+from googlenet_chainer.training.sampling import Shard
 from googlenet_chainer.training.snapshots import snapshot_files
 
 ITERATIONS_PER_EPOCH = 2
@@ -109,6 +110,33 @@ def test_exact_evaluator_weighs_every_image_once(tmp_path):
     trainer.extend(extensions.ExactEvaluator(
         iterator, _Scored(), chainer.get_device('@numpy'), Single()),
         name='validation', trigger=(1, 'epoch'))
+    trainer.run()
+    assert trainer.observation['validation/main/accuracy'] == 0.75
+
+
+class _SecondRankSent:
+    """Rank 0 of two, the other rank having scored 3 of its 4 images right
+    (as ExactEvaluator gathers it: sums weighted by images, and the
+    count)."""
+
+    rank, size = 0, 2
+
+    def gather(self, part):
+        return [part, ({'validation/main/accuracy': 3.0}, 4)]
+
+    def bcast(self, obj):
+        return obj
+
+
+def test_exact_evaluator_on_a_rank_whose_share_is_empty(tmp_path):
+    # Fewer validation images than ranks: this rank's shard has none.
+    iterator = chainer.iterators.SerialIterator(
+        Shard([(numpy.int32(1), numpy.int32(1))], 1, 1), 4, repeat=False,
+        shuffle=False)
+    trainer = stub_trainer(tmp_path, 1)
+    trainer.extend(extensions.ExactEvaluator(
+        iterator, _Scored(), chainer.get_device('@numpy'),
+        _SecondRankSent()), name='validation', trigger=(1, 'epoch'))
     trainer.run()
     assert trainer.observation['validation/main/accuracy'] == 0.75
 

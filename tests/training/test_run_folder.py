@@ -1,0 +1,21 @@
+"""training.run_folder: what is checked before a run starts."""
+import pytest
+
+import train_googlenet
+from googlenet_chainer.errors import UserError
+from googlenet_chainer.training import run_folder
+
+from image_fixtures import QUIET, make_dataset
+
+
+def test_fewer_training_images_than_processes_is_refused(tmp_path, model_3):
+    data = make_dataset(tmp_path / 'd', 2)  # 3 classes: 3 train, 3 val
+    args = train_googlenet.build_parser().parse_args(
+        ['--train', data, '--model', model_3, '--out', str(tmp_path / 'r'),
+         '--val-ratio', '0.5'] + QUIET)
+    with pytest.raises(UserError, match='^the training set has 3 images, '
+                       'fewer than the 4 processes: each trains on a share '
+                       'of at least one; start fewer'):
+        run_folder.plan_run(args, processes=4)
+    assert not (tmp_path / 'r').exists()
+    run_folder.plan_run(args, processes=3)  # one each
