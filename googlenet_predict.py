@@ -88,7 +88,7 @@ def classify(args, comm=Single()):
             comm.gather(list(own))
         # Rank 0's verdict, exit code or error, is every rank's.
         return on_root(comm, lambda: report(args, labels, itertools.chain(
-            own, others(comm))))
+            own, others(comm)), [name for name, _ in items]))
 
 
 def load_with_labels(model_path, label_file):
@@ -105,28 +105,44 @@ def others(comm):
         yield from part
 
 
-def report(args, labels, results):
+def report(args, labels, results, names):
     """Prints each (name, outcome) as it comes, or keeps its pool5 vector
-    for --features; writes the outputs asked for. Returns the exit code: 1
-    if an input failed."""
+    for --features; writes the outputs asked for. On Ctrl-C the outputs
+    hold what was done, and a line says where to go on from. ``names``:
+    every input's, in order. Returns the exit code: 1 if an input failed."""
     output = Output(args.json, args.csv, min(args.top, len(labels)))
-    vectors, vector_names = [], []
-    for name, outcome in results:
-        if isinstance(outcome, UserError):
-            output.error(name, outcome)
-        elif args.features:
-            vectors.append(outcome[None])
-            vector_names.append(name)
-        else:
-            output.result(name, outcome)
-        sys.stdout.flush()
+    vectors, vector_names, done = [], [], 0
+    try:
+        for name, outcome in results:
+            if isinstance(outcome, UserError):
+                output.error(name, outcome)
+            elif args.features:
+                vectors.append(outcome[None])
+                vector_names.append(name)
+            else:
+                output.result(name, outcome)
+            sys.stdout.flush()
+            done += 1
+    except KeyboardInterrupt:
+        if done and (args.csv not in (None, '-') or vectors):
+            _write(args, output, vector_names, vectors)
+            print('interrupted after {} of {} inputs: {} holds their '
+                  'results; the first not done is {}'.format(
+                      done, len(names), shown(args.features or args.csv),
+                      shown(names[done])), file=sys.stderr)
+        raise
+    _write(args, output, vector_names, vectors)
+    return 1 if output.failed else 0
+
+
+def _write(args, output, vector_names, vectors):
+    """Writes --csv and --features with the results there are."""
     output.close()
     if vectors:
         save_features(args.features, vector_names, vectors)
         print('wrote pool5 features of {} input{} to {}'.format(
             len(vector_names), '' if len(vector_names) == 1 else 's',
             shown(args.features)))
-    return 1 if output.failed else 0
 
 
 def build_parser():

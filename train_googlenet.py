@@ -37,7 +37,7 @@ def train(args, comm=Single()):
     Distributed) rank 0 alone checks the run and its data and writes every
     file of the run; each rank computes its share of the feature cache and
     trains on its shard of the examples."""
-    with run_folder.resumable_failures(args.out), \
+    with run_folder.resumable_failures(args.out, comm.rank), \
             numpy.errstate(over='ignore', invalid='ignore'):
         # A diverging loss is reported by StopOnNonFinite in one line, not
         # by numpy's overflow warnings on the way there.

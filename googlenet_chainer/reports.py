@@ -183,24 +183,25 @@ def evaluation_report(probs, pairs, class_names, k=5, subset=None):
         probs: float N x classes, a row per pair.
         pairs: the N scored (path, label), in probs' order.
         class_names: the model's, in class order.
-        k: the top-k accuracy's k, lowered to the number of classes.
+        k: the top-k accuracy's k, lowered to one under the number of
+            classes (where it could not be below 1).
         subset: the class indices the per-class rows and the matrix show.
             Default: all; for a model of more than 100 classes, those that
             are true or predicted, which keeps every row and column sum.
 
     Returns:
         class_report's dict over ``subset`` plus 'top1', 'topK' (top-k
-        accuracy, K = min(k, classes), also under 'top_k': 'top5' for
-        ImageNet's 1000, 'top3' for 3 classes) and 'misclassified': each
-        input whose top-1 is wrong, {'input', 'true', 'predictions': its K
-        best [{'class', 'probability'}]}. Accuracies are 0.0 without
-        images.
+        accuracy, K = min(k, classes - 1), also under 'top_k': 'top5' for
+        ImageNet's 1000, 'top2' for 3 classes; none for 2 classes, where
+        'top_k' is 1) and 'misclassified': each input whose top-1 is wrong,
+        {'input', 'true', 'predictions': its min(k, classes) best
+        [{'class', 'probability'}]}. Accuracies are 0.0 without images.
     """
     class_names = [decoded(name) for name in class_names]
     labels = numpy.array([label for _, label in pairs], dtype=numpy.int64)
     n_classes = probs.shape[1]
-    k = min(k, n_classes)
-    best = top_k(probs, k)
+    best = top_k(probs, min(k, n_classes))
+    k = min(k, n_classes - 1)
     predicted = best[:, 0] if len(best) else labels
     confusion = confusion_matrix(labels, predicted, n_classes)
     if subset is None:
@@ -211,8 +212,9 @@ def evaluation_report(probs, pairs, class_names, k=5, subset=None):
                           [class_names[i] for i in subset])
     count = len(labels)
     report['top1'] = float((predicted == labels).mean()) if count else 0.0
-    report['top{}'.format(k)] = (
-        float((best == labels[:, None]).any(axis=1).mean()) if count else 0.0)
+    report['top{}'.format(k)] = (float(
+        (best[:, :k] == labels[:, None]).any(axis=1).mean()) if count
+        else 0.0)
     report['top_k'] = k
     report['misclassified'] = [
         {'input': shown(path), 'true': class_names[label],
@@ -234,13 +236,11 @@ def format_evaluation(report):
         files left out, format_report's table, then each misclassified
         input with its K best classes; no final line break.
     """
-    n, k = report['images'], report['top_k']
-    lines = ['top-1 accuracy {:.4f} ({} of {} images)'.format(
-        report['top1'], round(report['top1'] * n), n),
-        'top-{} accuracy {:.4f} ({} of {} images)'.format(
-            k, report['top{}'.format(k)],
-            round(report['top{}'.format(k)] * n), n)] + left_out(report) + [
-        format_report(report)]
+    n = report['images']
+    lines = ['top-{} accuracy {:.4f} ({} of {} images)'.format(
+        k, report['top{}'.format(k)], round(report['top{}'.format(k)] * n),
+        n) for k in sorted({1, report['top_k']})]
+    lines += left_out(report) + [format_report(report)]
     if report['misclassified']:
         lines.append('misclassified ({}):'.format(
             len(report['misclassified'])))

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import sys
 
 import tuned_googlenet
 from googlenet_chainer.errors import UserError
@@ -326,18 +327,20 @@ def run_config(args, model, data, processes=1):
 
 
 @contextlib.contextmanager
-def resumable_failures(out):
-    """Turns a failure of the disk into a one-line UserError for the run.
-
-    A full disk or a folder gone: the error says how to go on, since every
-    snapshot on disk is complete and --resume latest continues. A
-    BrokenPipeError (stdout's reader gone) passes as it is.
+def resumable_failures(out, rank=0):
+    """Says how a run stopped can go on: a failure of the disk (a full
+    disk, a folder gone) becomes a one-line UserError saying so, and a
+    Ctrl-C gets a line saying whether --resume latest continues it (every
+    snapshot on disk is complete).
 
     Args:
-        out: the run's folder, named when the error names no file.
+        out: the run's folder.
+        rank: the MPI rank; only rank 0 says how to go on.
 
     Raises:
-        UserError: an OSError in the block.
+        UserError: for an OSError in the block (but BrokenPipeError, which
+            cli.report_errors turns into a quiet stop).
+        KeyboardInterrupt: again, after that line.
     """
     try:
         yield
@@ -347,3 +350,10 @@ def resumable_failures(out):
         raise UserError('cannot write {}: {}; once that is fixed, continue '
                         'with --resume latest'.format(
                             e.filename or out, e.strerror or e))
+    except KeyboardInterrupt:
+        if not rank:
+            print('the run goes on from its last snapshot with the same '
+                  'command and --resume latest' if snapshot_files(out) else
+                  'no snapshot was written: the same command starts the run '
+                  'again', file=sys.stderr, flush=True)
+        raise

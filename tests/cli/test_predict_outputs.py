@@ -4,6 +4,12 @@ import csv
 import io
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 
 import numpy
 import pytest
@@ -13,7 +19,7 @@ import googlenet_predict
 from googlenet_chainer import errors, images, model_file, results
 from googlenet_chainer.compat import chainer
 
-from helpers import predict, refused
+from helpers import ROOT, predict, refused
 from image_fixtures import PHOTO, png_bytes
 from numeric import PATH_TERMS, assert_close
 
@@ -300,3 +306,49 @@ def test_features_with_a_table_of_classes_is_refused_before_any_work(
                        'classify and extract features in two runs\n'.format(
                            option[0]))
     assert sorted(os.listdir(tmp_path)) == ['a.png']
+
+
+@pytest.mark.parametrize('output', ['--csv', '--features'])
+def test_ctrl_c_keeps_the_results_done_and_says_where_to_go_on(
+        tmp_path, model_1000, server, output):
+    # Eight URLs; the sixth hangs until the test ends, so the run is
+    # interrupted with exactly five done, whatever the machine's speed.
+    released = threading.Event()
+
+    def stuck(handler):
+        released.wait(120)
+    for i in range(8):
+        server.routes['/{}.png'.format(i)] = png_bytes((30 * i, 90, 60))
+    server.routes['/5.png'] = stuck
+    urls = [server.url('/{}.png'.format(i)) for i in range(8)]
+    path = tmp_path / ('r.csv' if output == '--csv' else 'f.npz')
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, 'googlenet_predict.py'),
+         '--model', model_1000, '--timeout', '300', '-b', '1', output,
+         str(path)]
+        + [argument for url in urls for argument in ('-u', url)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while '/5.png' not in [p for p, _ in server.requests]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(3)  # the five before it through the network
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        released.set()
+    assert process.returncode == 130, err
+    assert err == ('interrupted after 5 of 8 inputs: {} holds their '
+                   'results; the first not done is {}\ninterrupted\n'
+                   .format(path, urls[5]))
+    if output == '--csv':
+        with open(path, newline='') as f:
+            done = [row[0] for row in list(csv.reader(f))[1:]]
+    else:
+        with numpy.load(path) as npz:
+            done = list(npz['inputs'])
+            assert npz['features'].shape == (5, 1024)
+    assert done == urls[:5]

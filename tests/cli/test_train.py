@@ -519,6 +519,10 @@ def test_ctrl_c_at_any_moment(moment, model_3, tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, err
     assert err.endswith('interrupted\n') and 'Traceback' not in err, err
+    if moment == 'training':  # a snapshot each iteration: one is there
+        assert err.endswith('the run goes on from its last snapshot with '
+                            'the same command and --resume latest\n'
+                            'interrupted\n'), err
     names = os.listdir(out) if out.exists() else []
     assert not [n for n in names if run_folder.STRAY_PATTERN.match(n)]
     for iteration, path in snapshots.snapshot_files(str(out)):

@@ -31,7 +31,15 @@ def test_top_k_is_named_by_its_k():
     probs = numpy.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]], numpy.float32)
     report = reports.evaluation_report(
         probs, [('a.png', 2), ('b.png', 1)], ['x', 'y', 'z'])
-    assert (report['top_k'], report['top1'], report['top3']) == (3, 0.0, 1.0)
-    assert 'top5' not in report
-    assert 'top-3 accuracy 1.0000 (2 of 2 images)' in \
-        reports.format_evaluation(report)
+    # Only a top-k that can be below 1: top-3 of 3 classes always is 1.
+    assert (report['top_k'], report['top1'], report['top2']) == (2, 0.0, 0.5)
+    assert 'top3' not in report and 'top5' not in report
+    text = reports.format_evaluation(report)
+    assert 'top-2 accuracy 0.5000 (1 of 2 images)' in text
+    assert 'top-3' not in text
+    two = reports.evaluation_report(probs[:1, :2], [('a.png', 1)],
+                                    ['x', 'y'])
+    assert two['top_k'] == 1 and 'top2' not in two
+    assert reports.format_evaluation(two).splitlines()[:2] == [
+        'top-1 accuracy 1.0000 (1 of 1 images)',
+        'precision    recall        f1 support  class']
