@@ -17,8 +17,8 @@ import tuned_googlenet
 from googlenet_chainer import cli
 from googlenet_chainer.caffemodel import convert
 from googlenet_chainer.errors import UserError
-from googlenet_chainer.files import (check_output_path, check_writable,
-                                     file_lock)
+from googlenet_chainer.files import check_output_path, check_writable
+from googlenet_chainer.locks import file_lock
 from googlenet_chainer.model_file import MODEL_KIND
 from googlenet_chainer.model_store import (CAFFEMODEL_NAME, MODEL_DIRECTORY,
                                            default_caffemodel,

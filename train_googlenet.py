@@ -26,6 +26,7 @@ from googlenet_chainer.mpi import (Single,  # noqa: E402
                                    add_communicator_option,
                                    on_root_with_model, run_main)
 from googlenet_chainer.training import run_folder  # noqa: E402
+from googlenet_chainer.training.plan import plan_run  # noqa: E402
 from googlenet_chainer.training.final_report import (  # noqa: E402
     report_best_model)
 from googlenet_chainer.training.trainer import (  # noqa: E402
@@ -42,16 +43,19 @@ def train(args, comm=Single()):
         # A diverging loss is reported by StopOnNonFinite in one line, not
         # by numpy's overflow warnings on the way there.
         model, plan = on_root_with_model(
-            comm, lambda: run_folder.plan_run(args, comm.size),
+            comm, lambda: plan_run(args, comm.size),
             lambda plan: load_model(args.model,
                                     plan.config['freeze_until'])[0])
         device = set_up_model(args, model, plan, comm)
         train_set, val_set = training_sets(args, plan, model, device, comm)
         trainer = build_trainer(args, plan, model, train_set, val_set,
                                 device, comm)
-        trainer.run(show_loop_exception_msg=False)
-        if not comm.rank:
-            report_best_model(args, plan, trainer, val_set, device)
+        try:
+            trainer.run(show_loop_exception_msg=False)
+            if not comm.rank:
+                report_best_model(args, plan, trainer, val_set, device)
+        finally:
+            run_folder.release(args.out)
 
 
 def main(argv=None):

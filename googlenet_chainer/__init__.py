@@ -13,7 +13,8 @@ What each module owns:
     compat        Chainer 7.8.1 imported without its environment check
     console       names made printable, progress bars
     interrupts    the Ctrl-C policy
-    files         atomic writes, output checks, locks
+    locks         flock: one maker of a file, live writers told from dead
+    files         atomic writes, output checks
     web           URLs without their secrets, a GET's failures in one line
     download      images into memory, the caffemodel to a file, resumably
     images        decoding as Caffe does, refusals, preprocessing, listing
@@ -46,6 +47,7 @@ tests/test_layout.py holds the code to the rule.
 
 LAYERS = (
     ('errors', 'compat', 'console', 'interrupts'),
+    ('locks',),
     ('files',),
     ('web', 'images', 'labels', 'prefetch', 'fast_ops'),
     ('download', 'tuned_googlenet'),
@@ -60,5 +62,6 @@ LAYERS = (
     ('training.data',),
     ('training.feature_cache',),
     ('training.extensions', 'training.run_folder'),
+    ('training.plan',),
     ('training.trainer', 'training.final_report'),
 )

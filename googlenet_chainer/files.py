@@ -1,19 +1,19 @@
 """Files written whole or not at all, outputs checked before work, locks."""
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import stat
-import sys
 import tempfile
+import time
 
 import numpy
 
 from googlenet_chainer.console import shown
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.interrupts import sigint_deferred
+from googlenet_chainer.locks import is_stale, try_lock
 
 CHUNK = 1 << 20
 
@@ -63,8 +63,9 @@ def atomic_write(path, mode='wb'):
     except OSError as e:
         raise UserError('cannot write {}: {}'.format(path, e.strerror or e))
     try:
-        os.chmod(tmp, permissions)  # mkstemp's 0600 is for secrets
         with os.fdopen(fd, mode) as f:
+            try_lock(f.fileno())  # live while locked: is_stale
+            os.chmod(tmp, permissions)  # mkstemp's 0600 is for secrets
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -79,24 +80,25 @@ def atomic_write(path, mode='wb'):
 
 
 def remove_stale_temporaries(directory, prefix):
-    """Removes ``PREFIX<pid>.*.tmp`` files and folders whose writer is gone.
-
-    A PID that still runs is left alone (it may be a concurrent writer; a
-    reused PID only delays the clean-up to a later write).
+    """Removes the ``PREFIX<pid>.*.tmp`` files and folders in directory that
+    their writers left when killed (locks.is_stale: no one holds their lock,
+    and they have not changed for a while). The PID in the name is for
+    people: another container or host can run a live writer of the same
+    PID, or of a PID this process cannot see.
 
     Args:
         directory: the folder to look in.
         prefix: what the names start with before the PID.
     """
-    pattern = re.compile(re.escape(prefix) + r'(\d+)\.[^/]*\.tmp\Z')
+    pattern = re.compile(re.escape(prefix) + r'\d+\.[^/]*\.tmp\Z')
     try:
         names = os.listdir(directory)
     except OSError:
         return
+    now = time.time()
     for name in names:
-        match = pattern.match(name)
-        if match and not _process_runs(int(match.group(1))):
-            path = os.path.join(directory, name)
+        path = os.path.join(directory, name)
+        if pattern.match(name) and is_stale(path, now):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             with contextlib.suppress(OSError):
@@ -147,16 +149,6 @@ def save_npz(file, arrays):
     """
     with sigint_deferred():
         numpy.savez(file, **arrays)
-
-
-def _process_runs(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # it exists, but belongs to someone else
-    return True
 
 
 def _umask():
@@ -305,83 +297,6 @@ def make_out_folder(folder, option, parents=False):
     except OSError as e:
         raise UserError('cannot create {} {}: {}'.format(
             option, shown(folder), e.strerror or e))
-
-
-@contextlib.contextmanager
-def file_lock(path, log=None):
-    """Holds an exclusive lock on ``path.lock`` (fcntl.flock) for the block.
-
-    Serialises processes that create the same ``path`` (downloads,
-    conversions): a second one says that it waits, then blocks until the
-    first is done, and should then look again whether ``path`` exists. The
-    holder removes the lock file when done; a waiter that then holds the
-    removed file's lock notices (the inode at the path differs) and locks
-    afresh. The kernel drops a lock when its holder dies, even by kill -9,
-    leaving an unlocked file that the next holder removes.
-
-    Args:
-        path: the file to be created; the lock file is beside it.
-        log: None (stderr), or line -> None, for the line saying it waits.
-
-    Raises:
-        UserError: the lock file cannot be created.
-    """
-    log = log or (lambda line: print(line, file=sys.stderr))
-    lock_path = path + '.lock'
-    waited = False
-    while True:
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as e:
-            raise UserError('cannot write {}: {} (creating its lock file)'
-                            .format(path, e.strerror or e))
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not waited:
-                    log('waiting for another process that is writing {} '
-                        '(it holds {})'.format(path, lock_path))
-                    waited = True
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                current = os.stat(lock_path).st_ino
-            except FileNotFoundError:
-                current = None
-        except BaseException:
-            os.close(fd)
-            raise
-        if current == os.fstat(fd).st_ino:
-            break
-        os.close(fd)  # the holder removed it meanwhile: lock the new one
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(lock_path)
-        os.close(fd)
-
-
-def make_once(path, make, made_by='made'):
-    """Calls make() to create path unless it exists, holding file_lock(path).
-
-    Args:
-        path: the file to be created.
-        make: a function of no arguments that creates path.
-        made_by: the past-tense verb of the line a process that waited
-            prints instead: 'using PATH, which another process MADE_BY'.
-
-    Raises:
-        UserError: file_lock's, and whatever make raises.
-    """
-    if os.path.exists(path):
-        return
-    with file_lock(path):
-        if os.path.exists(path):
-            print('using {}, which another process {}'.format(path, made_by),
-                  file=sys.stderr)
-            return
-        make()
 
 
 def file_sha1(path):

@@ -14,7 +14,8 @@ from googlenet_chainer.compat import chainer
 from googlenet_chainer.download import (ChecksumMismatch, check_sha1,
                                         download_file)
 from googlenet_chainer.errors import UserError
-from googlenet_chainer.files import file_lock, file_sha1, make_once
+from googlenet_chainer.files import file_sha1
+from googlenet_chainer.locks import file_lock, make_once
 from googlenet_chainer.model_file import model_source
 from googlenet_chainer.web import READ_TIMEOUT, shown_url
 

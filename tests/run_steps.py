@@ -3,7 +3,7 @@ takes them, for tests that look between the steps."""
 import collections
 
 import train_googlenet
-from googlenet_chainer.training import run_folder
+from googlenet_chainer.training.plan import plan_run
 from googlenet_chainer.training.final_report import report_best_model
 from googlenet_chainer.training.trainer import (build_trainer, set_up_model,
                                                 training_sets)
@@ -16,7 +16,7 @@ def datasets_of(argv):
     """(args, model, plan, device, train set, validation set) of a run
     planned and with its feature cache computed, no trainer yet."""
     args = train_googlenet.build_parser().parse_args(argv)
-    model, plan = run_folder.plan_run(args)
+    model, plan = plan_run(args)
     device = set_up_model(args, model, plan)
     return (args, model, plan, device) + training_sets(args, plan, model,
                                                        device)

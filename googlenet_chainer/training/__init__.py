@@ -1,7 +1,9 @@
 """What only train_googlenet.py uses, in the order a run needs it.
 
-    run_folder     --out: plan_run (checks, data, run.json, the snapshot to
-                   resume, disk space), what a killed run left behind
+    plan           plan_run: what rank 0 settles before a run (checks, data,
+                   run.json, the snapshot to resume, disk space)
+    run_folder     --out: held by one run, a new run or one resumed, what a
+                   killed run left behind
     data           the run's images read, checked, split and reported;
                    the image datasets
     sampling       draws by seed, epoch and index (SeededOrder, Shard)

@@ -20,7 +20,7 @@ def report_best_model(args, plan, trainer, val_set, device):
 
     Args:
         args: train_googlenet.py's options.
-        plan: the run's run_folder.Plan.
+        plan: the run's plan.Plan.
         trainer: the Trainer, run to its end.
         val_set: the whole validation set as training_sets made it.
         device: where the model runs.
@@ -61,7 +61,7 @@ def validation_probabilities(args, plan, predictor, val_set):
     Args:
         args: the options (--cache-features, --val-batchsize,
             --max-pixels).
-        plan: the run's run_folder.Plan (its val_pairs).
+        plan: the run's plan.Plan (its val_pairs).
         predictor: an inference.Predictor of the best model, one crop.
         val_set: the whole validation set; with --cache-features a
             CachedFeatures.

@@ -3,6 +3,7 @@ ahead, that survive a worker's death."""
 import concurrent.futures.process
 import contextlib
 import ctypes
+import errno
 import multiprocessing
 import os
 import pickle
@@ -15,6 +16,7 @@ import time
 from googlenet_chainer.compat import chainer
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.files import remove_stale_temporaries
+from googlenet_chainer.locks import try_lock
 from googlenet_chainer.interrupts import sigint_deferred
 
 
@@ -94,21 +96,32 @@ def _discard(future):
             os.unlink(future.result())
 
 
-def make_spool():
-    """A new folder for the examples in passage from the workers.
+# Examples pass through memory where the system offers it.
+SHM = '/dev/shm'
 
-    In memory (/dev/shm) where there is one to write in, else in the
-    temporary folder; those of loaders whose process is gone are removed
-    first.
+
+def make_spool(in_memory=True):
+    """A new folder for the examples in passage from the workers, locked
+    while it is in use (locks.is_stale tells it from a dead run's).
+
+    Those of loaders whose run is gone are removed first.
+
+    Args:
+        in_memory: in SHM where there is one to write in; else (or when
+            SHM is full) in the temporary folder.
 
     Returns:
-        the folder's path, SPOOL_PREFIX + 'PID.*.tmp'.
+        (the folder's path, SPOOL_PREFIX + 'PID.*.tmp'; a descriptor of it
+        holding its lock, for the caller to close).
     """
-    shm = '/dev/shm'
-    parent = shm if os.access(shm, os.W_OK) else tempfile.gettempdir()
+    parent = SHM if in_memory and os.access(SHM, os.W_OK) \
+        else tempfile.gettempdir()
     remove_stale_temporaries(parent, SPOOL_PREFIX)
-    return tempfile.mkdtemp(suffix='.tmp', dir=parent, prefix='{}{}.'.format(
+    spool = tempfile.mkdtemp(suffix='.tmp', dir=parent, prefix='{}{}.'.format(
         SPOOL_PREFIX, os.getpid()))
+    fd = os.open(spool, os.O_RDONLY)
+    try_lock(fd)
+    return spool, fd
 
 
 class LoaderIterator(chainer.iterators.SerialIterator):
@@ -138,7 +151,7 @@ class LoaderIterator(chainer.iterators.SerialIterator):
         self.n_processes = n_processes
         self.timeout = timeout
         self._executor = None
-        self._spool = None
+        self._spool = self._spool_fd = None
         self._ahead = None  # (state after the batch, indices, futures)
         super().__init__(dataset, batch_size, **kwargs)
 
@@ -178,7 +191,8 @@ class LoaderIterator(chainer.iterators.SerialIterator):
         # The workers start at the first submit.
         with sigint_deferred():
             if self._executor is None:
-                self._spool = self._spool or make_spool()
+                if self._spool is None:
+                    self._spool, self._spool_fd = make_spool()
                 self._executor = concurrent.futures.ProcessPoolExecutor(
                     self.n_processes, multiprocessing.get_context('fork'),
                     _start_worker, (self.dataset, self._spool, os.getpid()))
@@ -219,6 +233,34 @@ class LoaderIterator(chainer.iterators.SerialIterator):
                     'slow disk): continue with --resume latest, with a '
                     'larger --loader-timeout or --loaderjob 0'.format(
                         self.timeout))
+            # After TimeoutError, an OSError itself since Python 3.11.
+            except OSError as e:  # a worker could not spool an example
+                self._stop()
+                self._spool_elsewhere(e)
+                futures = self._start(indices)
+
+    def _spool_elsewhere(self, error):
+        """After a failure to write the spool: a full SHM (Docker gives it
+        64 MB) moves it to the temporary folder, with a warning; any other
+        failure is a UserError naming the spool, not the run's folder."""
+        if error.errno != errno.ENOSPC or not self._spool.startswith(
+                SHM + os.sep):
+            raise UserError('the loader processes cannot write their '
+                            'examples in {}: {}'.format(
+                                self._spool, error.strerror or error))
+        print('warning: {} is full ({}; a container gets 64 MB by default): '
+              'the loader\'s examples pass through {} instead'.format(
+                  SHM, error.strerror, tempfile.gettempdir()),
+              file=sys.stderr, flush=True)
+        self._remove_spool()
+        self._spool, self._spool_fd = make_spool(in_memory=False)
+
+    def _remove_spool(self):
+        """Removes the spool folder and lets go of its lock."""
+        if self._spool:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            os.close(self._spool_fd)
+            self._spool = self._spool_fd = None
 
     def _stop(self, broken=False):
         """Ends the workers (a broken pool ends its own; the others are
@@ -275,6 +317,4 @@ class LoaderIterator(chainer.iterators.SerialIterator):
         """
         self._drop_ahead()
         self._stop()
-        if self._spool:
-            shutil.rmtree(self._spool, ignore_errors=True)
-            self._spool = None
+        self._remove_spool()

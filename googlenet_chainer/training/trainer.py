@@ -123,7 +123,7 @@ def set_up_model(args, model, plan, comm=Single()):
     Args:
         args: the options (--aux-heads, --device, --class-weight).
         model: the starting model, on the CPU.
-        plan: the run's run_folder.Plan.
+        plan: the run's plan.Plan.
         comm: mpi.Single or Distributed.
 
     Returns:
@@ -156,7 +156,7 @@ def training_sets(args, plan, model, device, comm=Single()):
 
     Args:
         args: train_googlenet.py's options.
-        plan: the run's run_folder.Plan.
+        plan: the run's plan.Plan.
         model: the model, on device.
         device: set_up_model's.
         comm: mpi.Single or Distributed; each rank computes its share of
@@ -207,7 +207,7 @@ def build_trainer(args, plan, model, train_set, val_set, device,
 
     Args:
         args: train_googlenet.py's options.
-        plan: the run's run_folder.Plan.
+        plan: the run's plan.Plan.
         model, device: the model and its device (set_up_model).
         train_set, val_set: training_sets'.
         comm: mpi.Single or Distributed.

@@ -17,7 +17,7 @@ import convert_caffe_model
 import googlenet_predict
 import train_googlenet
 import tuned_googlenet
-from googlenet_chainer import caffe_layers, files, model_file, plots
+from googlenet_chainer import caffe_layers, model_file, plots
 from googlenet_chainer.compat import chainer
 from googlenet_chainer.training import (data as tdata, extensions,
                                         feature_cache, run_folder, snapshots)

@@ -1,4 +1,5 @@
 """files: atomic writes and locks."""
+import errno
 import os
 import signal
 import stat
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from googlenet_chainer import files
+from googlenet_chainer import files, locks
 from googlenet_chainer.errors import UserError
 
 from helpers import ROOT
@@ -47,10 +48,52 @@ def test_kill_9_during_a_write_leaves_a_temporary_the_next_write_removes(
         writer.wait()
         writer.stdout.close()
     assert target.read_bytes() == b'old'
+    # Just left, it could be a live writer's between its creation and its
+    # lock: kept. Untouched for a while and locked by no one: removed.
     with files.atomic_write(str(target)) as f:
         f.write(b'new')
     assert target.read_bytes() == b'new'
+    assert temporaries(tmp_path) == stale
+    _age(tmp_path / stale[0])
+    with files.atomic_write(str(target)) as f:
+        f.write(b'newer')
     assert temporaries(tmp_path) == []
+
+
+def _age(path, seconds=locks.STALE_SECONDS + 1):
+    past = os.path.getmtime(path) - seconds
+    os.utime(path, (past, past))
+
+
+HOLDER = '''
+import fcntl, sys, time
+fd = open(sys.argv[1], 'rb')
+fcntl.flock(fd, fcntl.LOCK_EX)
+print('holding', flush=True)
+time.sleep(60)
+'''
+
+
+def test_a_live_writer_is_told_by_its_lock_not_its_pid(tmp_path):
+    # As one in another container or on another host looks from here: a
+    # PID no process of this machine has, an old file, a lock held.
+    live = tmp_path / '.a.model.99999999.abc123.tmp'
+    live.write_bytes(b'a live writer\'s')
+    _age(live)
+    holder = subprocess.Popen([sys.executable, '-c', HOLDER, str(live)],
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b'holding\n'
+        with files.atomic_write(str(tmp_path / 'a.model')) as f:
+            f.write(b'a')
+        assert live.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    with files.atomic_write(str(tmp_path / 'a.model')) as f:
+        f.write(b'b')
+    assert not live.exists()  # its writer gone, its lock with it
 
 
 def test_a_link_is_written_through_and_permissions_are_kept(tmp_path):
@@ -91,8 +134,29 @@ def test_a_running_writers_temporary_and_other_targets_are_left_alone(
 def test_the_lock_is_released_and_removed_after_an_error(tmp_path):
     target = str(tmp_path / 'x')
     with pytest.raises(UserError):
-        with files.file_lock(target):
+        with locks.file_lock(target):
             raise UserError('boom')
-    with files.file_lock(target, log=pytest.fail):
+    with locks.file_lock(target, log=pytest.fail):
         pass  # taken at once, without waiting
     assert os.listdir(tmp_path) == []
+
+
+def test_a_file_system_without_locks_is_said_and_the_work_goes_on(
+        tmp_path, monkeypatch, capsys):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, 'No locks available')
+    monkeypatch.setattr(locks.fcntl, 'flock', no_locks)
+    target = tmp_path / 'x.model'
+    with locks.file_lock(str(target)):
+        target.write_bytes(b'made')
+    assert os.listdir(tmp_path) == ['x.model']  # no lock file left
+    assert capsys.readouterr().err == (
+        'warning: the file system of {} has no locks: going on without one '
+        '(two runs at once would both make it)\n'.format(target))
+    # A temporary file whose writer cannot be told alive is kept.
+    left = tmp_path / '.x.model.123.abc.tmp'
+    left.write_bytes(b'?')
+    _age(left)
+    with files.atomic_write(str(target)) as f:
+        f.write(b'again')
+    assert left.exists() and target.read_bytes() == b'again'

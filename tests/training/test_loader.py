@@ -1,5 +1,6 @@
 """training.loader: worker processes that die or hang."""
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -121,3 +122,59 @@ time.sleep(600)
     finally:
         with contextlib.suppress(OSError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_a_full_shared_memory_disk_moves_the_spool_and_is_named(
+        tmp_path, monkeypatch, capfd):
+    """As under Docker's 64 MB /dev/shm: the examples pass through the
+    temporary folder instead, and a failure there names the spool, not
+    the run's folder."""
+    shm, temporary = tmp_path / 'shm', tmp_path / 'tmp'
+    shm.mkdir()
+    temporary.mkdir()
+    monkeypatch.setattr(loader, 'SHM', str(shm))
+    monkeypatch.setattr(loader.tempfile, 'tempdir', str(temporary))
+    monkeypatch.setattr(loader, '_load_example', _full_in_shm)
+    loaded = loader.make_iterator(_Numbers(), 4, 2, 60.0)
+    try:
+        assert [list(example) for example in next(loaded)] == [
+            [i] * 3 for i in range(4)]
+        assert _spooled_in(temporary) and not os.listdir(shm)
+    finally:
+        loaded.finalize()
+    assert capfd.readouterr().err == (
+        'warning: {} is full (No space left on device; a container gets 64 '
+        'MB by default): the loader\'s examples pass through {} instead\n'
+        .format(shm, temporary))
+    # Full there too: one line naming the spool.
+    monkeypatch.setattr(loader, 'SHM', str(tmp_path / 'none'))
+    monkeypatch.setattr(loader, '_load_example', _always_full)
+    loaded = loader.make_iterator(_Numbers(), 4, 2, 60.0)
+    try:
+        with pytest.raises(errors.UserError, match=r'^the loader processes '
+                           r'cannot write their examples in {}/googlenet-'
+                           r'loader\.\d+\.\w+\.tmp: No space left on device$'
+                           .format(temporary)):
+            next(loaded)
+    finally:
+        loaded.finalize()
+
+
+_real_load_example = loader._load_example
+
+
+def _full_in_shm(index):
+    """A worker's _load_example, SHM full (forked, the workers see the
+    monkeypatched SHM)."""
+    if loader._worker['spool'].startswith(loader.SHM):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    return _real_load_example(index)
+
+
+def _spooled_in(folder):
+    return any(name.startswith('googlenet-loader.')
+               for name in os.listdir(folder))
+
+
+def _always_full(index):
+    raise OSError(errno.ENOSPC, 'No space left on device')
