@@ -9,8 +9,8 @@ import caffe_pb2
 from googlenet_chainer.caffe_layers import network_layers
 from googlenet_chainer.console import shown
 from googlenet_chainer.errors import UserError
-from googlenet_chainer.files import (atomic_write, check_out_folder,
-                                     make_out_folder)
+from googlenet_chainer.files import (atomic_write, check_name_fits,
+                                     check_out_folder, make_out_folder)
 from googlenet_chainer.images import CROP, MEAN_BGR
 from googlenet_chainer.labels import one_per_line
 
@@ -103,6 +103,8 @@ def check_caffe_folder(folder, stem):
     """
     check_out_folder(folder, '--caffe')
     paths = caffe_paths(folder, stem)
+    for path in paths:
+        check_name_fits(path, '--caffe')
     present = [path for path in paths if os.path.lexists(path)]
     if not present:
         return

@@ -172,8 +172,11 @@ def check_output_path(path, inputs=(), what='output', kind=None):
     Raises:
         UserError: naming ``what``, when path is one of ``inputs`` or lies in
             one that is a folder (check_outside), is not a regular file,
-            cannot be examined, or exists and is not of ``kind``.
+            cannot be examined, exists and is not of ``kind``, or has a name
+            too long for the temporary file it is written under
+            (check_name_fits).
     """
+    check_name_fits(path, what)
     target = os.path.realpath(path)
     for source in inputs:
         if os.path.isdir(source):
@@ -201,6 +204,48 @@ def check_output_path(path, inputs=(), what='output', kind=None):
     if kind is not None and not kind[0](path):
         raise UserError('{} {} exists and is not {}: it is kept; choose '
                         'another file'.format(what, path, kind[1]))
+
+
+def _temporary_name(name):
+    """The name atomic_write writes a file of that name under, its random
+    part as long as tempfile.mkstemp's."""
+    return '.{}.{}.{}.tmp'.format(name, os.getpid(), 'x' * 8)
+
+
+def check_name_fits(path, what='output'):
+    """Refuses, before any work, a file name the file system will refuse
+    at the end: the temporary name a file is written under (atomic_write)
+    adds bytes to its own.
+
+    Args:
+        path: the file to be written (a symlink is judged by its target).
+        what: the output's name in the message, such as '--csv'.
+
+    Raises:
+        UserError: the temporary name is over the folder's NAME_MAX, or its
+            path over PATH_MAX.
+    """
+    target = written_path(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    existing = folder
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
+    name = os.fsencode(os.path.basename(target))
+    temporary = os.fsencode(_temporary_name(os.path.basename(target)))
+    try:
+        name_max = os.pathconf(existing, 'PC_NAME_MAX')
+        path_max = os.pathconf(existing, 'PC_PATH_MAX')
+    except (OSError, ValueError):
+        return
+    if len(temporary) > name_max:
+        raise UserError('{} {}: its name is too long ({} bytes; a name in '
+                        '{} may have {}, and it is written under a '
+                        'temporary one {} bytes longer)'.format(
+                            what, shown(path), len(name), shown(folder),
+                            name_max, len(temporary) - len(name)))
+    if len(os.fsencode(folder)) + 1 + len(temporary) >= path_max:
+        raise UserError('{} {}: its path is too long (a path may have {} '
+                        'bytes)'.format(what, shown(path), path_max))
 
 
 def check_outside(path, folders, what):

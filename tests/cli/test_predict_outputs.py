@@ -351,3 +351,15 @@ def test_ctrl_c_keeps_the_results_done_and_says_where_to_go_on(
             done = list(npz['inputs'])
             assert npz['features'].shape == (5, 1024)
     assert done == urls[:5]
+
+
+def test_a_long_output_name_is_refused_before_any_image_is_read(
+        capsys, tmp_path, model_1000):
+    image = tmp_path / 'a.png'
+    image.write_bytes(png_bytes())
+    code, out, err = predict(capsys, '--model', model_1000, '--csv',
+                             str(tmp_path / ('r' * 246 + '.csv')),
+                             str(image))
+    assert (code, out) == (1, '')
+    assert err.startswith('error: --csv ') and 'its name is too long ' \
+        '(250 bytes' in err and err.count('\n') == 1

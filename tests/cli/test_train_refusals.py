@@ -381,3 +381,13 @@ def test_a_class_whose_images_are_all_left_out_is_refused(capsys, tmp_path,
                    'used (each is listed above): the model could never '
                    'predict it; replace them, or remove the class\n')
     assert not os.path.exists(str(tmp_path / 'r' / 'tuned_googlenet.model'))
+
+
+def test_a_long_output_name_is_refused_before_any_training(
+        capsys, tmp_path, dataset, model_3):
+    output = tmp_path / ('m' * 247 + '.model')  # 253 bytes
+    err = _refused(capsys, tmp_path, '--train', dataset, '--model', model_3,
+                   '--output', str(output), '--cache-features')
+    assert err.startswith('error: --output ') and \
+        'its name is too long (253 bytes' in err
+    assert not (tmp_path / 'r').exists()

@@ -160,3 +160,16 @@ def test_a_file_system_without_locks_is_said_and_the_work_goes_on(
     with files.atomic_write(str(target)) as f:
         f.write(b'again')
     assert left.exists() and target.read_bytes() == b'again'
+
+
+def test_a_name_too_long_for_its_temporary_is_refused_before_any_work(
+        tmp_path):
+    # 240 bytes: a legal name, but .NAME.PID.XXXXXXXX.tmp is not.
+    path = tmp_path / ('r' * 236 + '.csv')
+    with pytest.raises(UserError, match=r'^--csv .*rrr\.csv: its name is too '
+                       r'long \(240 bytes; a name in .* may have 255, and it '
+                       r'is written under a temporary one \d+ bytes '
+                       r'longer\)$'):
+        files.check_output_path(str(path), what='--csv')
+    files.check_output_path(str(tmp_path / ('r' * 200 + '.csv')))
+    assert os.listdir(tmp_path) == []
