@@ -1,6 +1,7 @@
 """What reaches the terminal: names made printable, and progress bars."""
 import re
 import sys
+import unicodedata
 
 # What shown() escapes: backslashes (so that its escapes have one reading),
 # the control characters (C0, DEL, C1), the line and paragraph separators
@@ -55,10 +56,19 @@ def decoded(name):
 
     Returns:
         str: bytes that are not UTF-8 as in shown() (\\xe9), the rest as it
-        is, backslashes included (a folder a\\b is class a\\b).
+        is, backslashes included (a folder a\\b is class a\\b), in
+        Unicode's composed form (same_name).
     """
-    return name.encode('utf-8', 'surrogateescape').decode(
-        'utf-8', 'backslashreplace')
+    return same_name(name.encode('utf-8', 'surrogateescape').decode(
+        'utf-8', 'backslashreplace'))
+
+
+def same_name(text):
+    """text in Unicode's composed normal form (NFC): a name typed on one
+    system and listed on another is one name, though macOS writes file
+    names decomposed (an e and a combining accent for é) and most other
+    systems composed."""
+    return unicodedata.normalize('NFC', text)
 
 
 def controls_in(text):

@@ -10,11 +10,12 @@ them in another order, cannot shift the labels.
 import collections
 import os
 import re
+import unicodedata
 
 import numpy
 
 from googlenet_chainer.console import (controls_in, decoded, first_names,
-                                       progress, shown)
+                                       progress, same_name, shown)
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.files import file_sha1
 from googlenet_chainer.images import (DEFAULT_MAX_PIXELS, image_suffixes,
@@ -66,7 +67,7 @@ def read_folder(root, class_names=None):
     names = _class_names(folders)
     if class_names is None:
         class_names = names
-    index = {name: i for i, name in enumerate(class_names)}
+    index = {same_name(name): i for i, name in enumerate(class_names)}
     pairs = []
     for entry, name in zip(folders, names):
         if name not in index:
@@ -127,13 +128,15 @@ def _class_names(folders):
             raise UserError('class folder {} has a control character in its '
                             'name ({}): rename it'.format(
                                 shown(entry.path), controls_in(name)))
-        # An undecodable byte and a literal backslash escape read alike:
-        # two folders, one class name, and one class left empty.
+        # An undecodable byte and a literal backslash escape read alike,
+        # as do a composed and a decomposed accent: two folders, one class
+        # name, and one class left empty.
         if name in first:
             raise UserError('class folders {} and {} both make class {} '
-                            '(undecodable bytes are written \\xNN): rename '
-                            'one'.format(shown(first[name].path),
-                                         shown(entry.path), name))
+                            '(undecodable bytes are written \\xNN, accents '
+                            'composed): rename one'.format(
+                                shown(first[name].path), shown(entry.path),
+                                name))
         first[name] = entry
     return names
 
@@ -165,7 +168,7 @@ def read_list(path, root):
             raise UserError('{} line {}: expected "path label", got {!r}'
                             .format(shown(path), number,
                                     shown(line.strip())))
-        image = os.path.join(root, fields[0])
+        image = _as_stored(os.path.join(root, fields[0]))
         if not os.path.isfile(image):
             raise UserError('{} line {}: no such file {}'.format(
                 shown(path), number, shown(image)))
@@ -173,6 +176,17 @@ def read_list(path, root):
     if not pairs:
         raise UserError('{} lists no images'.format(shown(path)))
     return Data(pairs, None, {})
+
+
+def _as_stored(path):
+    """path, or its composed or decomposed Unicode form where only that
+    is on disk: a list written on one system names the files another one
+    stored (macOS stores names decomposed)."""
+    for form in (path, unicodedata.normalize('NFC', path),
+                 unicodedata.normalize('NFD', path)):
+        if os.path.exists(form):
+            return form
+    return path
 
 
 def read_dataset(data, root, class_names=None):

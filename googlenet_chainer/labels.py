@@ -2,7 +2,8 @@
 import os
 import re
 
-from googlenet_chainer.console import LINE_BREAK, controls_in, shown
+from googlenet_chainer.console import (LINE_BREAK, controls_in, same_name,
+                                       shown)
 from googlenet_chainer.errors import UserError
 
 # ILSVRC-2012's 1000 classes, ``wnid words`` in class order, at the
@@ -90,7 +91,8 @@ def read_labels(path):
             control character: each would shift, merge or garble the
             labels. The message says where.
     """
-    names = [line.strip() for line in read_text_lines(path, 'label file')]
+    names = [same_name(line.strip())
+             for line in read_text_lines(path, 'label file')]
     while names and not names[-1]:
         names.pop()
     lines = {}
@@ -154,8 +156,8 @@ def matching_names(class_names):
         as synset_words.txt lines do (``n01440764 tench, ...``), so that a
         1000-class model matches ILSVRC's folders; otherwise the names.
     """
-    wnids = [name.split(None, 1)[0] for name in class_names]
+    wnids = [(name.split(None, 1) or [''])[0] for name in class_names]
     if all(re.fullmatch(r'n\d{8}', wnid) for wnid in wnids) and (
             len(set(wnids)) == len(wnids)):
         return wnids
-    return list(class_names)
+    return [same_name(name) for name in class_names]

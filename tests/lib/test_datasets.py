@@ -45,6 +45,29 @@ def test_a_folder_that_is_no_class_is_named_in_its_shown_form(tmp_path):
                             "training classes (ant, bee)".format(data))
 
 
+def test_accents_composed_on_one_system_and_decomposed_on_another_match(
+        tmp_path):
+    # macOS stores a folder named café as 'cafe' + U+0301; the validation
+    # folder made elsewhere, the label file and a list file say U+00E9.
+    composed, decomposed = 'caf\u00e9', 'cafe\u0301'
+    train = make_classes(tmp_path / 't', {decomposed: 1, 'tea': 1})
+    val = make_classes(tmp_path / 'v', {composed: 1, 'tea': 1})
+    assert datasets.read_folder(train).class_names == [composed, 'tea']
+    got = datasets.read_folder(val, [decomposed, 'tea'])
+    assert [label for _, label in got.pairs] == [0, 1]
+    names = tmp_path / 'names.txt'
+    names.write_text(decomposed + '\ntea\n', encoding='utf-8')
+    assert labels.read_labels(str(names)) == [composed, 'tea']
+    listing = tmp_path / 'l.txt'
+    listing.write_text(composed + '/0.png 0\n', encoding='utf-8')
+    assert datasets.read_dataset(str(listing), train).pairs == [
+        (os.path.join(train, decomposed, '0.png'), 0)]
+    make_classes(tmp_path / 't', {composed: 1})
+    with pytest.raises(errors.UserError) as e:
+        datasets.read_folder(train)
+    assert 'both make class ' + composed in str(e.value)
+
+
 def test_list_file_with_bom_crlf_and_spaces(capsys, tmp_path):
     data = make_classes(tmp_path / 'd', {'a': 2, 'b': 2})
     os.rename(tmp_path / 'd' / 'a' / '0.png', tmp_path / 'd' / 'a' /
