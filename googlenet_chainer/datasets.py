@@ -319,7 +319,3 @@ def labelled_inputs(data, root, class_names):
     if not pairs:
         raise UserError('{} has no images'.format(shown(data)))
     return pairs
-
-
-
-
