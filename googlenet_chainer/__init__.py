@@ -17,6 +17,7 @@ What each module owns:
     files         atomic writes, output checks
     web           URLs without their secrets, a GET's failures in one line
     download      images into memory, the caffemodel to a file, resumably
+    pixels        each pixel mode read as Caffe's reader (OpenCV) reads it
     images        decoding as Caffe does, refusals, preprocessing, listing
     labels        label files, synset_words.txt, a model's class names
     prefetch      decoding ahead on every core
@@ -47,7 +48,7 @@ tests/test_layout.py holds the code to the rule.
 
 LAYERS = (
     ('errors', 'compat', 'console', 'interrupts'),
-    ('locks',),
+    ('locks', 'pixels'),
     ('files',),
     ('web', 'images', 'labels', 'prefetch', 'fast_ops'),
     ('download', 'tuned_googlenet'),

@@ -12,6 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from googlenet_chainer.console import shown
 from googlenet_chainer.errors import UserError, one_line
+from googlenet_chainer.pixels import RGB_READABLE, as_rgb, check_maxval
 
 MEAN_BGR = numpy.array([104.0, 117.0, 123.0], dtype=numpy.float32)
 RESIZE = 256
@@ -20,11 +21,6 @@ CENTER = (RESIZE - CROP) // 2
 # A 200 MP photo decodes to 600 MB of RGB; a PNG declaring far more is
 # more likely a decompression bomb than a photo.
 DEFAULT_MAX_PIXELS = 200 * 1000 * 1000
-# Modes Pillow converts to RGB by their definition; alpha is dropped, as
-# Caffe's cv::imread(IMREAD_COLOR) drops it.
-RGB_READABLE = {'1', 'L', 'P', 'RGB', 'RGBA', 'RGBX', 'RGBa', 'LA', 'PA',
-                'CMYK', 'YCbCr', 'HSV'}
-SIXTEEN_BIT = {'I;16', 'I;16L', 'I;16B', 'I;16N'}
 # Pillow's limit and the warnings filter are process-wide: one image opens
 # at a time (prefetch's other threads resize meanwhile).
 _OPENING = threading.Lock()
@@ -33,8 +29,8 @@ _OPENING = threading.Lock()
 def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
     """A decoded RGB image from a path or bytes, EXIF orientation applied.
 
-    Samples are scaled by the range of their type, as Caffe's loaders do,
-    and transparency is dropped, not composited (_to_rgb).
+    Its pixels are those Caffe's reader (cv::imread) makes of the file:
+    pixels.as_rgb has the conventions.
 
     Args:
         source: a path (str), the file's bytes, or a binary file object.
@@ -46,9 +42,8 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
     Raises:
         UserError: the file is missing, a folder, not a regular file or
             unreadable; the image is over max_pixels (refused before it is
-            decoded), not an image, truncated, undecodable, in a mode with
-            no honest RGB reading (LAB, 32-bit integers, premultiplied La,
-            floats outside 0..1) or of one colour throughout.
+            decoded), not an image, truncated, undecodable, refused by
+            pixels.py's conventions or of one colour throughout.
     """
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     if isinstance(source, str):
@@ -67,10 +62,11 @@ def open_image(source, max_pixels=DEFAULT_MAX_PIXELS):
                                         module='PIL')
                 warnings.simplefilter('error', Image.DecompressionBombWarning)
                 with Image.open(stream) as image:
+                    check_maxval(image)
                     image.load()
                     _check_jpeg_end(image)
                     ImageOps.exif_transpose(image, in_place=True)
-                    return _check_content(_to_rgb(image), image.mode)
+                    return _check_content(as_rgb(image), image.mode)
         except FileNotFoundError:
             raise UserError('no such file')
         except IsADirectoryError:
@@ -164,47 +160,6 @@ def _bomb_reason(exc, max_pixels):
     pixels = numbers[0] if numbers else None
     return '{} pixels > {}'.format(pixels, max_pixels) if pixels else (
         'over {} pixels'.format(max_pixels))
-
-
-def _to_rgb(image):
-    """image in mode RGB, samples scaled by the range of their type as
-    Caffe's loaders scale them (cv::imread for 16 bits, skimage's
-    img_as_float in classify.py).
-
-    16-bit grey (Pillow's I;16 modes, and mode I of a 16-bit PNM) is
-    divided by 257 and float (mode F) is taken as 0..1, each rounded to 8
-    bits, so an image whose values are 257x an 8-bit one reads as that
-    image exactly. 16-bit RGB(A) PNG and TIFF arrive from Pillow as 8-bit
-    already (the high byte of each sample). Transparency is dropped, not
-    composited. UserError for a mode without an honest RGB reading (LAB,
-    32-bit integers, premultiplied La), by name, and for float samples
-    that are not finite or lie outside 0..1.
-    """
-    mode = image.mode
-    if mode == 'RGB':
-        return image
-    if mode in RGB_READABLE:
-        return image.convert('RGB')
-    if mode in SIXTEEN_BIT or (mode == 'I' and image.format == 'PPM'):
-        # Pillow reads a PNM of more than 8 bits as mode I, scaled from its
-        # maxval to 0..65535.
-        array = numpy.asarray(image, dtype=numpy.float64) / 257.0
-    elif mode == 'F':
-        array = numpy.asarray(image, dtype=numpy.float64)
-        if not numpy.isfinite(array).all():
-            raise UserError('float samples that are NaN or infinite')
-        if array.min() < 0 or array.max() > 1:
-            # 9 digits: a float32 just over 1 does not print as 1.
-            raise UserError('float samples outside 0..1 ({:.9g}..{:.9g}); '
-                            'float images are read as 0..1'.format(
-                                array.min(), array.max()))
-        array = array * 255.0
-    else:
-        raise UserError('pixel mode {} has no RGB reading this toolkit '
-                        'trusts; save the image as 8- or 16-bit RGB or '
-                        'grey'.format(mode))
-    grey = Image.fromarray(numpy.rint(array).astype(numpy.uint8), 'L')
-    return grey.convert('RGB')
 
 
 def resized_bgr(image):
