@@ -14,6 +14,10 @@ from googlenet_chainer.console import shown
 from googlenet_chainer.errors import UserError, one_line
 from googlenet_chainer.pixels import RGB_READABLE, as_rgb, check_maxval
 
+# Raised whenever a file's decoded pixels or their preprocessing change: the
+# feature cache is keyed by it, so features of the old reading are not
+# served for the new one (2: pixels.py's OpenCV conventions).
+READING = 2
 MEAN_BGR = numpy.array([104.0, 117.0, 123.0], dtype=numpy.float32)
 RESIZE = 256
 CROP = 224

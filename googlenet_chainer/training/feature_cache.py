@@ -6,8 +6,8 @@ import numpy
 
 from googlenet_chainer.compat import chainer
 from googlenet_chainer.console import progress
-from googlenet_chainer.images import (CENTER, DEFAULT_MAX_PIXELS, crop,
-                                      open_image, resized_bgr)
+from googlenet_chainer.images import (CENTER, DEFAULT_MAX_PIXELS, READING,
+                                      crop, open_image, resized_bgr)
 from googlenet_chainer.model_file import weights_digest
 from googlenet_chainer.mpi import Single, on_root
 from googlenet_chainer.training.loader import make_iterator
@@ -111,9 +111,9 @@ class CachedFeatures(chainer.dataset.DatasetMixin):
 def cache_key(model, digests, views, aux=True):
     """The feature cache's key (RowCache's).
 
-    It changes with the frozen trunk's weights, the images' content, the
-    views, or what is cached (--aux-heads); not with where the images or
-    the cache are.
+    It changes with the frozen trunk's weights, the images' content, how
+    they are read (images.READING), the views, or what is cached
+    (--aux-heads); not with where the images or the cache are.
 
     Args:
         model: the GoogLeNet whose frozen stages compute the features.
@@ -124,8 +124,8 @@ def cache_key(model, digests, views, aux=True):
     Returns:
         str: a sha1 in hexadecimal.
     """
-    digest = hashlib.sha1('{} {} {}\n'.format(
-        views, feature_size(aux),
+    digest = hashlib.sha1('{} {} {} {}\n'.format(
+        READING, views, feature_size(aux),
         weights_digest(model, model.frozen_stages)).encode())
     for image in digests:
         digest.update(image.encode() + b'\n')

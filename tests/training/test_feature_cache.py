@@ -134,6 +134,18 @@ def test_a_damaged_cache_is_recomputed_with_a_note(
     assert counting.passes == passes
 
 
+def test_a_cache_of_an_earlier_reading_of_the_images_is_recomputed(
+        four, model, reference, tmp_path, monkeypatch):
+    # Same images, same trunk, but the decoding or preprocessing changed
+    # (a new release): the old features are not the images' any more.
+    for name in ('c.npy', 'c.json'):
+        shutil.copy(reference[0] / name, tmp_path / name)
+    monkeypatch.setattr(feature_cache, 'READING', feature_cache.READING + 1)
+    counting = CountingModel(model)
+    compute(counting, four, tmp_path / 'c.npy')
+    assert counting.passes == 2
+
+
 def test_cached_features_are_the_trunk_on_the_centre_crop_and_mirror(
         dataset, model_3, tmp_path):
     _, model, _, _, train_set, _ = run_steps.datasets_of([
