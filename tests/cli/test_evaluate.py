@@ -251,7 +251,7 @@ def test_duplicate_labels_and_colliding_folders_are_refused(
     assert code == 1 and out == ''
     assert err == ('error: class folders {0}/caf\\\\xe9 and {0}/caf\\xe9 '
                    'both make class caf\\xe9 (undecodable bytes are written '
-                   '\\xNN): rename one\n'.format(data))
+                   '\\xNN, accents composed): rename one\n'.format(data))
 
 
 def test_without_model_it_uses_predicts_default(five_class_model, tmp_path,

@@ -278,7 +278,7 @@ def test_folders_whose_class_names_collide_are_refused(capsys, tmp_path,
                   model_3, '--out', str(tmp_path / 'r'), *QUIET)
     assert err == ('error: class folders {0}/caf\\\\xe9 and {0}/caf\\xe9 '
                    'both make class caf\\xe9 (undecodable bytes are written '
-                   '\\xNN): rename one\n'.format(data))
+                   '\\xNN, accents composed): rename one\n'.format(data))
     assert not os.path.exists(str(tmp_path / 'r' / 'tuned_googlenet.model'))
     with pytest.raises(errors.UserError, match='both make class'):
         datasets.read_folder(data, ['caf\\xe9', 'plain'])
