@@ -37,8 +37,9 @@ def prefetch(function, items, ahead=2, workers=1):
             included) is kept for the caller (``future.result()`` raises
             it).
         items: an iterable, read by the threads one item at a time (under
-            a lock). It must not raise: its exception ends the thread that
-            read it, and the iteration then ends early or waits for ever.
+            a lock). What it raises (a folder that cannot be read, say)
+            ends the items there: the iterator raises it after handing
+            over those taken before.
         ahead: items that may be taken and not yet handed over beyond one
             per thread; a value under 1 counts as 1.
         workers: how many threads; a value under 1 counts as 1.
@@ -65,6 +66,7 @@ class _Prefetched:
         self._finished = {}
         self._taken = 0
         self._total = None
+        self._error = None
         self._stop = threading.Event()
         self._generator = self._in_order()
         for _ in range(workers):
@@ -84,9 +86,11 @@ class _Prefetched:
                 index = self._taken
                 try:
                     item = next(self._items)
-                except StopIteration:
+                except BaseException as e:
                     with self._arrived:
                         self._total = index
+                        if not isinstance(e, StopIteration):
+                            self._error = e
                         self._arrived.notify_all()
                     return
                 self._taken += 1
@@ -110,6 +114,8 @@ class _Prefetched:
                 while index not in self._finished and index != self._total:
                     self._arrived.wait(timeout=0.1)
                 if index == self._total:
+                    if self._error is not None:
+                        raise self._error
                     return
                 entry = self._finished.pop(index)
             self._slots.release()

@@ -76,3 +76,26 @@ def test_prefetch_starts_before_the_first_next_and_close_stops_it():
     count = len(calls)
     assert count <= 4
     assert not wait_for(lambda: len(calls) > count, timeout=0.5)
+
+
+def test_items_that_raise_end_the_iteration_with_their_error():
+    def items():
+        yield 1
+        yield 2
+        raise UserError('cannot read folder x')
+
+    got = []
+    done = threading.Event()
+
+    def consume():
+        try:
+            for item, future in prefetch(lambda i: i * 10, items(),
+                                         workers=2):
+                got.append(future.result())
+        except UserError as e:
+            got.append(str(e))
+        done.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    assert done.wait(10), 'the iteration hung'
+    assert got == [10, 20, 'cannot read folder x']
