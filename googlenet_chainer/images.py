@@ -348,9 +348,14 @@ def is_image(path):
         path: the file.
 
     Returns:
-        bool: False for whatever Pillow fails to open, missing files too.
+        bool: False for whatever Pillow fails to open, missing files too,
+        and without opening it for what is not a regular file: a pipe
+        (``<(...)``) would lose the bytes read, a FIFO without a writer
+        would wait for ever.
     """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with Image.open(path):
             return True
     except Exception:  # any failure to recognise it means "not an image"

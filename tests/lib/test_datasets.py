@@ -3,6 +3,7 @@ import io
 import os
 import shutil
 import sys
+import threading
 
 import pytest
 from PIL import Image
@@ -88,6 +89,26 @@ def test_list_file_with_bom_crlf_and_spaces(capsys, tmp_path):
                    (os.path.join(data, 'a/1.png'), 0),
                    (os.path.join(data, 'b/0.png'), 1),
                    (os.path.join(data, 'b/1.png'), 1)]
+
+
+def test_a_list_file_read_from_a_pipe_keeps_its_first_bytes(tmp_path):
+    # train_googlenet.py --train <(grep ...) hands over a pipe: asking
+    # whether it is an image must not read its first line away.
+    data = make_classes(tmp_path / 'd', {'a': 1, 'b': 1})
+    fifo = str(tmp_path / 'list')
+    os.mkfifo(fifo)
+
+    def write():
+        with open(fifo, 'w') as f:
+            f.write('a/0.png 0\nb/0.png 1\n')
+    got = []
+    threading.Thread(target=write, daemon=True).start()
+    reader = threading.Thread(target=lambda: got.append(
+        datasets.read_dataset(fifo, data).pairs), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert got == [[(os.path.join(data, 'a/0.png'), 0),
+                    (os.path.join(data, 'b/0.png'), 1)]]
 
 
 def test_an_image_in_two_classes_or_in_both_sets_is_warned_of(tmp_path):
