@@ -54,8 +54,9 @@ def load_input(source, max_bytes, timeout, max_pixels=DEFAULT_MAX_PIXELS):
     """The decoded image of one source of expand_inputs.
 
     Args:
-        source: an ImageURL or other text with ``://`` (downloaded), a file
-            path, or the UserError expand_inputs found for it.
+        source: an ImageURL, or text with ``://`` that is no file's path
+            (downloaded; a file named so is opened), a file path, or the
+            UserError expand_inputs found for it.
         max_bytes: the download limit, in bytes.
         timeout: seconds a download may take in all.
         max_pixels: open_image's limit (width x height).
@@ -69,7 +70,8 @@ def load_input(source, max_bytes, timeout, max_pixels=DEFAULT_MAX_PIXELS):
     """
     if isinstance(source, UserError):
         raise source
-    if isinstance(source, ImageURL) or '://' in source:
+    if isinstance(source, ImageURL) or (
+            '://' in source and not os.path.lexists(source)):
         return open_image(fetch_bytes(source, max_bytes, timeout),
                           max_pixels)
     if not os.path.exists(source):
