@@ -36,11 +36,22 @@ def report_errors(function, *args, **kwargs):
         print('interrupted', file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # What is still buffered would fail again when Python flushes
-        # stdout at exit (the recipe of Python's signal documentation).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return reader_gone()
     return 0 if result is None else result
+
+
+def reader_gone():
+    """Stops writing to a stdout whose reader went away (``| head``).
+
+    What is still buffered would fail again when Python flushes stdout at
+    exit: stdout is pointed at /dev/null (the recipe of Python's signal
+    documentation).
+
+    Returns:
+        141, the exit code of a Unix tool killed by SIGPIPE.
+    """
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
 
 
 def positive_int(text):

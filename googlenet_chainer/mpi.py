@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 
-from googlenet_chainer.cli import report_errors as report_single
+from googlenet_chainer.cli import reader_gone, report_errors as report_single
 from googlenet_chainer.errors import UserError
 
 LAUNCHER_SIZE = ('PMI_SIZE', 'OMPI_COMM_WORLD_SIZE')
@@ -90,8 +90,8 @@ class Distributed:
     """
 
     def __init__(self, name):
-        import chainermn  # imports mpi4py, which starts MPI
         try:
+            import chainermn  # imports mpi4py, which starts MPI
             self.chainermn = chainermn.create_communicator(name)
         except Exception as e:
             raise UserError('cannot create the {} communicator: {}'.format(
@@ -240,8 +240,9 @@ def report_errors(comm, function, *args):
 
     One line for a refusal that every rank shares (on_root), MPI_Abort for
     a failure of one rank while the others may be waiting for it in a
-    collective call: a UserError not raised through on_root, Ctrl-C, or
-    any other exception (its traceback printed). With one rank it is
+    collective call: a UserError not raised through on_root, Ctrl-C, a
+    reader of stdout gone (141, quietly), or any other exception (its
+    traceback printed). With one rank it is
     cli.report_errors itself.
 
     Args:
@@ -268,6 +269,8 @@ def report_errors(comm, function, *args):
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         code = 130
+    except BrokenPipeError:
+        code = reader_gone()
     except BaseException:
         traceback.print_exc()
         code = 1
