@@ -234,8 +234,8 @@ def check_labels(pairs, n_classes, source):
     bad = sorted(label for label in labels if not 0 <= label < n_classes)
     if bad:
         raise UserError('{}: label {} is out of range for a model of {} '
-                        'classes (0..{})'.format(source, bad[0], n_classes,
-                                                 n_classes - 1))
+                        'classes (0..{})'.format(shown(source), bad[0],
+                                                 n_classes, n_classes - 1))
 
 
 def stratified_split(pairs, ratio, seed):

@@ -10,6 +10,7 @@ from googlenet_chainer.compat import chainer
 from googlenet_chainer.data_report import data_warnings, print_report
 from googlenet_chainer.datasets import (check_labels, drop_unreadable,
                                         read_dataset, stratified_split)
+from googlenet_chainer.console import shown
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.images import (CROP, DEFAULT_MAX_PIXELS, RESIZE, crop,
                                       open_image, resized_bgr)
@@ -59,7 +60,7 @@ class ImageDataset(chainer.dataset.DatasetMixin):
         try:
             array = resized_bgr(open_image(path, self.max_pixels))
         except UserError as e:
-            print('warning: skipped unreadable {}: {}'.format(path, e),
+            print('warning: skipped unreadable {}: {}'.format(shown(path), e),
                   file=sys.stderr, flush=True)
             return (numpy.zeros((3, CROP, CROP), numpy.float32),
                     numpy.int32(UNREADABLE))
@@ -172,7 +173,7 @@ def _training_set(args, n_classes):
     train = read_dataset(args.train, args.root)
     if len({label for _, label in train.pairs}) < 2:
         raise UserError('{} has a single class; fine-tuning a classifier '
-                        'needs at least two'.format(args.train))
+                        'needs at least two'.format(shown(args.train)))
     class_names = train.class_names
     if class_names is None:  # a list file: --labels, or the label numbers
         class_names = (read_labels(args.labels) if args.labels
@@ -180,12 +181,12 @@ def _training_set(args, n_classes):
     elif args.labels:
         raise UserError('--labels names the classes of a list file; the '
                         'classes of {} are its folder names'.format(
-                            args.train))
+                            shown(args.train)))
     if len(class_names) != n_classes:
+        source = args.labels if train.class_names is None else args.train
         raise UserError('{} has {} classes but the model has {}: run '
                         'convert_caffe_model.py --classes {} first'.format(
-                            args.labels if train.class_names is None
-                            else args.train, len(class_names), n_classes,
+                            shown(source), len(class_names), n_classes,
                             len(class_names)))
     check_labels(train.pairs, n_classes, args.train)
     return train, class_names
@@ -203,11 +204,11 @@ def _check_what_is_left(args, given, pairs, val_pairs, split, class_names):
         raise UserError('class {} has images but none of them could be used '
                         '(each is listed above): the model could never '
                         'predict it; replace them, or remove the class'
-                        .format(class_names[lost[0]]))
+                        .format(shown(class_names[lost[0]])))
     if pairs and not val_pairs and split:
         raise UserError('no class of {} has two readable images, so none can '
                         'be held out for validation: add images, or give '
-                        '--val'.format(args.train))
+                        '--val'.format(shown(args.train)))
     if not pairs or not val_pairs:
         raise UserError('no readable images left in the {} set'.format(
             'training' if not pairs else 'validation'))

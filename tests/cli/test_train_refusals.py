@@ -42,10 +42,12 @@ def test_empty_class_folder(capsys, tmp_path, model_3):
     assert 'class folder' in err and 'zebra has no images' in err
 
 
-def test_single_class(capsys, tmp_path, model_3):
-    data = make_dataset(tmp_path / 'd', 3, {'red': (200, 0, 0)})
+def test_single_class_named_in_its_shown_form(capsys, tmp_path, model_3):
+    # A newline in the folder's name would split the one-line error.
+    data = make_dataset(tmp_path / 'd\nx', 3, {'red': (200, 0, 0)})
     err = _refused(capsys, tmp_path, '--train', data, '--model', model_3)
-    assert 'single class' in err
+    assert err == ('error: {}/d\\nx has a single class; fine-tuning a '
+                   'classifier needs at least two\n'.format(tmp_path))
 
 
 def test_one_image_per_class_says_why_nothing_is_held_out(capsys, tmp_path,
