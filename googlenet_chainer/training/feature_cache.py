@@ -5,7 +5,8 @@ import hashlib
 import numpy
 
 from googlenet_chainer.compat import chainer
-from googlenet_chainer.console import progress
+from googlenet_chainer.console import progress, shown
+from googlenet_chainer.errors import UserError
 from googlenet_chainer.images import (CENTER, DEFAULT_MAX_PIXELS, READING,
                                       crop, open_image, resized_bgr)
 from googlenet_chainer.model_file import weights_digest
@@ -47,7 +48,8 @@ class ViewDataset(chainer.dataset.DatasetMixin):
     """The centre crop of each image, and its mirror when views == 2.
 
     An example is float32 views x 3 x 224 x 224. Unlike ImageDataset, an
-    image that cannot be read raises open_image's UserError.
+    image that cannot be read any more (it was when the data set was
+    checked) raises UserError naming it: a cache row cannot be left out.
 
     Args:
         pairs: [(path, anything)]: the images, in order.
@@ -64,7 +66,12 @@ class ViewDataset(chainer.dataset.DatasetMixin):
         return len(self.pairs)
 
     def get_example(self, i):
-        array = resized_bgr(open_image(self.pairs[i][0], self.max_pixels))
+        path = self.pairs[i][0]
+        try:
+            array = resized_bgr(open_image(path, self.max_pixels))
+        except UserError as e:
+            raise UserError('{}: {} (it changed after the images were '
+                            'checked)'.format(shown(path), e))
         return numpy.stack([crop(array, CENTER, CENTER, mirror)
                             for mirror in (False, True)[:self.views]])
 

@@ -7,7 +7,7 @@ import numpy
 import pytest
 
 import tuned_googlenet
-from googlenet_chainer import datasets, model_file
+from googlenet_chainer import datasets, errors, model_file
 from googlenet_chainer.compat import chainer
 from googlenet_chainer.inference import Predictor
 from googlenet_chainer.training import data as tdata, feature_cache
@@ -144,6 +144,21 @@ def test_a_cache_of_an_earlier_reading_of_the_images_is_recomputed(
     counting = CountingModel(model)
     compute(counting, four, tmp_path / 'c.npy')
     assert counting.passes == 2
+
+
+def test_an_image_gone_after_the_check_is_named_and_the_blocks_kept(
+        four, model, tmp_path):
+    images = [(str(tmp_path / '{}.png'.format(i)), sha1)
+              for i, (_, sha1) in enumerate(four)]
+    for (source, _), (copy, _) in zip(four, images):
+        shutil.copy(source, copy)
+    os.unlink(images[3][0])
+    with pytest.raises(errors.UserError) as e:
+        compute(model, images, tmp_path / 'c.npy')
+    assert str(e.value) == ('{}: no such file (it changed after the images '
+                            'were checked)'.format(images[3][0]))
+    with open(tmp_path / 'c.json') as f:
+        assert json.load(f)['rows_complete'] == 2
 
 
 def test_cached_features_are_the_trunk_on_the_centre_crop_and_mirror(
