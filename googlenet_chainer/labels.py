@@ -159,3 +159,20 @@ def matching_names(class_names):
             len(set(wnids)) == len(wnids)):
         return wnids
     return list(class_names)
+
+
+def class_fields(class_names):
+    """Each class's id and name, as separate fields of the outputs.
+
+    Args:
+        class_names: a model's class names (model_class_names).
+
+    Returns:
+        [(class id, name)] in class order: for ImageNet's synset_words.txt
+        lines (matching_names finds their wnids) the wnid and the words
+        after it (``n01440764``, ``tench, Tinca tinca``); otherwise the
+        class name as both, for it is the name of its class folder too.
+    """
+    ids = matching_names(class_names)
+    return [(wnid, (name[len(wnid):].strip() or wnid) if wnid != name
+             else name) for wnid, name in zip(ids, class_names)]
