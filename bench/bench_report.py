@@ -10,10 +10,10 @@ figures, predictions.csv, report.html with 48 thumbnails). The scores are
 drawn, not computed: 1000 ImageNet-sized JPEGs (500x375), one per class in
 wnid folders, and probabilities over synset_words.txt's 1000 classes that
 put about two thirds of the images right, as BVLC GoogLeNet's top-1 does
-(the report's cost depends on the classes and images, not the network). Each round runs in a fresh process
-(its peak RSS is its own, Python and matplotlib included); the time is the
-round's scoring and writing, its imports left out. Prints each round, the
-median time and the largest peak.
+(the report's cost depends on the classes and images, not the network). Each
+round runs in a fresh process (its peak RSS is its own, Python and
+matplotlib included); the time is the round's scoring and writing, its
+imports left out. Prints each round, the median time and the largest peak.
 """
 import json
 import os

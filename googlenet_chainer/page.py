@@ -35,6 +35,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 .grid td { text-align: center; min-width: 1.6em; padding: 0.2em 0.2em;
            border: 1px solid #eee; }
 .grid th.name { min-width: 12em; max-width: 22em; font-weight: normal; }
+.grid td.right { outline: 2px solid #888; outline-offset: -2px; }
 .grid th.n { text-align: center; }
 .groups { display: flex; flex-wrap: wrap; gap: 0.5em 2.5em;
           align-items: flex-start; }
@@ -46,7 +47,8 @@ figure img, .missing { display: block; max-width: 128px; max-height: 128px; }
            overflow: hidden; }
 figcaption { overflow-wrap: anywhere; }
 .wrong { color: #b00; } .right { color: #070; }
-.curves img { max-width: 100%; margin-right: 1em; }
+.curves { display: flex; flex-wrap: wrap; gap: 1em; }
+.curves img { flex: 1 1 40%; min-width: 20em; max-width: 100%; }
 .note { color: #555; }
 """
 
@@ -115,8 +117,10 @@ def write_page(path, heading, summary, report, sections, max_pixels):
         parts.append('<h2>Curves</h2>\n<div class="curves">\n' + ''.join(
             '<img src="{}" alt="{}">\n'.format(inline_png(png), _e(caption))
             for caption, png in sections['curves']) + '</div>\n')
-    parts.append(mistakes_html(sections['mistakes'], sections['folder'],
-                               max_pixels))
+    wrong = report['images'] - sum(
+        row[i] for i, row in enumerate(report['confusion']))
+    parts.append(mistakes_html(sections['mistakes'], wrong,
+                               sections['folder'], max_pixels))
     names = [row['class'] for row in report['classes']]
     parts.append(grid_html(report['confusion'], names) if sections['grid']
                  else pairs_html(report['most_confused'], len(names)))
@@ -131,7 +135,7 @@ def write_page(path, heading, summary, report, sections, max_pixels):
         f.write(''.join(parts).encode('utf-8'))
 
 
-def mistakes_html(mistakes, folder, max_pixels):
+def mistakes_html(mistakes, wrong, folder, max_pixels):
     """The mistakes section: thumbnails grouped by the pair confused.
 
     Args:
@@ -139,6 +143,7 @@ def mistakes_html(mistakes, folder, max_pixels):
             'true', 'predicted': class names, 'probability': the predicted
             class's, 'true_probability': the true class's, 'pair_images':
             the images of that pair in all}], most confident first.
+        wrong: the misclassified images in all.
         folder: the folder the names are relative to, as shown; '' for
             none.
         max_pixels: images.open_image's limit.
@@ -155,13 +160,17 @@ def mistakes_html(mistakes, folder, max_pixels):
     with prefetch(lambda item: thumbnail(item['path'], max_pixels),
                   mistakes, len(mistakes), usable_cores()) as made:
         uri = {id(item): future.result() for item, future in made}
-    parts = ['<h2>Most confident mistakes</h2>\n<p class="note">The {} '
-             'misclassified images whose wrong class was the most probable, '
+    if len(mistakes) < wrong:
+        which = ('The {} of the {} misclassified images whose wrong class '
+                 'was the most probable'.format(len(mistakes), wrong))
+    else:
+        which = 'All {} misclassified images'.format(wrong) if wrong > 1 \
+            else 'The misclassified image'
+    parts = ['<h2>Most confident mistakes</h2>\n<p class="note">{}, '
              'grouped by the pair of classes confused, with the probability '
              'the model gave the predicted class and the true one{}.</p>\n'
              '<div class="groups">\n'.format(
-                 len(mistakes), '; files in {}'.format(_e(folder))
-                 if folder else '')]
+                 which, '; files in {}'.format(_e(folder)) if folder else '')]
     for (true, predicted), items in groups.items():
         n = items[0]['pair_images']
         parts.append('<section class="group"><h3><span class="right">{}'
@@ -190,26 +199,35 @@ def _figure(item, src, why):
 def grid_html(confusion, names):
     """The confusion matrix as a table: rows the true class (numbered and
     named), columns the predicted one (numbered), each cell shaded by its
-    share of the row's images."""
+    share of the row's images, the diagonal (the images right) framed."""
     head = ''.join('<th class="n" title="{}">{}</th>'.format(_e(name), i)
                    for i, name in enumerate(names, 1))
     rows = []
-    for i, (name, row) in enumerate(zip(names, confusion), 1):
+    for i, (name, row) in enumerate(zip(names, confusion)):
         total = max(sum(row), 1)
-        cells = ''.join(
-            '<td style="background: rgba(31, 119, 180, {0:.2f}); color: '
-            '{1}" title="{2} \u2192 {3}: {4}">{4}</td>'.format(
-                v / total, '#fff' if v / total > 0.5 else '#222', _e(name),
-                _e(names[j]), v) if v else '<td></td>'
-            for j, v in enumerate(row))
+        cells = ''.join(_cell(name, names[j], v, v / total, i == j)
+                        for j, v in enumerate(row))
         rows.append('<tr><th class="n">{}</th><th class="name">{}</th>{}'
-                    '</tr>\n'.format(i, _e(name), cells))
+                    '</tr>\n'.format(i + 1, _e(name), cells))
     return ('<h2>Confusion matrix</h2>\n<p class="note">Rows: the true '
             'class; columns: the predicted one, numbered as the rows. A '
-            'cell\'s shade is its share of the row\'s images.</p>\n'
+            'cell\'s shade is its share of the row\'s images; the framed '
+            'diagonal holds the images classified right.</p>\n'
             '<div class="wide"><table class="grid">\n<tr><th></th><th>true '
             '\\ predicted</th>{}</tr>\n{}</table></div>\n'.format(
                 head, ''.join(rows)))
+
+
+def _cell(true, predicted, images, share, diagonal):
+    """One cell of grid_html: its count, shaded by its share of the row;
+    empty without images."""
+    frame = ' class="right"' if diagonal else ''
+    if not images:
+        return '<td{}></td>'.format(frame)
+    return ('<td{} style="background: rgba(31, 119, 180, {:.2f}); color: {}" '
+            'title="{} \u2192 {}: {}">{}</td>'.format(
+                frame, share, '#fff' if share > 0.5 else '#222', _e(true),
+                _e(predicted), images, images))
 
 
 def pairs_html(pairs, n_classes):

@@ -230,13 +230,17 @@ def plot_log(log, keys, path, best=None):
         ax.set_ylim(0, 1.02)
     else:
         ax.set_ylabel('{} (softmax cross-entropy)'.format(quantity))
-        if spans_decades([v for _, y in curves.values() for v in y]):
+        values = [v for _, y in curves.values() for v in y
+                  if numpy.isfinite(v)]
+        if spans_decades(values):
             ax.set_yscale('log')
-        else:  # from 0: one epoch's points are not the axis' ends
-            ax.set_ylim(bottom=0)
+        elif values:  # from 0: one epoch's points are not the axis' ends
+            ax.set_ylim(0, max(max(values), 1e-3) * 1.08)
     if best is not None:
-        ax.axvline(best[0], color='tab:green', linestyle='--', label=(
-            'best epoch {} (validation accuracy {:.1%})'.format(*best)))
+        # Beneath the curves, whose points it would hide at one epoch.
+        ax.axvline(best[0], color='tab:green', linestyle='--', zorder=1,
+                   label='best epoch {} (validation accuracy {:.1%})'
+                   .format(*best))
     ax.grid(alpha=0.4)
     handles, labels = ax.get_legend_handles_labels()
     if quantity == 'loss':
@@ -255,6 +259,9 @@ def _learning_rate(ax, log, handles, labels):
         return handles, labels
     y = [entry['lr'] for entry in log if 'lr' in entry]
     right = ax.twinx()
+    # The curves over the rate's line: ax in front, its background clear.
+    ax.set_zorder(right.get_zorder() + 1)
+    ax.patch.set_visible(False)
     line, = right.plot(x, y, color='grey', linestyle=':',
                        drawstyle='steps-mid', label='learning rate (right '
                        'axis)', marker='.' if len(x) == 1 else None)

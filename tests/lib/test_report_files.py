@@ -104,3 +104,30 @@ def test_predictions_csv_is_the_scores_row_by_row(tmp_path):
     rows = report_files.predictions_rows(scored._replace(
         class_names=imagenet))
     assert rows[1][1:4] == [3, 'n01491361', 'tiger shark, Galeocerdo cuvieri']
+
+
+def test_many_classes_show_their_most_confused_pairs(tmp_path):
+    """Beyond GRID_LIMIT classes the figures, the text and the page give
+    the most confused pairs: a grid of so many would be unreadable (and
+    the 1000-class one ran out of memory)."""
+    n = reports.GRID_LIMIT + 10
+    names = ['class {}'.format(i) for i in range(n)]
+    truth = numpy.arange(n)
+    probs = numpy.full((n, n), 0.1 / (n - 1), numpy.float32)
+    probs[truth, (truth + truth % 2) % n] = 0.9  # odd classes taken for +1
+    scored = report_files.Scored(probs, [(str(tmp_path / '{}.png'.format(i)),
+                                          label)
+                                         for i, label in enumerate(truth)],
+                                 names, 10 ** 6)
+    report = reports.evaluation_report(probs, scored.pairs, names)
+    text = reports.format_evaluation(report)
+    report_files.write_report_files(str(tmp_path), report, text, scored,
+                                    'test')
+    assert 'confusion matrix (rows' not in text
+    assert '      1 100.0%  class 1 -> class 2' in text.splitlines()
+    page = Page(str(tmp_path / 'report.html'))
+    assert 'Most confused pairs' in page.text and 'table' in page.tags
+    assert 'true \\ predicted' not in page.text
+    # No thumbnail of the files that are not there, each said so.
+    assert page.inline_images() == [] and page.text.count(
+        'cannot show: no such file') == len(page.mistakes) == n // 2
