@@ -80,7 +80,17 @@ def thumbnail(path, max_pixels):
 
 
 def inline_png(path):
-    """A PNG file as a data: URI."""
+    """A PNG file as a data: URI, for an <img> that needs no other file.
+
+    Args:
+        path: the PNG file.
+
+    Returns:
+        str: the data: URI.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
     with open(path, 'rb') as f:
         return 'data:image/png;base64,' + base64.b64encode(
             f.read()).decode('ascii')
@@ -197,9 +207,19 @@ def _figure(item, src, why):
 
 
 def grid_html(confusion, names):
-    """The confusion matrix as a table: rows the true class (numbered and
-    named), columns the predicted one (numbered), each cell shaded by its
-    share of the row's images, the diagonal (the images right) framed."""
+    """The confusion matrix section, as a table.
+
+    Rows the true class (numbered and named), columns the predicted one
+    (numbered as the rows, named in their tooltips), each cell shaded by
+    its share of the row's images, the diagonal (the images right) framed.
+
+    Args:
+        confusion: square image counts (nested lists), rows the true class.
+        names: the class of each row, in order.
+
+    Returns:
+        str: the section's HTML.
+    """
     head = ''.join('<th class="n" title="{}">{}</th>'.format(_e(name), i)
                    for i, name in enumerate(names, 1))
     rows = []
@@ -231,8 +251,18 @@ def _cell(true, predicted, images, share, diagonal):
 
 
 def pairs_html(pairs, n_classes):
-    """The most confused pairs as a table, for a matrix too large to
-    show as a grid."""
+    """The most confused pairs section, for a matrix too large to show as a
+    grid.
+
+    Args:
+        pairs: reports.most_confused's list.
+        n_classes: the classes of the matrix.
+
+    Returns:
+        str: the section's HTML: a table of the pairs (images, share of the
+        true class's, true class, predicted class), or a line saying none
+        was misclassified.
+    """
     rows = ''.join(
         '<tr><td class="n">{}</td><td class="n">{:.1%}</td><td class="name">'
         '{}</td><td class="name">{}</td></tr>\n'.format(
@@ -249,8 +279,16 @@ def pairs_html(pairs, n_classes):
 
 
 def scores_html(report):
-    """The per-class table, numbered as the figures' #N, with the macro
-    and weighted averages and the accuracy."""
+    """The per-class section.
+
+    Args:
+        report: reports.class_report's dict.
+
+    Returns:
+        str: the section's HTML: the accuracy, then a table of each
+        class's precision, recall, F1 and support, numbered as the
+        figures' #N, with the macro and weighted averages.
+    """
     row = ('<tr{}><td class="n">{}</td><td class="name">{}</td>'
            '<td class="n">{:.3f}</td><td class="n">{:.3f}</td>'
            '<td class="n">{:.3f}</td><td class="n">{}</td></tr>\n').format

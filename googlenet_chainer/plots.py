@@ -37,13 +37,29 @@ def _save(plt, fig, path):
 
 
 def wrapped(name, width=WRAP):
-    """A class name in lines of at most width characters, broken at spaces
-    where it has them."""
+    """A class name in lines, whole: never cut.
+
+    Args:
+        name: the name as it is to be drawn.
+        width: the most characters per line.
+
+    Returns:
+        str: the name, broken at spaces where it has them (elsewhere where
+        a word is longer than width) into lines of at most width.
+    """
     return textwrap.fill(name, width) if len(name) > width else name
 
 
 def with_note(label, note):
-    """An axis label with fonts.drawable's note (if any) below it."""
+    """An axis label with a note below it.
+
+    Args:
+        label: the axis label.
+        note: fonts.drawable's note, or ''.
+
+    Returns:
+        str: the label, then (if any) the note, wrapped.
+    """
     return label + '\n\n' + textwrap.fill(note, 60) if note else label
 
 
@@ -53,8 +69,10 @@ def plot_confusion(confusion, class_names, path, normalized=False,
 
     ``normalized`` colours each row by its share of the row's images (the
     recall on the diagonal) and writes the shares; a row without images
-    stays 0. Names are wrapped, never cut; one that no installed font can
-    draw is drawn as its number (fonts.drawable), and a note says so.
+    stays 0, and a cell without images is left blank. Names are wrapped,
+    never cut; one that no installed font can draw is drawn as its number
+    (fonts.drawable), and a note says so. For up to reports.GRID_LIMIT
+    classes: beyond, plot_pairs.
 
     Args:
         confusion: square image counts (an array or nested lists), rows
@@ -180,9 +198,19 @@ def plot_curves(log, keys):
 
 
 def spans_decades(values, decades=2):
-    """Whether positive values span ``decades`` decades or more (a spike of
-    1e7 over losses near 1; a learning rate stepped down by 10 twice): a
-    log scale then shows them all."""
+    """Whether values need a log scale to be seen.
+
+    A spike of 1e7 over losses near 1, or a learning rate stepped down by
+    10: on a linear scale all but the largest values lie on the axis.
+
+    Args:
+        values: numbers; those not finite are left out.
+        decades: how many powers of 10 make a span.
+
+    Returns:
+        bool: True when all are positive and the largest is at least
+        10 ** decades times the smallest.
+    """
     values = [v for v in values if numpy.isfinite(v)]
     # Within rounding: 0.01 * 0.1 ** 2 is a hair over 1e-4.
     return bool(values) and min(values) > 0 and (

@@ -158,7 +158,17 @@ def mistakes(scored, n):
 
 
 def summary(report, what):
-    """The page's summary rows: [(what, value)] as text."""
+    """The page's summary table.
+
+    Args:
+        report: write_report_files' report.
+        what: the set scored ('validation', 'test').
+
+    Returns:
+        [(what, value)]: the model and data (if the report names them),
+        the images, the top-1 and top-K accuracies, the best epoch
+        (training's), ten crops (--oversample) and the files left out.
+    """
     rows = [(key, report[key]) for key in ('model', 'data') if key in report]
     n = report['images']
     rows.append(('{} images'.format(what), n))

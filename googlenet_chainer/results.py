@@ -82,9 +82,15 @@ class Output:
 
 
 def label(prediction):
-    """A prediction's class as the table prints it: the class id, then the
-    name where it differs (a synset_words.txt line: ``n01440764 tench,
-    Tinca tinca``)."""
+    """A prediction's class as the table prints it.
+
+    Args:
+        prediction: one of inference.top_predictions' dicts.
+
+    Returns:
+        str: the class id, then the name where it differs (a
+        synset_words.txt line: ``n01440764 tench, Tinca tinca``).
+    """
     if prediction['class_id'] == prediction['name']:
         return prediction['name']
     return '{} {}'.format(prediction['class_id'], prediction['name'])
@@ -96,16 +102,32 @@ def csv_header(top):
 
 
 def rank_columns(top):
-    """The CSV columns of an input's classes by rank: for each rank K from
-    1 to top, its class's index_K, class_id_K and name_K, then
-    probability_K (rank_values fills them)."""
+    """The CSV columns of an input's classes by rank.
+
+    Prediction's CSV and evaluation's predictions.csv share them.
+
+    Args:
+        top: the ranks.
+
+    Returns:
+        [str]: for each rank K from 1 to top, its class's index_K,
+        class_id_K and name_K, then probability_K (rank_values fills
+        them).
+    """
     return ['{}_{}'.format(field, rank) for rank in range(1, top + 1)
             for field in ('index', 'class_id', 'name', 'probability')]
 
 
 def rank_values(predictions):
-    """The values of rank_columns for inference.top_predictions' list;
-    probabilities with all their digits (repr)."""
+    """The values of rank_columns for an input's classes.
+
+    Args:
+        predictions: inference.top_predictions' list, best first.
+
+    Returns:
+        list: four values per prediction, the probability with all its
+        digits (repr).
+    """
     return [value for p in predictions
             for value in (p['index'], p['class_id'], p['name'],
                           repr(p['probability']))]
