@@ -58,6 +58,7 @@ bench:
 	$(PY) bench/bench_cache_mpi.py
 	$(PY) bench/bench_winograd.py
 	$(PY) bench/bench_versus.py
+	$(PY) bench/bench_report.py
 
 # A .venv made by another interpreter, or without pip, is rebuilt; the stamp is written only
 # once everything is installed, so a failed or interrupted install is redone

@@ -7,7 +7,8 @@ DATA is a folder of class folders, matched to the model's classes by name
 (the names training stored; for ImageNet's 1000 classes, wnid folders such as
 n01440764), or a list file of ``path label`` lines (Caffe's val.txt: labels
 are class indices). Prints top-1 and top-5 accuracy, per-class precision,
-recall, F1 and support, the confusion matrix and the misclassified inputs.
+recall, F1 and support, the confusion matrix and the misclassified inputs;
+--out keeps them, with a page that shows the mistakes in pictures.
 """
 import argparse
 import json
@@ -30,8 +31,8 @@ from googlenet_chainer.model_store import model_or_default
 from googlenet_chainer.mpi import (Single, add_communicator_option,
                                    on_root, on_root_with_model, run_main,
                                    shard)
-from googlenet_chainer.reports import (evaluation_report, format_evaluation,
-                                       write_report_files)
+from googlenet_chainer.report_files import Scored, write_report_files
+from googlenet_chainer.reports import evaluation_report, format_evaluation
 
 
 def check_arguments(args):
@@ -90,7 +91,8 @@ def report(args, model_path, class_names, parts):
     print(json.dumps(scores) if args.json else text)
     if args.out:
         make_out_folder(args.out, '--out')
-        write_report_files(args.out, scores, text, 'test confusion matrix')
+        write_report_files(args.out, scores, text, Scored(
+            probs, kept, class_names, args.max_pixels), 'test')
     return 1 if bad else 0
 
 
@@ -114,7 +116,9 @@ def build_parser():
     parser.add_argument('--json', action='store_true',
                         help='print the report as one JSON object')
     parser.add_argument('--out', metavar='DIR',
-                        help='also write report.json, report.txt, '
+                        help='also write report.html (the report as a page, '
+                        'the mistakes in pictures), report.json, '
+                        'report.txt, predictions.csv (a row per image), '
                         'confusion.png and confusion_normalized.png here')
     cli.add_progress_option(parser)
     add_communicator_option(parser)

@@ -18,10 +18,11 @@ from googlenet_chainer import cli
 from googlenet_chainer.devices import get_device
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.images import network_input
-from googlenet_chainer.inference import Predictor, decoded_ahead, outcomes
+from googlenet_chainer.inference import (Predictor, decoded_ahead, outcomes,
+                                         top_predictions)
 from googlenet_chainer.inputs import (MAX_DOWNLOAD_BYTES, expand_inputs,
                                       load_input)
-from googlenet_chainer.labels import model_class_names
+from googlenet_chainer.labels import class_fields, model_class_names
 from googlenet_chainer.model_file import load_model
 from googlenet_chainer.console import shown
 from googlenet_chainer.model_store import (CAFFEMODEL_NAME,
@@ -30,7 +31,8 @@ from googlenet_chainer.model_store import (CAFFEMODEL_NAME,
 from googlenet_chainer.mpi import (Single, add_communicator_option,
                                    on_root, on_root_with_model, run_main,
                                    shard)
-from googlenet_chainer.results import Output, check_outputs, save_features
+from googlenet_chainer.results import (Output, check_outputs, save_features,
+                                       save_rows)
 
 SAMPLE_IMAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             'sample_images', 'cat.png')
@@ -39,11 +41,12 @@ SAMPLE_IMAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 def check_arguments(args):
     """Rank 0's checks before any work, and the model made if need be;
     returns (the model's path, the inputs as (name, source) pairs)."""
-    if args.features and (args.csv or args.json):
+    if args.features and (args.csv or args.json or args.probabilities):
         raise UserError('--features saves pool5 vectors instead of classes, '
                         'so --{} would have no classes to write: classify '
                         'and extract features in two runs'.format(
-                            'csv' if args.csv else 'json'))
+                            'csv' if args.csv else 'json' if args.json
+                            else 'probabilities'))
     paths = args.paths if (args.urls or args.paths) else [SAMPLE_IMAGE]
     items = expand_inputs(args.urls, paths)
     check_outputs(args, paths, items)
@@ -82,8 +85,7 @@ def classify(args, comm=Single()):
         device = get_device(args.device, comm)
         model.to_device(device)
         own = outcomes(Predictor(model, device, 10 if args.oversample else 1),
-                       ahead, args.batchsize, labels, args.top,
-                       pool5=bool(args.features))
+                       ahead, args.batchsize, pool5=bool(args.features))
         if comm.rank:
             comm.gather(list(own))
         # Rank 0's verdict, exit code or error, is every rank's.
@@ -106,43 +108,59 @@ def others(comm):
 
 
 def report(args, labels, results, names):
-    """Prints each (name, outcome) as it comes, or keeps its pool5 vector
-    for --features; writes the outputs asked for. On Ctrl-C the outputs
-    hold what was done, and a line says where to go on from. ``names``:
-    every input's, in order. Returns the exit code: 1 if an input failed."""
+    """Prints each (name, outcome) as it comes, and keeps its pool5 vector
+    for --features or its probabilities for --probabilities; writes the
+    outputs asked for. On Ctrl-C the outputs hold what was done, and a line
+    says where to go on from. ``names``: every input's, in order. Returns
+    the exit code: 1 if an input failed."""
     output = Output(args.json, args.csv, min(args.top, len(labels)))
-    vectors, vector_names, done = [], [], 0
+    fields = class_fields(labels)
+    kept, kept_names, done = [], [], 0
     try:
         for name, outcome in results:
             if isinstance(outcome, UserError):
                 output.error(name, outcome)
-            elif args.features:
-                vectors.append(outcome[None])
-                vector_names.append(name)
             else:
-                output.result(name, outcome)
+                if not args.features:
+                    output.result(name, top_predictions(outcome, fields,
+                                                         args.top))
+                if args.features or args.probabilities:
+                    kept.append(outcome[None])
+                    kept_names.append(name)
             sys.stdout.flush()
             done += 1
     except KeyboardInterrupt:
-        if done and (args.csv not in (None, '-') or vectors):
-            _write(args, output, vector_names, vectors)
-            print('interrupted after {} of {} inputs: {} holds their '
+        written = [path for path in [args.csv] + (
+            [args.features or args.probabilities] if kept else [])
+            if path not in (None, '-')]
+        if done and written:
+            _write(args, output, kept_names, kept)
+            print('interrupted after {} of {} inputs: {} hold{} their '
                   'results; the first not done is {}'.format(
-                      done, len(names), shown(args.features or args.csv),
-                      shown(names[done])), file=sys.stderr)
+                      done, len(names), ' and '.join(map(shown, written)),
+                      '' if len(written) > 1 else 's', shown(names[done])),
+                  file=sys.stderr)
         raise
-    _write(args, output, vector_names, vectors)
+    _write(args, output, kept_names, kept)
     return 1 if output.failed else 0
 
 
-def _write(args, output, vector_names, vectors):
-    """Writes --csv and --features with the results there are."""
+def _write(args, output, kept_names, kept):
+    """Writes --csv, and --features or --probabilities, with the results
+    there are; says so below the table."""
     output.close()
-    if vectors:
-        save_features(args.features, vector_names, vectors)
-        print('wrote pool5 features of {} input{} to {}'.format(
-            len(vector_names), '' if len(vector_names) == 1 else 's',
-            shown(args.features)))
+    if not kept:
+        return
+    if args.features:
+        save_features(args.features, kept_names, kept)
+    else:
+        save_rows(args.probabilities, kept_names, kept)
+    if args.json or args.csv == '-':
+        return  # stdout holds JSON or CSV alone
+    print('wrote {} of {} input{} to {}'.format(
+        'pool5 features' if args.features else 'the probabilities',
+        len(kept_names), '' if len(kept_names) == 1 else 's',
+        shown(args.features or args.probabilities)))
 
 
 def build_parser():
@@ -172,12 +190,17 @@ def build_parser():
                          'input: {"input": ..., "error": ...})')
     outputs.add_argument('--csv', metavar='FILE',
                          help='also write one row per input (input, error, '
-                         'then label and probability by rank) to FILE; "-" '
-                         'prints the rows instead of the table')
+                         'then by rank the class index, class id, name and '
+                         'probability) to FILE; "-" prints the rows '
+                         'instead of the table')
     outputs.add_argument('--features', metavar='FILE',
                          help='save each input\'s 1024-d pool5 vector '
                          'instead of printing classes: FILE.npz (with the '
                          'input names) or FILE.npy (names in FILE.txt)')
+    outputs.add_argument('--probabilities', metavar='FILE.npy',
+                         help='also save every class\'s probability of each '
+                         'input: an inputs x classes float32 array, in '
+                         'input order, the input names in FILE.txt')
     limits = parser.add_argument_group('limits')
     cli.add_max_pixels_option(limits)
     limits.add_argument('--max-bytes', type=cli.positive_int,

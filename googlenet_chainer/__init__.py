@@ -13,6 +13,7 @@ What each module owns:
     compat        Chainer 7.8.1 imported without its environment check
     console       names made printable, progress bars
     interrupts    the Ctrl-C policy
+    fonts         the installed fonts that draw class names in any script
     locks         flock: one maker of a file, live writers told from dead
     files         atomic writes, output checks
     web           URLs without their secrets, a GET's failures in one line
@@ -30,10 +31,13 @@ What each module owns:
     plots         matplotlib figures
     inputs        prediction's inputs: URLs, files, folders
     inference     the one inference path (Predictor, batching, decoding)
-    reports       scores and the report files
-    results       prediction's outputs: table, JSON, CSV, features
+    reports       scores and their text
+    page          report.html: a report as a self-contained page
+    results       prediction's outputs: table, JSON, CSV, features,
+                  probabilities
     caffemodel    reading a caffemodel into the Chain
     export        writing the deploy net for Caffe and ONNX
+    report_files  the files a report is kept in, the page included
     model_store   BVLC's caffemodel and the converted model, fetched once
     cli           exit codes, argument types, the options scripts share
     mpi           one process or many under ChainerMN
@@ -47,15 +51,15 @@ tests/test_layout.py holds the code to the rule.
 """
 
 LAYERS = (
-    ('errors', 'compat', 'console', 'interrupts'),
+    ('errors', 'compat', 'console', 'interrupts', 'fonts'),
     ('locks', 'pixels'),
     ('files',),
     ('web', 'images', 'labels', 'prefetch', 'fast_ops'),
     ('download', 'tuned_googlenet'),
     ('model_file', 'devices', 'caffe_layers', 'datasets', 'data_report',
      'plots', 'inputs', 'inference'),
-    ('reports', 'results', 'caffemodel', 'export'),
-    ('model_store',),
+    ('reports', 'page', 'results', 'caffemodel', 'export'),
+    ('report_files', 'model_store'),
     ('cli',),
     ('mpi',),
     ('training.sampling', 'training.row_cache', 'training.loader',

@@ -11,7 +11,7 @@ from googlenet_chainer.console import shown
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.files import (atomic_write, check_name_fits,
                                      check_out_folder, make_out_folder)
-from googlenet_chainer.images import CROP, MEAN_BGR
+from googlenet_chainer.images import CENTER, CROP, MEAN_BGR, RESIZE
 from googlenet_chainer.labels import one_per_line
 
 OPSET = 13
@@ -215,8 +215,8 @@ def onnx_model(model, class_names):
     Returns:
         onnx.ModelProto of opset OPSET: input ``data`` (float32 N x 3 x 224
         x 224, BGR minus the mean), output ``prob`` (N x classes); the class
-        names (a JSON list), the mean and the channel order in
-        metadata_props.
+        names (a JSON list) and the whole preprocessing
+        (preprocessing_props) in metadata_props.
 
     Raises:
         UserError: the onnx package is missing.
@@ -247,16 +247,48 @@ def onnx_model(model, class_names):
         opset_imports=[helper.make_opsetid('', OPSET)],
         ir_version=ONNX_IR_VERSION,
         doc_string='BVLC GoogLeNet, fine-tuned in Chainer. Input: float32 '
-        'N x 3 x 224 x 224, BGR, minus mean_bgr (Caffe\'s reference '
-        'preprocessing: resize to 256x256, centre 224 crop). Output: class '
-        'probabilities, N x classes.')
-    helper.set_model_props(result, {
-        'class_names': json.dumps(list(class_names)),
-        'mean_bgr': json.dumps([float(v) for v in MEAN_BGR]),
-        'channel_order': 'BGR',
-        'input_size': '{0}x{0}'.format(CROP),
-    })
+        'N x 3 x 224 x 224 as metadata_props["preprocessing"] says. '
+        'Output: class probabilities, N x classes.')
+    helper.set_model_props(result, dict(
+        preprocessing_props(), class_names=json.dumps(list(class_names))))
     return result
+
+
+def preprocessing_props():
+    """The input's whole preprocessing, as ONNX metadata_props.
+
+    Caffe's reference preprocessing (images.preprocess): an input made
+    otherwise (RGB, normalised by ImageNet's std, resized to 224 keeping
+    the aspect ratio) gets wrong classes without any error, so a user of
+    another toolkit needs every step.
+
+    Returns:
+        {key: str}: 'resize' (WIDTHxHEIGHT, the aspect ratio not kept),
+        'resize_interpolation', 'crop' (centre, WIDTHxHEIGHT), 'crop_box'
+        (left, top, right, bottom in the resized image), 'channel_order',
+        'mean_bgr' (a JSON list, subtracted from 0..255 values),
+        'pixel_range', 'layout', 'input_size', and 'preprocessing': the
+        steps in words.
+    """
+    resize = '{0}x{0}'.format(RESIZE)
+    return {
+        'resize': resize,
+        'resize_interpolation': 'bilinear',
+        'crop': 'centre {0}x{0}'.format(CROP),
+        'crop_box': json.dumps([CENTER, CENTER, CENTER + CROP,
+                                CENTER + CROP]),
+        'channel_order': 'BGR',
+        'mean_bgr': json.dumps([float(v) for v in MEAN_BGR]),
+        'pixel_range': '0-255',
+        'layout': 'NCHW',
+        'input_size': '{0}x{0}'.format(CROP),
+        'preprocessing': 'decode to RGB (EXIF orientation applied, alpha '
+        'dropped); resize to {} bilinearly (Pillow\'s Image.BILINEAR), the '
+        'aspect ratio not kept; crop the centre {}x{} (crop_box); reorder '
+        'the channels to BGR; subtract mean_bgr from the 0-255 values (no '
+        'scaling to 0-1, no division by a std); transpose to CHW, float32'
+        .format(resize, CROP, CROP),
+    }
 
 
 def _onnx_nodes(helper, spec, inputs):

@@ -97,24 +97,20 @@ def check_finite(probs, what):
                         'its weights are broken'.format(what))
 
 
-def top_predictions(probs, labels, k):
+def top_predictions(probs, fields, k):
     """The k most probable classes of one image, best first.
 
     Args:
-        probs: float32 vector of the model's classes.
-        labels: the class names, in class order.
+        probs: float32 vector of the model's classes, finite.
+        fields: (class id, name) of each class (labels.class_fields).
         k: how many.
 
     Returns:
-        [{'index': int, 'label': str, 'probability': float}], ties to the
-        lower index.
-
-    Raises:
-        UserError: probs is not finite (check_finite).
+        [{'index': int, 'class_id': str, 'name': str, 'probability':
+        float}], ties to the lower index.
     """
-    check_finite(probs, 'the model')
     order = numpy.argsort(-probs, kind='stable')[:k]
-    return [{'index': int(i), 'label': labels[i],
+    return [{'index': int(i), 'class_id': fields[i][0], 'name': fields[i][1],
              'probability': float(probs[i])} for i in order]
 
 
@@ -154,27 +150,26 @@ def batched(function, ahead, batchsize):
     yield from run()
 
 
-def outcomes(predictor, ahead, batchsize, labels, top, pool5=False):
+def outcomes(predictor, ahead, batchsize, pool5=False):
     """What prediction reports of each input, in input order.
 
     Args:
         predictor: a Predictor.
         ahead: ((name, source), future of its network input) pairs.
         batchsize: inputs per forward pass.
-        labels: the class names.
-        top: how many classes per input.
         pool5: the pool5 vector of each input instead of its classes.
 
     Yields:
-        (name, outcome): top_predictions' list, the float32 1024-vector
-        with ``pool5``, or the UserError that stopped the input (its
-        decoding, or probabilities that are not finite).
+        (name, outcome): the float32 vector of the class probabilities, or
+        of pool5 with ``pool5``, or the UserError that stopped the input
+        (its decoding, or probabilities that are not finite:
+        check_finite).
     """
     for (name, _), result in batched(predictor.pool5 if pool5 else predictor,
                                      ahead, batchsize):
         if not pool5 and not isinstance(result, UserError):
             try:
-                result = top_predictions(result, labels, top)
+                check_finite(result, 'the model')
             except UserError as e:
                 result = e
         yield name, result

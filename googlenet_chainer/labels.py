@@ -154,10 +154,38 @@ def matching_names(class_names):
     Returns:
         [str]: ImageNet's wnids when every name starts with a distinct one
         as synset_words.txt lines do (``n01440764 tench, ...``), so that a
-        1000-class model matches ILSVRC's folders; otherwise the names.
+        1000-class model matches ILSVRC's folders; otherwise the names,
+        accents composed (console.same_name).
     """
+    wnids = _wnids(class_names)
+    return wnids if wnids is not None else [
+        same_name(name) for name in class_names]
+
+
+def _wnids(class_names):
+    """Each name's wnid when every name starts with a distinct one, as
+    synset_words.txt lines do; else None."""
     wnids = [(name.split(None, 1) or [''])[0] for name in class_names]
     if all(re.fullmatch(r'n\d{8}', wnid) for wnid in wnids) and (
             len(set(wnids)) == len(wnids)):
         return wnids
-    return [same_name(name) for name in class_names]
+    return None
+
+
+def class_fields(class_names):
+    """Each class's id and name, as separate fields of the outputs.
+
+    Args:
+        class_names: a model's class names (model_class_names).
+
+    Returns:
+        [(class id, name)] in class order: for ImageNet's synset_words.txt
+        lines (matching_names finds their wnids) the wnid and the words
+        after it (``n01440764``, ``tench, Tinca tinca``); otherwise the
+        class name as both, for it is the name of its class folder too.
+    """
+    wnids = _wnids(class_names)
+    if wnids is None:
+        return [(name, name) for name in class_names]
+    return [(wnid, name[len(wnid):].strip() or wnid)
+            for wnid, name in zip(wnids, class_names)]

@@ -1,13 +1,15 @@
-"""Scores of a model on labelled images and the reports training and
-evaluation keep of them."""
-import json
-import os
-
+"""Scores of a model on labelled images, as the reports of training and
+evaluation hold them, and their text."""
 import numpy
 
 from googlenet_chainer.console import decoded, shown
-from googlenet_chainer.files import atomic_write
-from googlenet_chainer.plots import plot_confusion
+
+# The most classes whose confusion matrix is drawn and printed as a grid:
+# beyond, a grid's cells and names are too small to read, and the most
+# confused pairs say what it would.
+GRID_LIMIT = 30
+# The most confused pairs a report lists.
+PAIRS_SHOWN = 30
 
 
 def confusion_matrix(labels, predicted, n_classes):
@@ -41,9 +43,10 @@ def class_report(confusion, class_names):
 
     Returns:
         {'classes': one {'class', 'precision', 'recall', 'f1', 'support'}
-        per row (support: the row's images), 'accuracy': the diagonal's
-        share of the images (0.0 without any), 'images': their count,
-        'confusion': the matrix as lists of ints}.
+        per row (support: the row's images), 'macro_avg' and
+        'weighted_avg' (averages), 'accuracy': the diagonal's share of the
+        images (0.0 without any), 'images': their count, 'confusion': the
+        matrix as lists of ints, 'most_confused': most_confused's pairs}.
     """
     confusion = numpy.asarray(confusion)
     predicted = confusion.sum(axis=0)
@@ -59,11 +62,70 @@ def class_report(confusion, class_names):
                         'recall': float(recall), 'f1': float(f1),
                         'support': int(actual[i])})
     total = int(confusion.sum())
-    return {'classes': classes,
+    macro, weighted = averages(classes, (predicted + actual) > 0)
+    return {'classes': classes, 'macro_avg': macro, 'weighted_avg': weighted,
             'accuracy': float(numpy.trace(confusion) / total) if total
             else 0.0,
             'images': total,
-            'confusion': confusion.astype(int).tolist()}
+            'confusion': confusion.astype(int).tolist(),
+            'most_confused': most_confused(confusion, class_names)}
+
+
+def averages(classes, seen):
+    """The macro and weighted averages of per-class scores.
+
+    As scikit-learn's classification_report: the macro average is the
+    plain mean over the classes that are true or predicted at least once
+    (its default labels), the weighted one weights each class by its
+    support; the support of both is the images'.
+
+    Args:
+        classes: class_report's rows.
+        seen: a bool per row, whether its class is true or predicted.
+
+    Returns:
+        (macro, weighted): {'precision', 'recall', 'f1', 'support'} each;
+        scores 0.0 where no class is seen.
+    """
+    rows = [row for row, is_seen in zip(classes, seen) if is_seen]
+    support = sum(row['support'] for row in rows)
+    keys = ('precision', 'recall', 'f1')
+    macro = {key: float(numpy.mean([row[key] for row in rows])) if rows
+             else 0.0 for key in keys}
+    weighted = {key: sum(row[key] * row['support'] for row in rows)
+                / support if support else 0.0 for key in keys}
+    macro['support'] = weighted['support'] = support
+    return macro, weighted
+
+
+def most_confused(confusion, class_names, n=PAIRS_SHOWN, by='images'):
+    """The pairs of classes most often confused, most first.
+
+    Args:
+        confusion: square image counts, rows the true class, columns the
+            predicted one.
+        class_names: one per row, in row order.
+        n: the most pairs returned.
+        by: 'images' ranks by the images so classified, 'share' by their
+            share of the true class's images; ties go to the other, then
+            to the lower true and predicted class.
+
+    Returns:
+        [{'true', 'predicted': class names, 'images': int, 'share':
+        float}]: the off-diagonal cells that hold images, at most n.
+    """
+    confusion = numpy.asarray(confusion)
+    off = confusion.copy()
+    numpy.fill_diagonal(off, 0)
+    true, predicted = numpy.nonzero(off)
+    images = off[true, predicted]
+    share = images / confusion.sum(axis=1)[true]
+    keys = (-images, -share) if by == 'images' else (-share, -images)
+    order = numpy.lexsort((predicted, true) + keys[::-1])[:n]
+    return [{'true': class_names[true[i]],
+             'predicted': class_names[predicted[i]],
+             'images': int(images[i]), 'share': float(share[i])}
+            for i in order]
 
 
 def format_report(report):
@@ -74,55 +136,54 @@ def format_report(report):
             'best_validation_accuracy' (training's), a line on them.
 
     Returns:
-        str: per class precision, recall, F1 and support, the accuracy,
-        the best epoch if given, then the confusion matrix, each row
-        followed by its class; no final line break.
+        str: per class precision, recall, F1 and support, their macro and
+        weighted averages, the accuracy, the best epoch if given, then the
+        confusion matrix (format_confusion); no final line break.
     """
+    row = '{precision:9.3f} {recall:9.3f} {f1:9.3f} {support:7d}  {}'.format
     lines = ['{:>9s} {:>9s} {:>9s} {:>7s}  class'.format(
         'precision', 'recall', 'f1', 'support')]
-    for row in report['classes']:
-        lines.append('{precision:9.3f} {recall:9.3f} {f1:9.3f} '
-                     '{support:7d}  {class}'.format(**row))
+    lines += [row(r['class'], **r) for r in report['classes']]
+    lines += [row('macro avg', **report['macro_avg']),
+              row('weighted avg', **report['weighted_avg'])]
     lines.append('accuracy {:.3f} on {} images'.format(report['accuracy'],
                                                        report['images']))
     if 'best_epoch' in report:
         lines.append('best epoch {} (validation accuracy {:.3f})'.format(
             report['best_epoch'], report['best_validation_accuracy']))
-    lines.append('confusion matrix (rows: true, columns: predicted):')
-    confusion = numpy.array(report['confusion'])
-    width = max(5, len(str(confusion.max())) + 1)
-    for row, name in zip(confusion, (r['class'] for r in report['classes'])):
-        lines.append(''.join('{:{}d}'.format(v, width) for v in row)
-                     + '  ' + name)
-    return '\n'.join(lines)
+    return '\n'.join(lines + format_confusion(report))
 
 
-def write_report_files(folder, report, text, title):
-    """Keeps a report in folder, each file written atomically.
+def format_confusion(report):
+    """The lines of a report's confusion matrix.
 
-    report.json holds the dict, report.txt ``text``; confusion.png draws
-    the matrix with its counts and confusion_normalized.png each row as
-    shares of its images, both titled ``title``.
+    Up to GRID_LIMIT classes the matrix, each row followed by its class;
+    beyond, its most confused pairs (class_report's), which a grid of so
+    many columns would hide.
 
     Args:
-        folder: an existing folder.
-        report: class_report's dict, or one that extends it.
-        text: the report as printed.
-        title: what the matrix is of, e.g. 'validation confusion matrix'.
+        report: class_report's dict.
 
-    Raises:
-        UserError: a file cannot be written (files.atomic_write).
+    Returns:
+        [str]: a heading, then a line per row or pair.
     """
-    with atomic_write(os.path.join(folder, 'report.json'), 'w') as f:
-        json.dump(report, f, indent=1)
-    with atomic_write(os.path.join(folder, 'report.txt'), 'w') as f:
-        f.write(text + '\n')
-    names = [row['class'] for row in report['classes']]
-    for normalized, name in ((False, 'confusion.png'),
-                             (True, 'confusion_normalized.png')):
-        plot_confusion(report['confusion'], names,
-                       os.path.join(folder, name), normalized=normalized,
-                       title=title)
+    names = [r['class'] for r in report['classes']]
+    if len(names) > GRID_LIMIT:
+        pairs = report['most_confused']
+        return ['most confused pairs of the {} classes (images, share of '
+                'the true class\'s, true -> predicted):'.format(
+                    len(names))] + [
+            '{:7d} {:6.1%}  {} -> {}'.format(p['images'], p['share'],
+                                             p['true'], p['predicted'])
+            for p in pairs] + ([] if pairs else ['  none: no image was '
+                                                  'misclassified'])
+    lines = ['confusion matrix (rows: true, columns: predicted):']
+    confusion = numpy.array(report['confusion'])
+    width = max(5, len(str(confusion.max())) + 1)
+    for row, name in zip(confusion, names):
+        lines.append(''.join('{:{}d}'.format(v, width) for v in row)
+                     + '  ' + name)
+    return lines
 
 
 def report_text(report):
@@ -223,6 +284,25 @@ def evaluation_report(probs, pairs, class_names, k=5, subset=None):
                          for j in best[i]]}
         for i, (path, label) in enumerate(pairs) if predicted[i] != label]
     return report
+
+
+def confident_mistakes(probs, labels, n):
+    """The misclassified images whose wrong class was the most probable.
+
+    Args:
+        probs: float N x classes, a row per image.
+        labels: the N true class indices.
+        n: the most images returned.
+
+    Returns:
+        intp: the rows of at most n images whose top-1 class (ties to the
+        lower index, as top_k) is not their label, by the probability of
+        that class, highest first (ties in row order).
+    """
+    predicted = probs.argmax(axis=1)
+    wrong = numpy.flatnonzero(predicted != numpy.asarray(labels))
+    confidence = probs[wrong, predicted[wrong]]
+    return wrong[numpy.argsort(-confidence, kind='stable')[:n]]
 
 
 def format_evaluation(report):

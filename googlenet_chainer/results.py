@@ -1,5 +1,6 @@
-"""What googlenet_predict.py writes: the table, JSON lines, the CSV and the
-pool5 features files, and when an existing file may be replaced."""
+"""What googlenet_predict.py writes: the table, JSON lines, the CSV, the
+pool5 features and probabilities files, and when an existing file may be
+replaced."""
 import csv
 import io
 import json
@@ -40,8 +41,9 @@ class Output:
         self.failed = 0
 
     def result(self, name, predictions):
-        """Prints one input's predictions (top_predictions' list, best
-        first), unless the CSV goes to stdout, and keeps its CSV row."""
+        """Prints one input's predictions (inference.top_predictions'
+        list, best first), unless the CSV goes to stdout, and keeps its CSV
+        row."""
         name = shown(name)
         if self.as_json:
             print(json.dumps({'input': name, 'predictions': predictions},
@@ -51,10 +53,8 @@ class Output:
             width = max(3, len(str(len(predictions))))
             for rank, p in enumerate(predictions, 1):
                 print('{:{}d} {:6.2f}% {}'.format(
-                    rank, width, 100 * p['probability'], p['label']))
-        self.rows.append([name, ''] + [
-            value for p in predictions
-            for value in (p['label'], repr(p['probability']))])
+                    rank, width, 100 * p['probability'], label(p)))
+        self.rows.append([name, ''] + rank_values(predictions))
 
     def error(self, name, error):
         """Prints why an input failed, on stderr (and as a JSON line with
@@ -81,12 +81,56 @@ class Output:
             f.write(text.getvalue().encode('utf-8'))
 
 
+def label(prediction):
+    """A prediction's class as the table prints it.
+
+    Args:
+        prediction: one of inference.top_predictions' dicts.
+
+    Returns:
+        str: the class id, then the name where it differs (a
+        synset_words.txt line: ``n01440764 tench, Tinca tinca``).
+    """
+    if prediction['class_id'] == prediction['name']:
+        return prediction['name']
+    return '{} {}'.format(prediction['class_id'], prediction['name'])
+
+
 def csv_header(top):
-    """The CSV's first row: input, error, then label_K and probability_K
-    for each rank K from 1 to top."""
-    return ['input', 'error'] + ['{}_{}'.format(field, rank)
-                                 for rank in range(1, top + 1)
-                                 for field in ('label', 'probability')]
+    """The CSV's first row: input, error, then rank_columns(top)."""
+    return ['input', 'error'] + rank_columns(top)
+
+
+def rank_columns(top):
+    """The CSV columns of an input's classes by rank.
+
+    Prediction's CSV and evaluation's predictions.csv share them.
+
+    Args:
+        top: the ranks.
+
+    Returns:
+        [str]: for each rank K from 1 to top, its class's index_K,
+        class_id_K and name_K, then probability_K (rank_values fills
+        them).
+    """
+    return ['{}_{}'.format(field, rank) for rank in range(1, top + 1)
+            for field in ('index', 'class_id', 'name', 'probability')]
+
+
+def rank_values(predictions):
+    """The values of rank_columns for an input's classes.
+
+    Args:
+        predictions: inference.top_predictions' list, best first.
+
+    Returns:
+        list: four values per prediction, the probability with all its
+        digits (repr).
+    """
+    return [value for p in predictions
+            for value in (p['index'], p['class_id'], p['name'],
+                          repr(p['probability']))]
 
 
 def is_results_csv(path):
@@ -98,26 +142,27 @@ def is_results_csv(path):
         path: an existing, readable file.
 
     Returns:
-        True when path begins with the header Output writes (that of one
-        rank: every --top begins so).
+        True when path begins with the fields every version of Output's
+        header begins with (``input,error,``), whatever the columns of
+        the classes after them.
     """
-    start = ','.join(csv_header(1)).encode()
+    start = b'input,error,'
     with open(path, 'rb') as f:
         return f.read(len(start)) == start
 
 
-def features_rows(path):
-    """The number of rows of a features file, as save_features writes it.
+def npy_shape(path):
+    """The shape of a 2-D float32 array in a .npy or .npz file.
 
-    Reads only the .npy header (in a .npz, that of ``features``).
+    Reads only the .npy header (in a .npz, that of ``features``, which
+    must be there with ``inputs`` alone, as save_features writes it).
 
     Args:
         path: any file; read as a .npz when its name ends in .npz (any
             case), else as a .npy.
 
     Returns:
-        N of an N x 1024 float32 array (a .npz must hold ``features`` and
-        ``inputs`` alone), or None for any other file, an unreadable one
+        (rows, columns), or None for any other file, an unreadable one
         included.
     """
     try:
@@ -136,27 +181,62 @@ def features_rows(path):
     if header is None:
         return None
     shape, _, dtype = header
-    if len(shape) != 2 or shape[1] != 1024 or dtype != numpy.float32:
+    return shape if len(shape) == 2 and dtype == numpy.float32 else None
+
+
+def features_rows(path):
+    """The number of rows of a features file, as save_features writes it.
+
+    Args:
+        path: any file (npy_shape).
+
+    Returns:
+        N of an N x 1024 float32 array, or None for any other file.
+    """
+    shape = npy_shape(path)
+    return shape[0] if shape is not None and shape[1] == 1024 else None
+
+
+def probabilities_rows(path):
+    """The number of rows of a probabilities file, as save_rows writes it
+    for --probabilities.
+
+    Args:
+        path: any file (npy_shape).
+
+    Returns:
+        N of an N x classes float32 .npy whose first row is a probability
+        distribution (non-negative, summing to 1 within 1e-3, far above
+        float32 rounding), or None for any other file: a features .npy
+        (pool5 rows sum to far more) included.
+    """
+    shape = npy_shape(path) if path.lower().endswith('.npy') else None
+    if not shape or not shape[0]:
         return None
-    return shape[0]
+    try:
+        first = numpy.load(path, mmap_mode='r')[0].astype(numpy.float64)
+    except (OSError, ValueError):
+        return None
+    if (first >= 0).all() and abs(first.sum() - 1) < 1e-3:
+        return shape[0]
+    return None
 
 
-def lists_rows_of(path, npy):
-    """Whether path holds the names save_features wrote beside npy.
+def lists_rows_of(path, rows):
+    """Whether path holds the names save_rows wrote beside a .npy.
 
-    The test of the .txt beside a --features .npy before it is replaced:
-    a list file of the same name (Caffe's train.txt beside train.npy) is
-    kept.
+    The test of the .txt beside a --features or --probabilities .npy
+    before it is replaced: a list file of the same name (Caffe's train.txt
+    beside train.npy) is kept.
 
     Args:
         path: the existing, readable .txt.
-        npy: the features file it goes with.
+        rows: the rows of the .npy it goes with (features_rows',
+            probabilities_rows'); None where that is not this project's.
 
     Returns:
-        True when npy is a features file (features_rows) and path holds a
-        line per row of it.
+        True when rows is a number and path holds a line per row.
     """
-    rows = features_rows(npy)
     if rows is None:
         return False
     with open(path, 'rb') as f:
@@ -166,32 +246,36 @@ def lists_rows_of(path, npy):
 # check_output_path's kinds: an existing output file is replaced only if
 # it is what that option writes.
 CSV_KIND = (is_results_csv, 'a CSV of results this project wrote')
-FEATURES_KIND = (lambda path: features_rows(path) is not None,
-                 'a features file this project wrote')
+# (option, its file's rows (None: not its kind), what the file is).
+ROW_FILES = (('--features', features_rows, 'features file'),
+             ('--probabilities', probabilities_rows, 'probabilities file'))
 
 
-def check_features_path(path):
-    """Refuses a --features file name that ends in neither .npz nor .npy.
+def check_row_file_path(option, path):
+    """Refuses a --features file name that ends in neither .npz nor .npy,
+    and a --probabilities one that does not end in .npy.
 
     Args:
-        path: --features' value; the ending's case does not matter.
+        option: '--features' or '--probabilities'.
+        path: its value; the ending's case does not matter.
 
     Raises:
         UserError: the name has another ending.
     """
-    if not path.lower().endswith(('.npz', '.npy')):
-        raise UserError('--features {}: the file name must end in .npz or '
-                        '.npy'.format(path))
+    endings = ('.npz', '.npy') if option == '--features' else ('.npy',)
+    if not path.lower().endswith(endings):
+        raise UserError('{} {}: the file name must end in {}'.format(
+            option, path, ' or '.join(endings)))
 
 
-def feature_listing(path):
-    """The .txt that holds the names of the features .npy at path.
+def names_listing(path):
+    """The .txt that holds the input names of the .npy at path.
 
     It lies beside the file itself, a symlink's target (which atomic_write
     replaces), so the two always go together.
 
     Args:
-        path: the .npy (--features).
+        path: the .npy (--features, --probabilities).
 
     Returns:
         The written file's path with .txt for its ending.
@@ -199,13 +283,39 @@ def feature_listing(path):
     return os.path.splitext(written_path(path))[0] + '.txt'
 
 
+def save_rows(path, names, rows):
+    """Writes a .npy of one row per input, with their names beside it.
+
+    The array goes to path and the names, one per line, to the .txt
+    beside it (names_listing), each atomically, in input order.
+
+    Args:
+        path: the .npy (--features, --probabilities).
+        names: the N input names, in order.
+        rows: N arrays of 1 x width (or any arrays whose rows joined make
+            the N x width array), in the same order; saved as float32.
+
+    Raises:
+        UserError: a name holds a line break (before either file is
+            written).
+    """
+    listing = names_listing(path)
+    # The file names' own bytes, so each line opens its file again; a name
+    # with a line break is refused before either file is written.
+    text = one_per_line(names, 'input', listing).encode('utf-8',
+                                                        'surrogateescape')
+    with atomic_write(path) as f:
+        numpy.save(f, numpy.concatenate(rows).astype(numpy.float32))
+    with atomic_write(listing) as f:
+        f.write(text)
+
+
 def save_features(path, names, vectors):
     """Writes the pool5 vectors of the inputs, with their names.
 
     FILE.npz holds ``features`` (N x 1024 float32) and ``inputs`` (the N
     input names); FILE.npy holds the array, with the names one per line in
-    FILE.txt beside it (feature_listing). Written atomically, in input
-    order.
+    FILE.txt beside it (save_rows). Written atomically, in input order.
 
     Args:
         path: --features' file, ending in .npz or .npy.
@@ -217,37 +327,28 @@ def save_features(path, names, vectors):
         UserError: for a .npy, a name holds a line break (before either
             file is written).
     """
-    vectors = numpy.concatenate(vectors).astype(numpy.float32)
-    if path.lower().endswith('.npz'):
-        with atomic_write(path) as f:
-            save_npz(f, {'features': vectors,
-                         'inputs': numpy.array(names, dtype=str)})
+    if not path.lower().endswith('.npz'):
+        save_rows(path, names, vectors)
         return
-    listing = feature_listing(path)
-    # The file names' own bytes, so each line opens its file again; a name
-    # with a line break is refused before either file is written.
-    text = one_per_line(names, 'input', listing).encode('utf-8',
-                                                        'surrogateescape')
     with atomic_write(path) as f:
-        numpy.save(f, vectors)
-    with atomic_write(listing) as f:
-        f.write(text)
+        save_npz(f, {'features': numpy.concatenate(vectors).astype(
+            numpy.float32), 'inputs': numpy.array(names, dtype=str)})
 
 
 def check_outputs(args, paths, items):
     """Refuses, before any work, the outputs prediction must not write.
 
-    A --csv or --features file (or the .txt beside a .npy) is refused that
-    is one of the inputs, the files found in input folders included, lies
-    inside an input folder, is the model or the other output, is not a
-    regular file, is an existing file of another kind (CSV_KIND,
-    FEATURES_KIND), or whose folder is missing or cannot be written; and
-    an input whose name the .txt beside a .npy could not hold on one line
-    (save_features checks again what it writes).
+    A --csv, --features or --probabilities file (or the .txt beside a
+    .npy) is refused that is one of the inputs, the files found in input
+    folders included, lies inside an input folder, is the model or another
+    output, is not a regular file, is an existing file of another kind
+    (CSV_KIND, ROW_FILES), or whose folder is missing or cannot be
+    written; and an input whose name the .txt beside a .npy could not hold
+    on one line (save_rows checks again what it writes).
 
     Args:
         args: prediction's parsed command line (``csv``, ``features``,
-            ``model``).
+            ``probabilities``, ``model``).
         paths: the files and folders given as inputs.
         items: expand_inputs's (name, source) pairs.
 
@@ -261,15 +362,19 @@ def check_outputs(args, paths, items):
     inputs += [args.model] if args.model else []
     outputs = [('--csv', args.csv, CSV_KIND)] if args.csv not in (
         None, '-') else []
-    if args.features:
-        check_features_path(args.features)
-        outputs.append(('--features', args.features, FEATURES_KIND))
-        if args.features.lower().endswith('.npy'):
-            listing = feature_listing(args.features)
-            outputs.append(('--features', listing, (
-                lambda path: lists_rows_of(path, args.features),
-                'the names of the features file {}'.format(
-                    shown(args.features)))))
+    for option, rows, what in ROW_FILES:
+        path = getattr(args, option[2:])
+        if not path:
+            continue
+        check_row_file_path(option, path)
+        outputs.append((option, path, (
+            lambda p, rows=rows: rows(p) is not None,
+            'a {} this project wrote'.format(what))))
+        if path.lower().endswith('.npy'):
+            listing = names_listing(path)
+            outputs.append((option, listing, (
+                lambda p, path=path, rows=rows: lists_rows_of(p, rows(path)),
+                'the names of the {} {}'.format(what, shown(path)))))
             one_per_line([name for name, _ in items], 'input', listing)
     for option, path, kind in outputs:
         check_output_path(path, inputs, option, kind=kind)

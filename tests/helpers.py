@@ -1,7 +1,9 @@
 """What several test files share: a script's main run and what it said, and
 a few small things made in a line or two."""
+import base64
 import contextlib
 import hashlib
+import html.parser
 import os
 
 import googlenet_predict
@@ -80,3 +82,38 @@ def drop_classifier(net):
     kept = [layer for layer in net.layer if layer.name != 'loss3/classifier']
     del net.layer[:]
     net.layer.extend(kept)
+
+
+class Page(html.parser.HTMLParser):
+    """report.html read back: its tags, image sources, the inputs of its
+    mistakes in order, and its text (entities decoded)."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.tags, self.images, self.mistakes, self.text = [], [], [], []
+        with open(path, encoding='utf-8') as f:
+            self.feed(f.read())
+        self.close()
+        self.text = ' '.join(self.text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if tag == 'img':
+            self.images.append(attrs['src'])
+        if tag == 'figure' and attrs.get('class') == 'mistake':
+            self.mistakes.append(attrs['data-input'])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def inline_images(self):
+        """Each image's bytes; asserts that every one is inline and that
+        nothing else refers outside the page."""
+        found = []
+        for src in self.images:
+            head, _, data = src.partition(';base64,')
+            assert head in ('data:image/png', 'data:image/jpeg'), src[:40]
+            found.append(base64.b64decode(data))
+        assert not {'script', 'link', 'iframe', 'object'} & set(self.tags)
+        return found

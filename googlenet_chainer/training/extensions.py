@@ -14,6 +14,7 @@ from googlenet_chainer import plots
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.interrupts import raise_if_interrupted
 from googlenet_chainer.model_file import save_model
+from googlenet_chainer.reports import best_epoch
 from googlenet_chainer.training.snapshots import snapshot_files
 
 
@@ -240,7 +241,8 @@ class PlotLog(training.Extension):
 
     From the log itself, so the plots show exactly the log's epochs and
     values after any resume (PlotReport keeps its own copy, which drifts
-    from the log when a run is resumed from a snapshot taken mid-epoch).
+    from the log when a run is resumed from a snapshot taken mid-epoch);
+    the best epoch marked is the one SaveBest kept (reports.best_epoch).
     """
 
     trigger = (1, 'epoch')
@@ -248,11 +250,16 @@ class PlotLog(training.Extension):
 
     PLOTS = {'loss.png': ('main/loss', 'validation/main/loss'),
              'accuracy.png': ('main/accuracy', 'validation/main/accuracy')}
+    # What report.html calls each.
+    CAPTIONS = {'loss.png': 'loss and learning rate by epoch',
+                'accuracy.png': 'accuracy by epoch'}
 
     def __call__(self, trainer):
         log = trainer.get_extension('LogReport').log
+        scored = any('validation/main/accuracy' in entry for entry in log)
+        best = best_epoch(log) if scored else None
         for name, keys in self.PLOTS.items():
-            plots.plot_log(log, keys, os.path.join(trainer.out, name))
+            plots.plot_log(log, keys, os.path.join(trainer.out, name), best)
 
 
 @training.make_extension(trigger=(1, 'iteration'),

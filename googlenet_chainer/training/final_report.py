@@ -1,13 +1,16 @@
 """What a finished run reports: its best model scored on the validation set."""
+import os
 import sys
 
 import numpy
 
+from googlenet_chainer.console import shown
 from googlenet_chainer.inference import Predictor, predict_dataset
 from googlenet_chainer.model_file import load_model
-from googlenet_chainer.reports import (best_epoch, class_report,
-                                       confusion_matrix, report_text,
-                                       write_report_files)
+from googlenet_chainer.report_files import Scored, write_report_files
+from googlenet_chainer.reports import (best_epoch, evaluation_report,
+                                       report_text)
+from googlenet_chainer.training.extensions import PlotLog
 
 
 def report_best_model(args, plan, trainer, val_set, device):
@@ -15,8 +18,9 @@ def report_best_model(args, plan, trainer, val_set, device):
 
     Says whether --patience stopped the run early, scores the best model
     (plan.output) on the whole validation set, prints the report and keeps
-    it in --out (reports.write_report_files: JSON, text, the confusion
-    matrix drawn plain and normalised).
+    it in --out (report_files.write_report_files: report.html with the
+    curves PlotLog drew, JSON, text, predictions.csv, the confusion
+    figures).
 
     Args:
         args: train_googlenet.py's options.
@@ -37,17 +41,22 @@ def report_best_model(args, plan, trainer, val_set, device):
                   '' if args.patience == 1 else 's'))
     model, _ = load_model(plan.output, plan.config['freeze_until'])
     model.to_device(device)
-    labels, probs = validation_probabilities(
+    pairs, probs = validation_probabilities(
         args, plan, Predictor(model, device), val_set)
-    confusion = confusion_matrix(labels, probs.argmax(axis=1),
-                                 model.n_classes)
-    report = class_report(confusion, plan.class_names)
+    report = evaluation_report(probs, pairs, plan.class_names)
     report['best_epoch'], report['best_validation_accuracy'] = \
         best_epoch(log)
-    report['unreadable'] = plan.unreadable
+    report.update(model=shown(plan.output), data=', '.join(
+        shown(path) for path in (args.train, args.val) if path),
+        unreadable=plan.unreadable)
     text = report_text(report)
     print(text)
-    write_report_files(args.out, report, text, 'validation confusion matrix')
+    write_report_files(
+        args.out, report, text,
+        Scored(probs, pairs, plan.class_names, args.max_pixels),
+        'validation', [(caption, os.path.join(args.out, name))
+                       for name, caption in PlotLog.CAPTIONS.items()
+                       if os.path.exists(os.path.join(args.out, name))])
     print('best model: {}'.format(plan.output))
 
 
@@ -67,8 +76,8 @@ def validation_probabilities(args, plan, predictor, val_set):
             CachedFeatures.
 
     Returns:
-        (labels, float32 N x classes probabilities), one row per image
-        scored.
+        ([(path, label)] of the images scored, float32 N x classes
+        probabilities), a row per image.
     """
     if args.cache_features:
         pool5 = val_set.features[:, 0, -1024:]
@@ -76,10 +85,11 @@ def validation_probabilities(args, plan, predictor, val_set):
         probs = [predictor.probabilities_from_pool5(
             pool5[i:i + step].reshape(-1, 1024, 1, 1))
             for i in range(0, len(pool5), step)]
-        return val_set.labels, numpy.concatenate(probs)
+        # The cache's rows are the validation images, in order.
+        return plan.val_pairs, numpy.concatenate(probs)
     probs, kept, bad = predict_dataset(predictor, plan.val_pairs,
                                        args.val_batchsize, args.max_pixels)
     for line in bad:
         print('warning: skipped unreadable {}'.format(line),
               file=sys.stderr, flush=True)
-    return [label for _, label in kept], probs
+    return kept, probs

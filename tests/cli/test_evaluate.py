@@ -1,4 +1,5 @@
 """evaluate_googlenet.py through main()."""
+import csv
 import json
 import os
 import shutil
@@ -7,9 +8,9 @@ import numpy
 import pytest
 
 import evaluate_googlenet
-from googlenet_chainer import images, model_file, model_store
+from googlenet_chainer import images, model_file, model_store, report_files
 
-from helpers import FIVE
+from helpers import FIVE, Page
 from image_fixtures import make_images
 from numeric import assert_probabilities_close
 
@@ -81,9 +82,28 @@ def test_scores_agree_with_an_independent_count(five_class_model, tmp_path,
     for name in ('confusion.png', 'confusion_normalized.png'):
         with open(os.path.join(out, name), 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
-    assert sorted(os.listdir(out)) == ['confusion.png',
-                                       'confusion_normalized.png',
-                                       'report.json', 'report.txt']
+    assert sorted(os.listdir(out)) == sorted(report_files.FILES)
+    # predictions.csv: the same scores, image by image.
+    with open(os.path.join(out, 'predictions.csv'), newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [row['input'] for row in rows] == [p for p, _ in made]
+    for row, t, p in zip(rows, truth, probs):
+        assert (int(row['true_index']), row['true_name']) == (t, FIVE[t])
+        assert int(row['predicted_index']) == numpy.argmax(p)
+        assert row['correct'] == str(numpy.argmax(p) == t)
+        assert_probabilities_close([float(row['probability_{}'.format(k)])
+                                    for k in range(1, 6)],
+                                   numpy.sort(p)[::-1])
+    # The page: every image inline, the mistakes all shown (fewer than
+    # it shows), by their wrong class's probability within their pair.
+    page = Page(os.path.join(out, 'report.html'))
+    assert len(page.inline_images()) == len(wrong)
+    shown = sorted(wrong, key=lambda item: -item[2].max())
+    pairs = list(dict.fromkeys((true, row.argmax())
+                               for _, true, row in shown))
+    assert page.mistakes == [os.path.relpath(path, data) for pair in pairs
+                             for path, true, row in shown
+                             if (true, row.argmax()) == pair]
 
 
 def test_imagenet_wnid_folders_and_list_files(model_1000, tmp_path, capsys,

@@ -1,16 +1,25 @@
 """export_googlenet.py through main(): ONNX and Caffe exports and refusals."""
 import json
 import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
 
 import numpy
 import pytest
+from PIL import Image
 
 import caffe_pb2
 import convert_caffe_model
 import export_googlenet
+import googlenet_predict
 import tuned_googlenet
 from googlenet_chainer import caffemodel, model_file
 
+from helpers import ROOT
+from image_fixtures import PHOTO
 from numeric import assert_probabilities_close
 
 onnx = pytest.importorskip('onnx')
@@ -63,8 +72,16 @@ def test_onnx_runs_in_onnxruntime_like_predict(which, model_1000,
         assert names == FIVE
     else:
         assert names[0].startswith('n01440764 ')
+    # The whole preprocessing, for a toolkit that knows nothing of Caffe.
     assert json.loads(meta['mean_bgr']) == [104.0, 117.0, 123.0]
-    assert meta['channel_order'] == 'BGR'
+    assert {key: meta[key] for key in (
+        'channel_order', 'resize', 'resize_interpolation', 'crop',
+        'crop_box', 'pixel_range', 'layout', 'input_size')} == {
+            'channel_order': 'BGR', 'resize': '256x256',
+            'resize_interpolation': 'bilinear', 'crop': 'centre 224x224',
+            'crop_box': '[16, 16, 240, 240]', 'pixel_range': '0-255',
+            'layout': 'NCHW', 'input_size': '224x224'}
+    assert 'aspect ratio not kept' in meta['preprocessing']
     session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
     [data], [prob] = session.get_inputs(), session.get_outputs()
     assert (data.name, prob.name) == ('data', 'prob')
@@ -78,6 +95,31 @@ def test_onnx_runs_in_onnxruntime_like_predict(which, model_1000,
         assert_probabilities_close(actual, expected)
         # Not a flat output: the inputs are told apart.
         assert expected.max() > 2.0 / model.n_classes
+    if which == '5':
+        readme_example_agrees_with_predict(out, path, tmp_path, capsys)
+
+
+def readme_example_agrees_with_predict(onnx_file, model, tmp_path, capsys):
+    """The README's onnxruntime example, run as written in a folder of its
+    own without this project on the path (python -I), classifies a photo
+    as googlenet_predict.py does."""
+    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        blocks = re.findall(r'\n\n((?:    .*\n)+)', f.read())
+    [example] = [block for block in blocks if 'InferenceSession' in block]
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    shutil.copy(onnx_file, str(elsewhere / 'googlenet.onnx'))
+    Image.fromarray(PHOTO).save(str(elsewhere / 'new.jpg'), quality=90)
+    printed = subprocess.run(
+        [sys.executable, '-I', '-c', textwrap.dedent(example)],
+        cwd=str(elsewhere), capture_output=True, text=True, check=True,
+        env={'PATH': os.environ['PATH']}).stdout
+    name, probability = printed.rsplit(None, 1)
+    assert googlenet_predict.main(['--model', model, '--json', '--top', '1',
+                                   str(elsewhere / 'new.jpg')]) == 0
+    [best] = json.loads(capsys.readouterr().out)['predictions']
+    assert name == best['name']
+    assert_probabilities_close([float(probability)], [best['probability']])
 
 
 def test_caffemodel_converts_back_bit_identically(tuned_model, tmp_path,

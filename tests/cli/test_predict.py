@@ -91,7 +91,9 @@ def test_url_file_and_folder_in_json(capsys, tmp_path, server, model_1000):
         probs = [p['probability'] for p in record['predictions']]
         assert len(probs) == 3 and probs == sorted(probs, reverse=True)
         first = record['predictions'][0]
-        assert first['label'].startswith('n') and 0 <= first['index'] < 1000
+        assert 0 <= first['index'] < 1000
+        assert (first['class_id'] + ' ' + first['name']) == labels.read_labels(
+            labels.SYNSET_WORDS)[first['index']]
 
 
 def test_batching_does_not_change_results(capsys, tmp_path, model_1000):
@@ -156,7 +158,7 @@ def test_label_file_overrides(capsys, tmp_path, named_model):
     code, out, _ = predict(capsys, '--model', named_model, '--json',
                            '--labels', str(labels))
     assert code == 0
-    got = {p['label'] for p in json.loads(out)['predictions']}
+    got = {p['name'] for p in json.loads(out)['predictions']}
     assert got == {'one', 'two', 'three', 'four', 'five'}
 
 

@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 
 import googlenet_predict
-from googlenet_chainer import errors, images, model_file, results
+from googlenet_chainer import errors, images, labels, model_file, results
 from googlenet_chainer.compat import chainer
 
 from helpers import ROOT, predict, refused
-from image_fixtures import PHOTO, png_bytes
+from image_fixtures import PHOTO, png_bytes, two_tone
 from numeric import PATH_TERMS, assert_close
 
 
@@ -191,21 +191,26 @@ def test_csv_has_a_row_per_input_and_json_an_object(capsys, tmp_path,
     assert out.splitlines()[0] == str(good)
     with open(table, newline='') as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ['input', 'error', 'label_1', 'probability_1',
-                       'label_2', 'probability_2', 'label_3',
-                       'probability_3']
-    assert rows[1][:2] == [str(good), ''] and len(rows[1]) == 8
-    probabilities = [float(p) for p in rows[1][3::2]]
+    assert rows[0] == ['input', 'error'] + [
+        '{}_{}'.format(field, rank) for rank in (1, 2, 3)
+        for field in ('index', 'class_id', 'name', 'probability')]
+    assert rows[1][:2] == [str(good), ''] and len(rows[1]) == 14
+    probabilities = [float(p) for p in rows[1][5::4]]
     assert probabilities == sorted(probabilities, reverse=True)
-    assert rows[1][2].startswith('n') and rows[2] == [missing,
-                                                      'no such file'] + [''] * 6
+    # ImageNet's classes: the wnid and the words apart.
+    words = dict(line.split(' ', 1) for line in open(labels.SYNSET_WORDS)
+                 .read().splitlines())
+    for index, wnid, name in zip(rows[1][2::4], rows[1][3::4],
+                                 rows[1][4::4]):
+        assert 0 <= int(index) < 1000 and name == words[wnid]
+    assert rows[2] == [missing, 'no such file'] + [''] * 12
     code = googlenet_predict.main(['--model', model_1000, '--top', '1',
                                    '--csv', '-', str(good)])
     out, _ = capsys.readouterr()
     rows = list(csv.reader(io.StringIO(out)))
     assert code == 0 and len(rows) == 2 and rows[0][:3] == [
-        'input', 'error', 'label_1']
-    assert rows[1][:2] == [str(good), ''] and rows[1][2].startswith('n')
+        'input', 'error', 'index_1']
+    assert rows[1][:2] == [str(good), ''] and rows[1][3].startswith('n')
     nowhere = str(tmp_path / 'no' / 'out.csv')
     err = refused(capsys, googlenet_predict.main, '--model', model_1000,
                   '--csv', nowhere, str(good))
@@ -215,6 +220,63 @@ def test_csv_has_a_row_per_input_and_json_an_object(capsys, tmp_path,
                   '--csv', '-', '--json', str(good))
     assert err == ('error: --json and --csv - both print to stdout: give '
                    '--csv a file name\n')
+
+
+def test_probabilities_file_holds_what_json_and_csv_print(capsys, tmp_path,
+                                                        model_1000):
+    """--probabilities: every class's probability of each input that was
+    classified, in input order, its names beside it; the JSON and CSV
+    give the same numbers and the class id and name apart."""
+    photos = []
+    for i, color in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        photos.append(str(tmp_path / '{}.png'.format(i)))
+        two_tone(color, (40, 50)).save(photos[-1])
+    missing = str(tmp_path / 'missing.png')
+    npy, table = str(tmp_path / 'p.npy'), str(tmp_path / 'p.csv')
+    for _ in range(2):  # the second run replaces the first one's files
+        code, out, err = predict(
+            capsys, '--model', model_1000, '--json', '--top', '3', '-b', '2',
+            '--csv', table, '--probabilities', npy, photos[0], missing,
+            *photos[1:])
+        assert code == 1 and err == 'error: {}: no such file\n'.format(
+            missing)
+    records = [r for r in map(json.loads, out.splitlines())
+               if 'error' not in r]
+    probs = numpy.load(npy)
+    assert probs.dtype == numpy.float32 and probs.shape == (3, 1000)
+    assert (tmp_path / 'p.txt').read_text() == ''.join(p + '\n'
+                                                       for p in photos)
+    with open(table, newline='') as f:
+        rows = [row for row in list(csv.reader(f))[1:] if not row[1]]
+    names = labels.read_labels(labels.SYNSET_WORDS)
+    for record, row, vector in zip(records, rows, probs):
+        order = numpy.argsort(-vector, kind='stable')[:3]
+        assert [p['index'] for p in record['predictions']] == list(order)
+        assert [p['probability'] for p in record['predictions']] == [
+            float(vector[i]) for i in order]
+        for p, fields in zip(record['predictions'],
+                             zip(*[iter(row[2:])] * 4)):
+            assert '{} {}'.format(p['class_id'], p['name']) == \
+                names[p['index']]
+            assert list(fields) == [str(p['index']), p['class_id'],
+                                    p['name'], repr(p['probability'])]
+    assert len(records) == len(rows) == 3
+    # Refused before any work: another ending, a features file, a list.
+    (tmp_path / 'list.txt').write_text('a.jpg 0\n')
+    features = str(tmp_path / 'f.npy')
+    results.save_features(features, ['x'], [numpy.ones((1, 1024))])
+    for path, message in [
+            (str(tmp_path / 'p.npz'), 'the file name must end in .npy'),
+            (features, '{} exists and is not a probabilities file this '
+             'project wrote'.format(features)),
+            (str(tmp_path / 'list.npy'), '{} exists and is not the names of '
+             'the probabilities file'.format(tmp_path / 'list.txt'))]:
+        err = refused(capsys, googlenet_predict.main, '--model', model_1000,
+                      '--probabilities', path, photos[0])
+        assert message in err, err
+    err = refused(capsys, googlenet_predict.main, '--model', model_1000,
+                  '--probabilities', npy, '--features', features, photos[0])
+    assert 'so --probabilities would have no classes to write' in err
 
 
 def test_json_never_holds_nan(capsys, tmp_path, model_3):

@@ -1,6 +1,7 @@
 """train_googlenet.py through main() and in processes: runs, resume, the
 cache, schedules, kills and Ctrl-C."""
 import contextlib
+import csv
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from googlenet_chainer.training import (data as tdata, extensions,
                                         feature_cache, run_folder, snapshots)
 
 import run_steps
-from helpers import children, one_error_line, run_training
+from helpers import Page, children, one_error_line, run_training
 from image_fixtures import QUIET, make_dataset, two_tone
 
 
@@ -91,6 +92,17 @@ def test_cached_training_learns_and_saves_the_best_model(
         text = f.read()
     assert 'best epoch {}'.format(report['best_epoch']) in text
     assert text in printed
+    # The page shows the curves PlotLog drew, inline, and the mistakes;
+    # predictions.csv has a row per validation image.
+    page = Page(os.path.join(out, 'report.html'))
+    with open(os.path.join(out, 'loss.png'), 'rb') as f:
+        assert f.read() in page.inline_images()
+    assert len(page.mistakes) == round(6 * (1 - report['accuracy']))
+    assert 'best epoch {}'.format(report['best_epoch']) in page.text
+    with open(os.path.join(out, 'predictions.csv'), newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and sum(row['correct'] == 'True'
+                                  for row in rows) == round(6 * best)
     # The saved model's trunk is the caffemodel's, bit for bit.
     model, names = model_file.load_model(
         os.path.join(out, 'tuned_googlenet.model'))
@@ -253,7 +265,7 @@ def test_resumed_run_equals_an_uninterrupted_one_and_its_plots_the_log(
         cached_run, tmp_path, monkeypatch):
     plotted = {}
 
-    def record(log, keys, path):
+    def record(log, keys, path, best):
         plotted[os.path.basename(path)] = plots.plot_curves(
             log, keys)
     monkeypatch.setattr(plots, 'plot_log', record)

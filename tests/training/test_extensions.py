@@ -159,9 +159,9 @@ def test_plot_log_draws_exactly_the_log(tmp_path, monkeypatch):
     drawn = {}
     real = plots.plot_log
 
-    def record(log, keys, path):
-        drawn[os.path.basename(path)] = plots.plot_curves(log, keys)
-        real(log, keys, path)
+    def record(log, keys, path, best):
+        drawn[os.path.basename(path)] = plots.plot_curves(log, keys), best
+        real(log, keys, path, best)
     monkeypatch.setattr(plots, 'plot_log', record)
     trainer = stub_trainer(tmp_path, 2)
     trainer.extend(reporting([0.9, 0.4], key='main/loss'))
@@ -170,9 +170,11 @@ def test_plot_log_draws_exactly_the_log(tmp_path, monkeypatch):
         trigger=(1, 'epoch')))
     trainer.extend(extensions.PlotLog())
     trainer.run()
-    assert drawn['loss.png']['main/loss'] == ([1, 2], [0.9, 0.4])
-    assert drawn['accuracy.png']['validation/main/accuracy'] == (
+    assert drawn['loss.png'][0]['main/loss'] == ([1, 2], [0.9, 0.4])
+    assert drawn['accuracy.png'][0]['validation/main/accuracy'] == (
         [1, 2], [0.3, 0.8])
+    # The best epoch marked is the log's best.
+    assert drawn['loss.png'][1] == drawn['accuracy.png'][1] == (2, 0.8)
     for name in ('loss.png', 'accuracy.png'):
         with open(tmp_path / name, 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
