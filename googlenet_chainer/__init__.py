@@ -19,7 +19,8 @@ What each module owns:
     images        decoding as Caffe does, refusals, preprocessing, listing
     labels        label files, synset_words.txt, a model's class names
     prefetch      decoding ahead on every core
-    fast_ops      the trunk's numpy kernels for inference
+    fast_ops      the trunk's numpy kernels for inference, over the cores
+    losses        the classification loss, with label smoothing
     model_file    the model file: save, load, refuse
     devices       Chainer devices from the command line
     caffe_layers  BVLC's layer names and the deploy net as layers
@@ -47,7 +48,7 @@ tests/test_layout.py holds the code to the rule.
 LAYERS = (
     ('errors', 'compat', 'console', 'interrupts'),
     ('files',),
-    ('web', 'images', 'labels', 'prefetch', 'fast_ops'),
+    ('web', 'images', 'labels', 'prefetch', 'fast_ops', 'losses'),
     ('download', 'tuned_googlenet'),
     ('model_file', 'devices', 'caffe_layers', 'datasets', 'data_report',
      'plots', 'inputs', 'inference'),
@@ -56,8 +57,8 @@ LAYERS = (
     ('cli',),
     ('mpi',),
     ('training.sampling', 'training.row_cache', 'training.loader',
-     'training.snapshots'),
-    ('training.data',),
+     'training.snapshots', 'training.optimizers'),
+    ('training.data', 'training.views', 'training.options'),
     ('training.feature_cache',),
     ('training.extensions', 'training.run_folder'),
     ('training.trainer', 'training.final_report'),
