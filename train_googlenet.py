@@ -89,7 +89,8 @@ def build_parser():
     data = parser.add_argument_group('data')
     data.add_argument('--train',
                       help='folder of class folders, or a list file '
-                      '(required, but with --resume: no default)')
+                      '(required for a new run, --resume takes the run\'s: '
+                      'no default)')
     data.add_argument('--val', help='validation data (default: hold out '
                       '--val-ratio of --train)')
     data.add_argument('--val-ratio', type=float, default=0.1,

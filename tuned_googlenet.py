@@ -147,6 +147,14 @@ def cached_taps(cut, aux=True):
             and (aux or name not in AUX_TAPS)]
 
 
+def _constant(x):
+    """x as a Variable whose gradient no backward computes (the layers that
+    read what frozen stages made would compute it, to throw it away)."""
+    if isinstance(x, chainer.Variable) and not x.requires_grad:
+        return x
+    return chainer.Variable(getattr(x, 'array', x), requires_grad=False)
+
+
 class _Unfilled(initializer.Initializer):
     """Leaves a new parameter's array as numpy.empty made it (its pages
     untouched): load_model replaces the array itself."""
@@ -193,9 +201,9 @@ class GoogLeNet(chainer.Chain):
     ``class_weight`` (None, or an array of n_classes on the model's device)
     weights each class's examples in the three losses, as softmax_cross_entropy
     does; ``label_smoothing`` (0 to 1) smooths their targets
-    (losses.cross_entropy). ``aux_heads = False`` trains loss3 alone: the aux heads are neither
-    computed nor updated (with the trunk frozen they do not change what loss3's
-    classifier learns) and keep their weights.
+    (losses.cross_entropy). ``aux_heads = False`` trains loss3 alone: the aux
+    heads are neither computed nor updated (with the trunk frozen they do not
+    change what loss3's classifier learns) and keep their weights.
 
     Args:
         n_classes: classes of the heads, 2 to MAX_CLASSES; None: N_CLASSES.
@@ -286,11 +294,14 @@ class GoogLeNet(chainer.Chain):
                                               chunks=FAST_CHUNKS, taps=taps,
                                               reuse=frozen,
                                               kernels=self._fast_kernels))
-            h = None if h is None else chainer.Variable(h)
-            pooled.update((name, chainer.Variable(pool))
+            h = None if h is None else _constant(h)
+            pooled.update((name, _constant(pool))
                           for name, pool in fast.items())
             first = no_grad
         for i in range(first, stop):
+            if i == max(first, frozen):  # what frozen stages made: constant
+                h = _constant(h)
+                pooled.update({k: _constant(v) for k, v in pooled.items()})
             with chainer.using_config('enable_backprop',
                                       backprop and i >= frozen):
                 h = self._stage(TRUNK[i], h, StandardOps)
@@ -325,7 +336,7 @@ class GoogLeNet(chainer.Chain):
         """features() from frozen_features(x, aux)'s arrays (or Variables):
         only the stages above the cut run."""
         taps = cached_taps(self.freeze_until, aux)
-        pooled = dict(zip(taps, cached))
+        pooled = dict(zip(taps, map(_constant, cached)))
         if len(cached) > len(taps):
             self._run(cached[-1], len(self.frozen_stages), len(TRUNK), aux,
                       pooled)

@@ -49,8 +49,7 @@ def feature_shapes(cut='inc5b', aux=True):
     for name in cached_taps(cut, aux):
         k, s = TAP_POOLS[name]
         side = (SIDES[name] - k) // s + 1
-        shapes.append((1024 if name == 'inc5b' else _channels(name), side,
-                       side))
+        shapes.append((_channels(name), side, side))
     if cut != 'inc5b':
         shapes.append((_channels(cut), SIDES[cut], SIDES[cut]))
     return shapes
@@ -85,11 +84,13 @@ def cache_summary(cut, aux, views):
     names += [] if cut == 'inc5b' else [cut + '\'s output']
     parts = ', '.join('{} {}'.format(name, 'x'.join(map(str, shape)))
                       for name, shape in zip(names, feature_shapes(cut, aux)))
+    count = view_count(views)
     return ('--cache-features at {}: {} KB per image and view ({}); each '
-            'epoch trains on one of each image\'s {} views, {}; validation '
-            'on the centre crop; {} train'.format(
-                cut, feature_size(cut, aux) * 4 // 1000, parts,
-                view_count(views), describe(views),
+            'epoch trains on {}, {}; validation on the centre crop; {} '
+            'train'.format(
+                cut, round(feature_size(cut, aux) * 4 / 1000), parts,
+                'one of each image\'s {} views'.format(count) if count > 1
+                else 'each image\'s one view', describe(views),
                 'the heads' if cut == 'inc5b' else
                 'the stages after {} and the heads'.format(cut)))
 
@@ -246,12 +247,11 @@ def _open(cache, images, views):
     if cache.open():
         done = cache.complete_rows()
         count = view_count(views)
-        print('computing trunk features of {} images ({}: {} view{} of {} '
-              'KB) for {}{}'.format(
-                  images - done, describe(views), count,
-                  's' if count > 1 else '', cache.row_bytes // count // 1000,
-                  cache.path, ' ({} done before)'.format(done)
-                  if done else ''))
+        print('computing trunk features of {} images for {}{}: {} view{} '
+              'of {} KB each ({})'.format(
+                  images - done, cache.path, ' ({} done before)'.format(done)
+                  if done else '', count, 's' if count > 1 else '',
+                  round(cache.row_bytes / count / 1000), describe(views)))
     return cache.block, cache.blocks
 
 

@@ -15,8 +15,8 @@ from googlenet_chainer.training.sampling import image_rng
 
 FIXED = {'1': 'the centre crop',
          '2': 'the centre crop and its mirror',
-         '10': 'Caffe\'s ten crops (the four corners and the centre, each '
-               'mirrored)'}
+         '10': 'Caffe\'s ten crops: the four corners and the centre, each '
+               'mirrored'}
 DEFAULT_VIEWS = '2'
 MAX_RANDOM = 100
 # torchvision's RandomResizedCrop, which timm's and Keras' ImageNet recipes

@@ -62,7 +62,7 @@ def test_cached_training_learns_and_saves_the_best_model(
     assert 'training set: 18 images' in printed
     assert '\033' not in printed  # no terminal codes without a progress bar
     assert 'validation set: 6 images' in printed
-    assert '--cache-features at inc5b: 70 KB per image and view (inc4a\'s ' \
+    assert '--cache-features at inc5b: 71 KB per image and view (inc4a\'s ' \
         'pool 512x4x4, inc4d\'s pool 528x4x4, pool5 1024x1x1); each epoch ' \
         'trains on one of each image\'s 2 views, the centre crop and its ' \
         'mirror; validation on the centre crop; the heads train' in printed
@@ -154,8 +154,8 @@ def test_corrupt_images_are_reported_and_skipped(model_3, tmp_path, capsys):
         str(tmp_path / 'd' / 'red' / 'broken.png') + ': ')
     with open(os.path.join(out, 'report.txt')) as f:
         text = f.read()
-    assert text.endswith('left out, could not be used (1 file):\n  {}\n'.format(
-        unreadable[0]))
+    assert text.endswith(
+        'left out, could not be used (1 file):\n  {}\n'.format(unreadable[0]))
 
 
 def test_killed_mid_epoch_resumes_from_its_last_snapshot(dataset, model_3,

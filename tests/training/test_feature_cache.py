@@ -64,8 +64,8 @@ class CountingModel:
 
 def compute(model, images, path, views='1', seed=0):
     features = feature_cache.cached_features(
-        Predictor(model, CPU, views_of.view_count(views)), images, str(path), 2, 0,
-        60, show=False, views=views, seed=seed)
+        Predictor(model, CPU, views_of.view_count(views)), images,
+        str(path), 2, 0, 60, show=False, views=views, seed=seed)
     return numpy.array(features)
 
 
