@@ -2,6 +2,7 @@
 
     python convert_caffe_model.py --classes N
     python train_googlenet.py --train DATA [--val DATA] [--cache-features]
+    python train_googlenet.py --resume latest --out DIR [--epoch N]
 
 DATA is a folder with one sub-folder of images per class (the folder names,
 sorted, are the class names) or a list file of ``path label`` lines. The trunk
@@ -29,8 +30,12 @@ from googlenet_chainer.training import run_folder  # noqa: E402
 from googlenet_chainer.training.plan import plan_run  # noqa: E402
 from googlenet_chainer.training.final_report import (  # noqa: E402
     report_best_model)
+from googlenet_chainer.training.optimizers import (  # noqa: E402
+    OPTIMIZERS, POLICIES)
 from googlenet_chainer.training.trainer import (  # noqa: E402
     build_trainer, set_up_model, training_sets)
+from googlenet_chainer.training.views import (  # noqa: E402
+    DEFAULT_VIEWS, parse_views)
 
 
 def train(args, comm=Single()):
@@ -44,8 +49,9 @@ def train(args, comm=Single()):
         # by numpy's overflow warnings on the way there.
         model, plan = on_root_with_model(
             comm, lambda: plan_run(args, comm.size),
-            lambda plan: load_model(args.model,
+            lambda plan: load_model(plan.args.model,
                                     plan.config['freeze_until'])[0])
+        args = plan.args  # a resumed run's options are those it recorded
         device = set_up_model(args, model, plan, comm)
         train_set, val_set = training_sets(args, plan, model, device, comm)
         trainer = build_trainer(args, plan, model, train_set, val_set,
@@ -59,16 +65,36 @@ def train(args, comm=Single()):
 
 
 def main(argv=None):
-    return interrupts.run_interruptibly(
-        run_main, train, build_parser().parse_args(argv))
+    return interrupts.run_interruptibly(run_main, train,
+                                        parse_arguments(argv))
+
+
+def parse_arguments(argv=None):
+    """The command line, with ``given``: the options it gives (told from
+    the defaults by cli.parse_arguments), which a resumed run checks
+    against those it recorded. --train is required for a new run only.
+
+    Args:
+        argv: the arguments; None for sys.argv[1:].
+
+    Returns:
+        argparse.Namespace.
+    """
+    parser = build_parser()
+    args = cli.parse_arguments(parser, argv)
+    if args.train is None and not args.resume:
+        parser.error('the following arguments are required: --train (or '
+                     '--resume latest, which takes it from run.json)')
+    return args
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     data = parser.add_argument_group('data')
-    data.add_argument('--train', required=True,
+    data.add_argument('--train',
                       help='folder of class folders, or a list file '
-                      '(required: no default)')
+                      '(required for a new run, --resume takes the run\'s: '
+                      'no default)')
     data.add_argument('--val', help='validation data (default: hold out '
                       '--val-ratio of --train)')
     data.add_argument('--val-ratio', type=float, default=0.1,
@@ -86,18 +112,27 @@ def build_parser():
     model.add_argument('--model', default='tuned_googlenet.model',
                        help='the starting model, made by convert_caffe_'
                        'model.py --classes N (default: %(default)s)')
-    model.add_argument('--freeze-until',
+    model.add_argument('--freeze-until', type=str.lower,
                        default=tuned_googlenet.DEFAULT_FREEZE_UNTIL,
                        help='last frozen trunk layer, or none (default: '
                        '%(default)s: only the heads train)')
     model.add_argument('--aux-heads', choices=('on', 'off'), default='on',
-                       help='off: train loss3 alone and cache pool5 only (4 '
-                       'KB per view instead of 70 KB); with the trunk frozen '
-                       'the aux heads do not change loss3\'s classifier '
-                       '(default: %(default)s, the original\'s three heads)')
+                       help='off: train loss3 alone and cache without the '
+                       'aux heads\' inputs (4 KB per view instead of 70 KB '
+                       'at inc5b); with the trunk frozen the aux heads do '
+                       'not change loss3\'s classifier (default: '
+                       '%(default)s, the original\'s three heads)')
     model.add_argument('--cache-features', action='store_true',
-                       help='compute the frozen trunk once per image '
-                       '(default: off)')
+                       help='compute the frozen part once per image and '
+                       'view, at a --freeze-until from inc3a to inc5b, and '
+                       'train the layers above it on that (default: off)')
+    model.add_argument('--cache-views', type=parse_views,
+                       default=DEFAULT_VIEWS, metavar='N|"N random"',
+                       help='views cached per training image, one drawn '
+                       'each epoch: 1 (centre crop), 2 (and its mirror), 10 '
+                       '(Caffe\'s ten crops), or "N random" (crops of random '
+                       'scale and aspect, seeded per image; default: '
+                       '%(default)s)')
 
     optimisation = parser.add_argument_group('optimisation')
     optimisation.add_argument('--batchsize', '-B', type=cli.positive_int,
@@ -106,13 +141,23 @@ def build_parser():
     optimisation.add_argument('--epoch', '-E', type=cli.positive_int,
                               default=10, help='passes over the training '
                               'set (default: %(default)s)')
+    optimisation.add_argument(
+        '--optimizer', choices=tuple(OPTIMIZERS), default='momentum',
+        help='; '.join('{}: {}'.format(*item) for item in OPTIMIZERS.items())
+        + ' (default: %(default)s)')
     optimisation.add_argument('--lr', type=cli.positive_float, default=0.01,
                               help='learning rate (default: %(default)s)')
     optimisation.add_argument(
-        '--lr-policy', choices=('fixed', 'step', 'poly'), default='fixed',
+        '--lr-policy', choices=POLICIES, default='fixed',
         help='fixed; step: times --gamma every --lr-step epochs; poly: lr * '
         '(1 - iteration / iterations) ** --power, as Caffe\'s GoogLeNet '
-        'quick_solver (default: %(default)s)')
+        'quick_solver; cosine: lr * (1 + cos(pi * iteration / iterations)) '
+        '/ 2 (default: %(default)s)')
+    optimisation.add_argument('--warmup', type=cli.non_negative_float,
+                              default=0, metavar='EPOCHS',
+                              help='epochs of linear warm-up: update k of W '
+                              'runs at k / W of the policy\'s rate (default: '
+                              '%(default)s)')
     optimisation.add_argument('--lr-step', type=cli.positive_int, default=5,
                               help='epochs between steps of --lr-policy step '
                               '(default: %(default)s)')
@@ -126,7 +171,14 @@ def build_parser():
                               default=0.9, help='MomentumSGD\'s momentum '
                               '(default: %(default)s)')
     optimisation.add_argument('--weight-decay', type=cli.non_negative_float,
-                              default=2e-4, help='L2 weight decay (default: '
+                              default=2e-4, help='L2 weight decay; with '
+                              'adamw decoupled, lr x this of each weight an '
+                              'update, as PyTorch\'s AdamW (default: '
+                              '%(default)s)')
+    optimisation.add_argument('--label-smoothing', type=cli.unit_fraction,
+                              default=0.0, metavar='EPS',
+                              help='targets 1 - EPS on the class and EPS '
+                              'spread over all classes (default: '
                               '%(default)s)')
     optimisation.add_argument(
         '--class-weight', choices=('none', 'balanced'), default='none',
@@ -149,8 +201,9 @@ def build_parser():
                      help='the best model (default: OUT/tuned_googlenet.'
                      'model)')
     run.add_argument('--resume', help='a snapshot of this run to continue '
-                     'from, or "latest" for the newest in --out (default: a '
-                     'new run)')
+                     'from, or "latest" for the newest in --out, with the '
+                     'options the run recorded: give only those that may '
+                     'change, such as --epoch (default: a new run)')
     run.add_argument('--snapshot-interval', type=cli.snapshot_interval,
                      default=(1, 'epoch'), metavar='N [epoch|iteration]',
                      help='how often to snapshot: "N epoch" or "N '

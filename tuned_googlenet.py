@@ -6,8 +6,6 @@ trunk and leaves the replaced heads freshly initialised), then train.
 """
 import functools
 
-import numpy
-
 from googlenet_chainer.compat import chainer
 import chainer.functions as F
 import chainer.links as L
@@ -15,6 +13,7 @@ from chainer import initializer, initializers
 
 from googlenet_chainer import fast_ops
 from googlenet_chainer.errors import UserError
+from googlenet_chainer.losses import cross_entropy
 
 # Number of classes of the replaced heads (loss1_fc2, loss2_fc2, loss3_fc).
 # 1000 is ImageNet's, for which the converter copies every pretrained head.
@@ -22,8 +21,9 @@ N_CLASSES = 1000
 # ImageNet-21k has 21,841: room to spare, and 1.2 GB of heads at most.
 MAX_CLASSES = 100000
 
-# The trunk in the order it runs. The Caffe pooling layers pool3 and pool4 run
-# at the start of inc4a and inc5a, so every stage boundary is a cut point.
+# The trunk in the order it runs. The Caffe pooling layers pool3 and pool4
+# (no parameters) close inc3b and inc4e, so every stage boundary is a cut
+# point and a stage's output is what the next one reads.
 TRUNK = ('conv1', 'conv2_reduce', 'conv2',
          'inc3a', 'inc3b',
          'inc4a', 'inc4b', 'inc4c', 'inc4d', 'inc4e',
@@ -118,15 +118,41 @@ class StandardOps:
         return module(x)
 
 
-# The heads read the 5/3 average pools of these stages' outputs, and pool5.
+# The heads read the 5/3 average pools of these stages' outputs, and pool5,
+# the 7/1 average pool of inc5b's.
 AUX_TAPS = ('inc4a', 'inc4d')
-# The fast path runs each group of images (see _fast_features) in chunks,
+TAP_POOLS = {'inc4a': (5, 3), 'inc4d': (5, 3), 'inc5b': (7, 1)}
+# The fast path runs each group of images (fast_ops.run_stages) in chunks,
 # sized per stage: one image through the 112x112 to 28x28 stages (12544 to
 # 784 GEMM rows already) keeps two groups' working sets, one per core, near
 # the caches; four from the 14x14 stages on give the late GEMMs 196 to 784
 # rows. Peak RSS at batch 32, two groups at a time: 259 MB with these, 287
 # MB with chunks of 2 up to 28x28, at the same speed (2026-11-30).
 FAST_CHUNKS = (('conv1', 1), ('inc4a', 4))
+
+
+def cached_taps(cut, aux=True):
+    """The taps a trunk frozen up to ``cut`` passes, in order: AUX_TAPS
+    (with ``aux``), and inc5b, whose pool5 stands for its output.
+
+    Args:
+        cut: a TRUNK stage, the last frozen one.
+        aux: with the aux heads' taps.
+
+    Returns:
+        [str]: names of TAP_POOLS.
+    """
+    return [name for name in TAP_POOLS
+            if TRUNK.index(name) <= TRUNK.index(cut)
+            and (aux or name not in AUX_TAPS)]
+
+
+def _constant(x):
+    """x as a Variable whose gradient no backward computes (the layers that
+    read what frozen stages made would compute it, to throw it away)."""
+    if isinstance(x, chainer.Variable) and not x.requires_grad:
+        return x
+    return chainer.Variable(getattr(x, 'array', x), requires_grad=False)
 
 
 class _Unfilled(initializer.Initializer):
@@ -174,9 +200,10 @@ class GoogLeNet(chainer.Chain):
 
     ``class_weight`` (None, or an array of n_classes on the model's device)
     weights each class's examples in the three losses, as softmax_cross_entropy
-    does. ``aux_heads = False`` trains loss3 alone: the aux heads are neither
-    computed nor updated (with the trunk frozen they do not change what loss3's
-    classifier learns) and keep their weights.
+    does; ``label_smoothing`` (0 to 1) smooths their targets
+    (losses.cross_entropy). ``aux_heads = False`` trains loss3 alone: the aux
+    heads are neither computed nor updated (with the trunk frozen they do not
+    change what loss3's classifier learns) and keep their weights.
 
     Args:
         n_classes: classes of the heads, 2 to MAX_CLASSES; None: N_CLASSES.
@@ -191,6 +218,7 @@ class GoogLeNet(chainer.Chain):
     """
 
     aux_heads = True
+    label_smoothing = 0.0
     untrained_heads = ()  # set by load_model
 
     def __init__(self, n_classes=None, freeze_until=DEFAULT_FREEZE_UNTIL,
@@ -246,101 +274,73 @@ class GoogLeNet(chainer.Chain):
             return ops.conv_relu(self.conv2_reduce, h)
         if name == 'conv2':
             return ops.max_pool(ops.lrn(ops.conv_relu(self.conv2, h)))
-        if name in ('inc4a', 'inc5a'):
-            h = ops.max_pool(h)
-        return ops.inception(getattr(self, name), h)
+        h = ops.inception(getattr(self, name), h)
+        return ops.max_pool(h) if name in ('inc3b', 'inc4e') else h
 
-    def features(self, x, aux=True):
-        """The trunk: returns what the heads read.
-
-        That is the 5/3 average pools of inc4a and inc4d (None unless
-        ``aux``) and pool5, the 7x7 average pool of inc5b. Those pools have no
-        parameters, so a frozen trunk's features can be computed once and
-        cached. The stages that need no gradient (the frozen ones, or all
-        under no_backprop_mode) take fast_ops' paths where they apply.
-        """
+    def _run(self, h, first, stop, aux, pooled):
+        """Stages [first, stop) of TRUNK on h, their input: returns the
+        last one's output (None when that is inc5b on the fast path) and
+        adds the pools of the taps it passes to ``pooled``. The stages
+        that need no gradient (the frozen ones, or all under
+        no_backprop_mode) take fast_ops' paths where they apply."""
         backprop = chainer.config.enable_backprop
-        frozen = TRUNK.index(self.freeze_until) + 1 if self.freeze_until \
-            else 0
-        no_grad = len(TRUNK) if not backprop else frozen
-        h, pooled, start = x, {}, 0
-        if no_grad and fast_ops.applies(x):
-            h, pooled = self._fast_features(x, no_grad, frozen, aux)
-            start = no_grad
-        for i in range(start, len(TRUNK)):
-            name = TRUNK[i]
+        frozen = len(self.frozen_stages)
+        taps = {name: pool for name, pool in TAP_POOLS.items()
+                if aux or name not in AUX_TAPS}
+        no_grad = min(stop, max(frozen, first)) if backprop else stop
+        if no_grad > first and fast_ops.applies(h):
+            h, fast = fast_ops.run_stages(self._stage, getattr(h, 'array', h),
+                                          TRUNK, first, no_grad, dict(
+                                              chunks=FAST_CHUNKS, taps=taps,
+                                              reuse=frozen,
+                                              kernels=self._fast_kernels))
+            h = None if h is None else _constant(h)
+            pooled.update((name, _constant(pool))
+                          for name, pool in fast.items())
+            first = no_grad
+        for i in range(first, stop):
+            if i == max(first, frozen):  # what frozen stages made: constant
+                h = _constant(h)
+                pooled.update({k: _constant(v) for k, v in pooled.items()})
             with chainer.using_config('enable_backprop',
                                       backprop and i >= frozen):
-                h = self._stage(name, h, StandardOps)
-                if aux and name in AUX_TAPS:
-                    pooled[name] = F.average_pooling_2d(h, 5, stride=3)
-                if name == 'inc5b':
-                    pooled[name] = F.average_pooling_2d(h, 7, stride=1)
+                h = self._stage(TRUNK[i], h, StandardOps)
+                if TRUNK[i] in taps:
+                    pooled[TRUNK[i]] = F.average_pooling_2d(h,
+                                                            *taps[TRUNK[i]])
+        return h
+
+    def features(self, x, aux=True):
+        """The trunk on images x: returns what the heads read.
+
+        That is the 5/3 average pools of inc4a and inc4d (None unless
+        ``aux``) and pool5, the 7x7 average pool of inc5b. Those pools have
+        no parameters, so a frozen trunk's features can be computed once
+        and cached (frozen_features).
+        """
+        pooled = {}
+        self._run(x, 0, len(TRUNK), aux, pooled)
         return pooled.get('inc4a'), pooled.get('inc4d'), pooled['inc5b']
 
-    def _fast_features(self, x, stop, frozen, aux):
-        """Stages [0, stop) on fast_ops: returns the NCHW output of the last
-        one and the pools of the taps it passed, as Variables.
+    def frozen_features(self, x, aux=True):
+        """What the feature cache keeps of images x: the pools of the taps
+        up to the cut (cached_taps), then the last frozen stage's output
+        unless that is inc5b; a list of Variables. Nothing above the cut
+        runs."""
+        pooled = {}
+        h = self._run(x, 0, len(self.frozen_stages), aux, pooled)
+        kept = [pooled[name] for name in cached_taps(self.freeze_until, aux)]
+        return kept + ([h] if self.freeze_until != 'inc5b' else [])
 
-        The batch runs as groups of images spread over the cores
-        (fast_ops.spread_over_cores), each group through every stage in
-        FAST_CHUNKS' chunks.
-        """
-        x = getattr(x, 'array', x)
-        starts = [TRUNK.index(name) for name, _ in FAST_CHUNKS] + [stop]
-        largest = max(chunk for _, chunk in FAST_CHUNKS)
-        # Groups no larger than the largest chunk, and enough of them to
-        # give every worker one where the batch allows.
-        size = min(largest, -(-len(x) // fast_ops.worker_count()))
-
-        def group(begin):
-            # Its own TrunkOps: reuse_kernels changes from stage to stage.
-            ops, taps = fast_ops.TrunkOps(self._fast_kernels), {}
-            h = fast_ops.to_nhwc(x[begin:begin + size])
-            for (_, chunk), first, last in zip(FAST_CHUNKS, starts,
-                                               starts[1:]):
-                if first >= stop:
-                    break
-                h = self._fast_chunks(h, chunk, ops, first, min(last, stop),
-                                      frozen, aux, taps)
-            return (h if stop < len(TRUNK) else None), taps
-        results = fast_ops.spread_over_cores(group, range(0, len(x), size))
-
-        def joined(parts):
-            return chainer.Variable(fast_ops.to_nchw(
-                numpy.concatenate(parts) if len(parts) > 1 else parts[0]))
-        pooled = {name: joined([part for _, taps in results
-                                for part in taps[name]])
-                  for name in results[0][1]}
-        return (joined([h for h, _ in results]) if stop < len(TRUNK)
-                else None), pooled
-
-    def _fast_chunks(self, h, chunk, ops, first, last, frozen, aux, taps):
-        """Stages [first, last) on NHWC h, ``chunk`` images at a time, each
-        chunk's output copied into one array as soon as it is made."""
-        out = None
-        for i in range(0, len(h), chunk):
-            part = self._fast_stages(h[i:i + chunk], ops, first, last, frozen,
-                                     aux, taps)
-            if len(part) == len(h):
-                return part
-            if out is None:
-                out = numpy.empty((len(h),) + part.shape[1:], part.dtype)
-            out[i:i + len(part)] = part
-        return out
-
-    def _fast_stages(self, h, ops, first, last, frozen, aux, taps):
-        """Stages [first, last) on NHWC h; appends the taps' pools."""
-        for i in range(first, last):
-            name = TRUNK[i]
-            ops.reuse_kernels = i < frozen
-            h = self._stage(name, h, ops)
-            pool = (5, 3) if aux and name in AUX_TAPS else (
-                (7, 1) if name == 'inc5b' else None)
-            if pool:
-                taps.setdefault(name, []).append(
-                    fast_ops.average_pool(h, *pool))
-        return h
+    def features_from_cache(self, cached, aux=True):
+        """features() from frozen_features(x, aux)'s arrays (or Variables):
+        only the stages above the cut run."""
+        taps = cached_taps(self.freeze_until, aux)
+        pooled = dict(zip(taps, map(_constant, cached)))
+        if len(cached) > len(taps):
+            self._run(cached[-1], len(self.frozen_stages), len(TRUNK), aux,
+                      pooled)
+        return pooled.get('inc4a'), pooled.get('inc4d'), pooled['inc5b']
 
     def serialize(self, serializer):
         """Also drops the GEMM layouts: loading overwrites W in place."""
@@ -359,32 +359,31 @@ class GoogLeNet(chainer.Chain):
     def loss_from_features(self, aux1, aux2, pool5, t):
         """The training loss ``(loss1 + loss2) * 0.3 + loss3`` on the features
         (loss3 alone when aux1 and aux2 are None); reports its parts."""
-        weight = self.class_weight
+        def loss(y):
+            return cross_entropy(y, t, self.label_smoothing,
+                                 self.class_weight)
         y = self._main_head(pool5)
-        loss3 = F.softmax_cross_entropy(y, t, class_weight=weight)
         # Label -1 (an image that could not be read) counts in neither.
-        parts = {'loss3': loss3,
+        parts = {'loss3': loss(y),
                  'accuracy': F.accuracy(y, t, ignore_label=-1)}
-        loss = loss3
+        total = parts['loss3']
         if aux1 is not None:
-            parts['loss1'] = F.softmax_cross_entropy(
-                self._aux_head('loss1', aux1), t, class_weight=weight)
-            parts['loss2'] = F.softmax_cross_entropy(
-                self._aux_head('loss2', aux2), t, class_weight=weight)
-            loss = (parts['loss1'] + parts['loss2']) * 0.3 + loss3
-        parts['loss'] = loss
+            parts['loss1'] = loss(self._aux_head('loss1', aux1))
+            parts['loss2'] = loss(self._aux_head('loss2', aux2))
+            total = (parts['loss1'] + parts['loss2']) * 0.3 + total
+        parts['loss'] = total
         chainer.report(parts, self)
-        return loss
+        return total
 
     def forward(self, *inputs):
-        """``model(x, t)``, or ``model(aux1, aux2, pool5, t)`` on the trunk's
-        cached features, or ``model(pool5, t)`` (N x 1024 x 1 x 1) when the
-        cache holds pool5 alone."""
-        *features, t = inputs
-        if len(features) == 1 and features[0].shape[1] != 3:
-            features = (None, None, features[0])
-        elif len(features) == 1:
-            features = self.features(features[0], aux=self.aux_heads)
+        """``model(x, t)`` on images N x 3 x H x W, or ``model(*cached, t)``
+        on frozen_features(x, aux_heads)' arrays, as the feature cache
+        keeps them (features_from_cache)."""
+        *inputs, t = inputs
+        if len(inputs) == 1 and inputs[0].shape[1] == 3:
+            features = self.features(inputs[0], aux=self.aux_heads)
+        else:
+            features = self.features_from_cache(inputs, aux=self.aux_heads)
         return self.loss_from_features(*features, t)
 
     def predict(self, x):

@@ -22,7 +22,8 @@ What each module owns:
     images        decoding as Caffe does, refusals, preprocessing, listing
     labels        label files, synset_words.txt, a model's class names
     prefetch      decoding ahead on every core
-    fast_ops      the trunk's numpy kernels for inference
+    fast_ops      the trunk's numpy kernels for inference, over the cores
+    losses        the classification loss, with label smoothing
     model_file    the model file: save, load, refuse
     devices       Chainer devices from the command line
     caffe_layers  BVLC's layer names and the deploy net as layers
@@ -54,7 +55,7 @@ LAYERS = (
     ('errors', 'compat', 'console', 'interrupts', 'fonts'),
     ('locks', 'pixels'),
     ('files',),
-    ('web', 'images', 'labels', 'prefetch', 'fast_ops'),
+    ('web', 'images', 'labels', 'prefetch', 'fast_ops', 'losses'),
     ('download', 'tuned_googlenet'),
     ('model_file', 'devices', 'caffe_layers', 'datasets', 'data_report',
      'plots', 'inputs', 'inference'),
@@ -63,8 +64,8 @@ LAYERS = (
     ('cli',),
     ('mpi',),
     ('training.sampling', 'training.row_cache', 'training.loader',
-     'training.snapshots'),
-    ('training.data',),
+     'training.snapshots', 'training.optimizers'),
+    ('training.data', 'training.views', 'training.options'),
     ('training.feature_cache',),
     ('training.extensions', 'training.run_folder'),
     ('training.plan',),

@@ -269,3 +269,29 @@ def add_progress_option(parser):
     parser.add_argument('--no-progress', action='store_true',
                         help='no progress bars (default: shown on a '
                         'terminal only, so logs get no control codes)')
+
+
+def parse_arguments(parser, argv=None):
+    """parser.parse_args(argv), and which options argv gives.
+
+    argparse sets an option's default only where the namespace has no
+    such attribute yet, so a second parse into a namespace whose every
+    attribute is a marker leaves the marker wherever argv gives nothing,
+    whatever the default: an option given with its default's value counts
+    as given.
+
+    Args:
+        parser: an argparse.ArgumentParser.
+        argv: the arguments; None for sys.argv[1:].
+
+    Returns:
+        argparse.Namespace: parse_args', with ``given``, the frozenset of
+        the dests of the options argv gives.
+    """
+    args = parser.parse_args(argv)
+    unset = object()
+    probe = parser.parse_args(argv, argparse.Namespace(
+        **{dest: unset for dest in vars(args)}))
+    args.given = frozenset(dest for dest, value in vars(probe).items()
+                           if value is not unset)
+    return args

@@ -751,3 +751,79 @@ class TrunkOps:
 
     def inception(self, module, x):
         return inception(module, x, kernels=self._cache())
+
+
+def run_stages(stage, x, names, first, stop, plan):
+    """Stages names[first:stop] of x on the fast path, spread over the cores.
+
+    The batch runs as groups of images, one group at a time on each worker
+    (spread_over_cores), each group through every stage in chunks of images
+    sized per stage (``plan['chunks']``); each chunk's output is copied
+    into one array as soon as it is made.
+
+    Args:
+        stage: stage(name, h, ops) runs one stage on NHWC h with TrunkOps
+            ops and returns its output.
+        x: float32 numpy N x C x H x W, the input of names[first].
+        names: every stage, in order (tuned_googlenet.TRUNK).
+        first, stop: the stages [first, stop) run.
+        plan: {'chunks': ((stage name, images per chunk), ...), the chunk
+            size from each named stage on, the first named first;
+            'taps': {stage name: (k, s)}, the average pools of stage
+            outputs to keep; 'reuse': the stages before this index keep
+            their GEMM kernels between calls (the frozen ones);
+            'kernels': the dict that keeps them (the model's)}.
+
+    Returns:
+        (float32 N x C x H x W, the output of names[stop - 1], or None
+        when stop is the last stage, whose taps are all that is read;
+        {tap: its N x C x H x W pool} of the taps passed), numpy arrays.
+    """
+    starts = [names.index(name) for name, _ in plan['chunks']] + [stop]
+    largest = max(chunk for _, chunk in plan['chunks'])
+    # Groups no larger than the largest chunk, and enough of them to give
+    # every worker one where the batch allows.
+    size = min(largest, -(-len(x) // worker_count()))
+    output = stop < len(names)
+
+    def group(begin):
+        # Its own TrunkOps: reuse_kernels changes from stage to stage.
+        ops, taps = TrunkOps(plan['kernels']), {}
+        h = to_nhwc(x[begin:begin + size])
+        for (_, chunk), low, high in zip(plan['chunks'], starts,
+                                         starts[1:]):
+            low, high = max(low, first), min(high, stop)
+            if low < high:
+                h = _chunked(stage, h, chunk, ops, names, (low, high),
+                             plan, taps)
+        return (h if output else None), taps
+    results = spread_over_cores(group, range(0, len(x), size))
+
+    def joined(parts):
+        return to_nchw(numpy.concatenate(parts) if len(parts) > 1
+                       else parts[0])
+    pooled = {name: joined([part for _, taps in results
+                            for part in taps[name]])
+              for name in results[0][1]}
+    return (joined([h for h, _ in results]) if output else None), pooled
+
+
+def _chunked(stage, h, chunk, ops, names, stages, plan, taps):
+    """Stages names[stages[0]:stages[1]] on NHWC h, ``chunk`` images at a
+    time (run_stages' plan); appends the pools of the taps passed to
+    taps[name]."""
+    out = None
+    for i in range(0, len(h), chunk):
+        part = h[i:i + chunk]
+        for k in range(*stages):
+            ops.reuse_kernels = k < plan['reuse']
+            part = stage(names[k], part, ops)
+            if names[k] in plan['taps']:
+                taps.setdefault(names[k], []).append(
+                    average_pool(part, *plan['taps'][names[k]]))
+        if len(part) == len(h):
+            return part
+        if out is None:
+            out = numpy.empty((len(h),) + part.shape[1:], part.dtype)
+        out[i:i + len(part)] = part
+    return out

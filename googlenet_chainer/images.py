@@ -166,7 +166,7 @@ def _bomb_reason(exc, max_pixels):
         'over {} pixels'.format(max_pixels))
 
 
-def resized_bgr(image):
+def resized_bgr(image, size=RESIZE):
     """The image squashed to 256x256, channels BGR, minus the mean.
 
     Resized bilinearly, the aspect ratio not kept, as Caffe's classify.py
@@ -174,11 +174,12 @@ def resized_bgr(image):
 
     Args:
         image: an RGB PIL image (open_image's).
+        size: the side resized to; 256 as Caffe's.
 
     Returns:
-        float32 256 x 256 x 3 (HWC), 0..255 less MEAN_BGR (ImageNet's).
+        float32 size x size x 3 (HWC), 0..255 less MEAN_BGR (ImageNet's).
     """
-    image = image.resize((RESIZE, RESIZE), Image.BILINEAR)
+    image = image.resize((size, size), Image.BILINEAR)
     array = numpy.asarray(image, dtype=numpy.float32)[:, :, ::-1]
     return array - MEAN_BGR
 

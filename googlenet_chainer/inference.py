@@ -59,24 +59,28 @@ class Predictor:
                                             -1).mean(axis=1)
 
     def trunk_features(self, arrays, aux=True):
-        """float32 N x crops x size: what the heads read of each crop (the
-        two aux pools, 512x4x4 and 528x4x4, then pool5; pool5 alone unless
-        ``aux``), flattened and concatenated, not averaged."""
+        """float32 N x crops x size: what the feature cache keeps of each
+        crop (model.frozen_features: the pools of the taps before the cut,
+        with ``aux`` the aux heads' too, then the frozen part's output, or
+        pool5 at inc5b), flattened and concatenated, not averaged."""
         with chainer.no_backprop_mode(), chainer.using_config('train',
                                                               False):
-            pools = self.model.features(self._send(arrays), aux=aux)
+            parts = self.model.frozen_features(self._send(arrays), aux=aux)
         n = len(arrays) * self.crops
         flat = numpy.concatenate([_to_cpu(p.array).reshape(n, -1)
-                                  for p in pools if p is not None], axis=1)
+                                  for p in parts], axis=1)
         return flat.reshape(len(arrays), self.crops, -1)
 
-    def probabilities_from_pool5(self, pool5):
-        """float32 N x classes from pool5 rows (N x 1024 x 1 x 1), as the
-        feature cache holds them."""
+    def probabilities_from_cache(self, cut):
+        """float32 N x classes from the feature cache's last part of N
+        crops (the frozen part's output, N x C x H x W; pool5 at inc5b):
+        the stages above the cut, then loss3."""
         with chainer.no_backprop_mode(), chainer.using_config('train',
                                                               False):
-            return _to_cpu(self.model.probabilities_from_pool5(
-                self.device.send(numpy.ascontiguousarray(pool5))))
+            pool5 = self.model.features_from_cache(
+                [self.device.send(numpy.ascontiguousarray(cut))],
+                aux=False)[2]
+            return _to_cpu(self.model.probabilities_from_pool5(pool5))
 
 
 def check_finite(probs, what):

@@ -12,7 +12,8 @@ sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 from googlenet_chainer.compat import chainer  # noqa: E402
 
 import caffe_fixtures  # noqa: E402
-from googlenet_chainer import caffemodel, files, model_file  # noqa: E402
+from googlenet_chainer import (caffemodel, files, interrupts,  # noqa: E402
+                               model_file)
 from http_fixtures import LocalServer  # noqa: E402
 from helpers import FIVE, run_training  # noqa: E402
 from image_fixtures import FEATURES_ARGV, QUIET, make_dataset  # noqa: E402
@@ -126,6 +127,15 @@ def seeded():
     cached-feature views draw from, starts every test in the same state, so
     no outcome depends on the order or the set of tests run before it."""
     numpy.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def no_ctrl_c_left():
+    """A Ctrl-C that an earlier test's run received in this process stays
+    recorded after its run_interruptibly returned (raise_if_interrupted's
+    "or the last one"): a test that runs a Trainer by its steps, outside
+    run_interruptibly, does not inherit it."""
+    interrupts._received.clear()
 
 
 @pytest.fixture(autouse=True)

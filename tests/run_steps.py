@@ -15,8 +15,9 @@ Run = collections.namedtuple(
 def datasets_of(argv):
     """(args, model, plan, device, train set, validation set) of a run
     planned and with its feature cache computed, no trainer yet."""
-    args = train_googlenet.build_parser().parse_args(argv)
+    args = train_googlenet.parse_arguments(argv)
     model, plan = plan_run(args)
+    args = plan.args
     device = set_up_model(args, model, plan)
     return (args, model, plan, device) + training_sets(args, plan, model,
                                                        device)

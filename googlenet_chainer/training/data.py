@@ -117,8 +117,9 @@ def prepare_data(args, n_classes):
     """Reads, checks, splits and reports the run's data.
 
     Prints each set's report (print_report) and data_warnings' lines. The
-    validation split (without --val) is drawn from the readable images. A
-    training set smaller than the batch lowers args.batchsize to its size.
+    validation split (without --val) is drawn from the readable images. (A
+    training set smaller than the batch trains in batches of its size:
+    plan.plan_run.)
 
     Args:
         args: train_googlenet.py's options (--train, --val, --val-ratio,
@@ -162,7 +163,6 @@ def prepare_data(args, n_classes):
     for line in data_warnings(pairs, val_pairs, class_names, args.batchsize,
                               digests, args.class_weight == 'balanced'):
         print('warning: {}'.format(line))
-    args.batchsize = min(args.batchsize, len(pairs))
     return RunData(pairs, val_pairs, class_names, bad_train + bad_val,
                    digests)
 

@@ -236,6 +236,43 @@ class StopOnNonFinite(training.Extension):
                     else 'loss', value, trainer.updater.iteration))
 
 
+class LearningRate(training.Extension):
+    """Sets the optimizer's rate for each next update from a schedule.
+
+    ``attr`` = ``base`` x schedule(iteration, epoch), at the start of the
+    run (or of a resumed session) and after each update: a rate computed
+    from the iteration and the epoch alone resumes exactly and keeps
+    nothing in snapshots. Chainer's StepShift, PolynomialShift and
+    WarmupShift each count their own calls and set the attribute: two of
+    them on one attribute overwrite each other, so a warm-up cannot come
+    before another policy, and WarmupShift's initialize sets the warm-up's
+    start value again at every resume, so a run resumed after its warm-up
+    would keep that rate to its end.
+
+    Args:
+        schedule: optimizers.Schedule.
+        attr: the optimizer's attribute (optimizers.schedule_attr).
+        base: its value at the full rate.
+    """
+
+    trigger = (1, 'iteration')
+    # After observe_value (PRIORITY_WRITER) has logged this update's rate.
+    priority = training.PRIORITY_READER
+
+    def __init__(self, schedule, attr, base):
+        self.schedule = schedule
+        self.attr = attr
+        self.base = base
+
+    def initialize(self, trainer):
+        self(trainer)
+
+    def __call__(self, trainer):
+        updater = trainer.updater
+        setattr(updater.get_optimizer('main'), self.attr, self.base *
+                self.schedule(updater.iteration, updater.epoch))
+
+
 class PlotLog(training.Extension):
     """Draws loss.png and accuracy.png from LogReport's log, atomically.
 

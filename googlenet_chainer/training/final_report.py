@@ -63,15 +63,17 @@ def report_best_model(args, plan, trainer, val_set, device):
 def validation_probabilities(args, plan, predictor, val_set):
     """The best model's probabilities of the validation images.
 
-    From their cached pool5 rows with --cache-features, else from the
-    images (an image that became unreadable since the data report is left
-    out, with a warning on stderr).
+    From the feature cache with --cache-features (the stages above the
+    cut on each image's cached output), else from the images (an image
+    that became unreadable since the data report is left out, with a
+    warning on stderr).
 
     Args:
         args: the options (--cache-features, --val-batchsize,
             --max-pixels).
         plan: the run's plan.Plan (its val_pairs).
-        predictor: an inference.Predictor of the best model, one crop.
+        predictor: an inference.Predictor of the best model, frozen at
+            the run's cut, one crop.
         val_set: the whole validation set; with --cache-features a
             CachedFeatures.
 
@@ -80,11 +82,11 @@ def validation_probabilities(args, plan, predictor, val_set):
         probabilities), a row per image.
     """
     if args.cache_features:
-        pool5 = val_set.features[:, 0, -1024:]
         step = args.val_batchsize
-        probs = [predictor.probabilities_from_pool5(
-            pool5[i:i + step].reshape(-1, 1024, 1, 1))
-            for i in range(0, len(pool5), step)]
+        probs = [predictor.probabilities_from_cache(numpy.stack([
+            val_set.parts(j)[-1]
+            for j in range(i, min(i + step, len(val_set)))]))
+            for i in range(0, len(val_set), step)]
         # The cache's rows are the validation images, in order.
         return plan.val_pairs, numpy.concatenate(probs)
     probs, kept, bad = predict_dataset(predictor, plan.val_pairs,

@@ -11,19 +11,24 @@ from googlenet_chainer.errors import UserError
 from googlenet_chainer.files import atomic_write
 from googlenet_chainer.model_file import load_model, weights_digest
 from googlenet_chainer.training.data import data_fingerprint, prepare_data
-from googlenet_chainer.training.feature_cache import feature_size
+from googlenet_chainer.training.feature_cache import CUTS, feature_size
+from googlenet_chainer.training.optimizers import STATES
+from googlenet_chainer.training.options import (RUN_CONFIG, check_together,
+                                                recorded_options)
 from googlenet_chainer.training.run_folder import (
-    RUN_CONFIG, SNAPSHOT_PATTERN, prepare_out_folder, release,
-    snapshot_to_resume)
+    SNAPSHOT_PATTERN, prepare_out_folder, release, snapshot_to_resume)
 from googlenet_chainer.training.snapshots import (RUN_KEYS, snapshot_bytes,
                                                   snapshot_files)
+from googlenet_chainer.training.views import view_count
 
 Plan = collections.namedtuple(
-    'Plan', 'output pairs val_pairs class_names config snapshot batchsize '
-    'unreadable digests')
+    'Plan', 'args output pairs val_pairs class_names config snapshot '
+    'batchsize unreadable digests')
 Plan.__doc__ = """What rank 0 settled before a run starts, for every rank.
 
 Attributes:
+    args: the run's options: the command line's, and a resumed run's
+        recorded ones (options.recorded_options).
     output: the best model's path (--output).
     pairs, val_pairs: the training and validation [(path, label)].
     class_names: in label order.
@@ -31,17 +36,20 @@ Attributes:
     snapshot: the snapshot to resume; None for a new run.
     batchsize: --batchsize, lowered to a small training set's size.
     unreadable: 'PATH: why' of each file left out.
+    digests: {path: sha1 of the file} of every image kept.
 """
 
 
 def plan_run(args, processes=1):
     """Rank 0's checks and choices before any training, in the order a
-    failure is cheapest: --out and --output, the model, the data, the
+    failure is cheapest: a resumed run's recorded options, the options
+    that apply together, --out and --output, the model, the data, the
     snapshot to resume, the disk space; then writes run.json. A refusal
     removes the --out folder this call made, left empty.
 
     Args:
-        args: train_googlenet.py's parsed options.
+        args: train_googlenet.py's parsed options, with ``given``
+            (cli.parse_arguments).
         processes: MPI processes of the run (a snapshot records them).
 
     Returns:
@@ -64,11 +72,16 @@ def plan_run(args, processes=1):
 
 def _plan(args, processes):
     """plan_run's work, once it has noted whether --out was there."""
+    args = recorded_options(args)
+    check_together(args)
     output, run_files = prepare_out_folder(args)
     freeze_until = tuned_googlenet.parse_freeze_until(args.freeze_until)
-    if args.cache_features and freeze_until != 'inc5b':
-        raise UserError('--cache-features needs the whole trunk frozen '
-                        '(--freeze-until inc5b)')
+    if args.cache_features and freeze_until not in CUTS:
+        raise UserError('--cache-features keeps the frozen part\'s output '
+                        'at a cut from {} to {} (--freeze-until; {} now): '
+                        'below, nearly the whole network trains and a cache '
+                        'saves little'.format(CUTS[0], CUTS[-1],
+                                              freeze_until or 'none'))
     if not os.path.exists(args.model):
         raise UserError('no converted model at {}: run '
                         'convert_caffe_model.py --classes N first (N: the '
@@ -76,7 +89,8 @@ def _plan(args, processes):
                         .format(args.model))
     model, _ = load_model(args.model, freeze_until)
     data = prepare_data(args, model.n_classes)
-    config = run_config(args, model, data, processes)
+    batchsize = min(args.batchsize, len(data.pairs))
+    config = run_config(args, model, data, processes, batchsize)
     if len(data.pairs) < processes:
         raise UserError('the training set has {} image{}, fewer than the {} '
                         'processes: each trains on a share of at least one; '
@@ -85,17 +99,18 @@ def _plan(args, processes):
                             else 's', processes))
     snapshot = snapshot_to_resume(args, config, run_files)
     check_disk_space(args.out, bytes_to_add(args, model, data, output,
-                                            snapshot, processes))
+                                            snapshot, processes, batchsize))
     with atomic_write(os.path.join(args.out, RUN_CONFIG), 'w') as f:
         json.dump(config, f, indent=1)
     if args.cache_features:
         os.makedirs(os.path.join(args.out, 'features'), exist_ok=True)
-    return model, Plan(output, data.pairs, data.val_pairs, data.class_names,
-                       config, snapshot, args.batchsize, data.unreadable,
-                       data.digests)
+    return model, Plan(args, output, data.pairs, data.val_pairs,
+                       data.class_names, config, snapshot, batchsize,
+                       data.unreadable, data.digests)
 
 
-def bytes_to_add(args, model, data, output, snapshot=None, processes=1):
+def bytes_to_add(args, model, data, output, snapshot=None, processes=1,
+                 batchsize=None):
     """About the disk space a run will take beyond what is on disk: a
     resumed run counts its snapshots, best model and feature cache there.
 
@@ -103,7 +118,9 @@ def bytes_to_add(args, model, data, output, snapshot=None, processes=1):
     on disk at once (the newest is written before the oldest goes), each
     the size of one there or snapshot_bytes'. The best model is written
     beside the one it replaces. The cache's files take what their blocks
-    not yet written will (they are sparse until then).
+    not yet written will (they are sparse until then): feature_size at
+    the cut per view, --cache-views views per training image, one per
+    validation image.
 
     Args:
         args: train_googlenet.py's options.
@@ -112,31 +129,36 @@ def bytes_to_add(args, model, data, output, snapshot=None, processes=1):
         output: the best model's path.
         snapshot: the snapshot the run resumes from, or None.
         processes: MPI processes (each trains on a share of the images).
+        batchsize: the run's batch; None for --batchsize.
 
     Returns:
         int: bytes.
     """
     kept = [path for _, path in snapshot_files(args.out)]
-    size = os.path.getsize(kept[-1]) if kept else snapshot_bytes(model)
+    size = os.path.getsize(kept[-1]) if kept else snapshot_bytes(
+        model, STATES[args.optimizer])
     more = min(max(0, args.keep_snapshots + 1 - len(kept)),
-               _snapshots_to_write(args, data, processes, snapshot))
+               _snapshots_to_write(args, data, processes, snapshot,
+                                   batchsize or args.batchsize))
     model_bytes = os.path.getsize(args.model)
     best = model_bytes if os.path.exists(output) else 2 * model_bytes
     cache = 0
     if args.cache_features:
-        views = ((data.pairs, 2, 'train'), (data.val_pairs, 1, 'val'))
-        for pairs, per_image, name in views:
+        view_bytes = 4 * feature_size(model.freeze_until,
+                                      args.aux_heads == 'on')
+        for pairs, views, name in ((data.pairs, args.cache_views, 'train'),
+                                   (data.val_pairs, '1', 'val')):
             path = os.path.join(args.out, 'features', name + '.npy')
             written = os.stat(path).st_blocks * 512 if os.path.exists(
                 path) else 0
-            cache += max(0, len(pairs) * per_image * feature_size(
-                args.aux_heads == 'on') * 4 - written)
+            cache += max(0, len(pairs) * view_count(views) * view_bytes
+                         - written)
     return more * size + best + cache
 
 
-def _snapshots_to_write(args, data, processes, snapshot):
+def _snapshots_to_write(args, data, processes, snapshot, batchsize):
     """How many snapshots the run will write from where it starts."""
-    per_epoch = -(-len(data.pairs) // (processes * args.batchsize))
+    per_epoch = -(-len(data.pairs) // (processes * batchsize))
     count, unit = args.snapshot_interval
     every = count * per_epoch if unit == 'epoch' else count
     done = int(SNAPSHOT_PATTERN.match(os.path.basename(snapshot)).group(1)) \
@@ -165,20 +187,23 @@ def check_disk_space(out, needed):
                                                   free / 1e6))
 
 
-def run_config(args, model, data, processes=1):
+def run_config(args, model, data, processes=1, batchsize=None):
     """What makes a run this run, as run.json and snapshots keep it.
 
     The RUN_KEYS: the class names; the data, by content and label wherever
     it is (data_fingerprint); the frozen trunk, by its weights whichever
     file they came from (the heads and any layer that trains come back from
     the snapshot); the options a snapshot depends on. And, for the record,
-    the digest of every weight the run started from and every argument.
+    the digest of every weight the run started from and every argument as
+    given (options.recorded_options reads them back).
 
     Args:
         args: train_googlenet.py's options.
         model: the starting model, its trunk frozen as the run freezes it.
         data: prepare_data's RunData.
         processes: MPI processes of the run.
+        batchsize: the run's batch, --batchsize lowered to a small
+            training set's size; None for --batchsize.
 
     Returns:
         dict: JSON-ready, RUN_KEYS' keys, 'start' and 'arguments' ({option:
@@ -189,9 +214,13 @@ def run_config(args, model, data, processes=1):
                                        data.digests),
               'trunk': weights_digest(model, model.frozen_stages),
               'freeze_until': model.freeze_until, 'processes': processes,
+              'batchsize': batchsize or args.batchsize,
+              'cache_views': args.cache_views if args.cache_features
+              else None,
               'start': weights_digest(model, tuned_googlenet.TRUNK
                                       + tuned_googlenet.HEADS)}
     for key in RUN_KEYS:
         config.setdefault(key, getattr(args, key, None))
-    config['arguments'] = {key: value for key, value in vars(args).items()}
+    config['arguments'] = {key: value for key, value in vars(args).items()
+                           if key != 'given'}
     return config

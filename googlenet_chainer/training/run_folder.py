@@ -12,13 +12,13 @@ from googlenet_chainer.files import (check_output_path, check_outside,
                                      check_writable, make_out_folder)
 from googlenet_chainer.locks import try_lock
 from googlenet_chainer.model_file import MODEL_KIND
+from googlenet_chainer.training.options import RUN_CONFIG
 from googlenet_chainer.training.snapshots import (
     SNAPSHOT_PATTERN, check_snapshot, config_difference, latest_snapshot,
     snapshot_files)
 
 # What Chainer's snapshot writer and atomic_write leave behind when killed.
 STRAY_PATTERN = re.compile(r'^(tmpsnapshot_iter_\d+.*|\..+\.tmp)$')
-RUN_CONFIG = 'run.json'
 
 
 def prepare_out_folder(args):

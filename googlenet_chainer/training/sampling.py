@@ -28,6 +28,40 @@ def example_rng(seed, index, n):
     return numpy.random.default_rng([seed, epoch, example]), example
 
 
+def drawn_view(seed, index, n, views):
+    """Which example, and which of its cached views, a training step reads.
+
+    Args:
+        seed: the run's --seed.
+        index: a sampled index (example_rng's).
+        n: the dataset's length.
+        views: the views cached per example.
+
+    Returns:
+        (the example's index in 0..n - 1, a view in 0..views - 1), drawn
+        from example_rng: by the seed, the epoch and the example alone.
+    """
+    rng, example = example_rng(seed, index, n)
+    return example, int(rng.integers(views))
+
+
+def image_rng(seed, image):
+    """The random generator of one image's own views (the feature cache's
+    random crops), whichever process computes them.
+
+    Seeded with [seed, image, 0, 1]: never one of example_rng's streams,
+    which numpy's SeedSequence reads as [seed, epoch, example, 0].
+
+    Args:
+        seed: the run's --seed.
+        image: the image's row in its set.
+
+    Returns:
+        a numpy.random.Generator.
+    """
+    return numpy.random.default_rng([seed, image, 0, 1])
+
+
 class SeededOrder(chainer.iterators.OrderSampler):
     """Epoch k's shuffle: a permutation seeded by (seed, k), offset by k * n.
 

@@ -16,14 +16,19 @@ SNAPSHOT_PATTERN = re.compile(r'^snapshot_iter_(\d+)$')
 # --epoch, --device or --loaderjob, may change between sessions).
 RUN_KEYS = {'class_names': 'class names', 'data': 'data set',
             'trunk': 'frozen trunk weights (--model)',
-            'freeze_until': 'frozen layers',
-            'cache_features': '--cache-features', 'seed': '--seed',
-            'batchsize': '--batchsize', 'lr': '--lr',
-            'momentum': '--momentum', 'weight_decay': '--weight-decay',
-            'lr_policy': '--lr-policy', 'lr_step': '--lr-step',
-            'gamma': '--gamma', 'power': '--power',
+            'freeze_until': 'frozen layers (--freeze-until)',
+            'cache_features': '--cache-features',
+            'cache_views': '--cache-views', 'seed': '--seed',
+            'batchsize': '--batchsize', 'optimizer': '--optimizer',
+            'lr': '--lr', 'momentum': '--momentum',
+            'weight_decay': '--weight-decay', 'lr_policy': '--lr-policy',
+            'lr_step': '--lr-step', 'gamma': '--gamma', 'power': '--power',
+            'warmup': '--warmup', 'label_smoothing': '--label-smoothing',
             'class_weight': '--class-weight', 'aux_heads': '--aux-heads',
             'processes': 'MPI processes'}
+# What a snapshot from before a setting was recorded was made with.
+BEFORE = {'aux_heads': 'on', 'processes': 1, 'optimizer': 'momentum',
+          'warmup': 0, 'label_smoothing': 0.0}
 
 
 def snapshot_files(out):
@@ -116,7 +121,9 @@ def config_difference(stored, current):
 
     Args:
         stored: a snapshot's or run.json's configuration; one from before
-            --aux-heads and MPI counts as aux heads on and 1 process.
+            a setting was recorded counts as of BEFORE's (aux heads on, 1
+            process, momentum SGD, no warm-up or label smoothing); its
+            --cache-views, as of 2 views with the cache, none without.
         current: this run's (run_config).
 
     Returns:
@@ -125,8 +132,8 @@ def config_difference(stored, current):
         whose values are digests); '' if none.
     """
     differ = []
-    # Snapshots from before --aux-heads and MPI are of these settings.
-    stored = dict({'aux_heads': 'on', 'processes': 1}, **stored)
+    stored = {**BEFORE, 'cache_views': '2' if stored.get('cache_features')
+              else None, **stored}
     for key, words in RUN_KEYS.items():
         if stored.get(key) != current.get(key):
             if key == 'class_names':
@@ -140,17 +147,18 @@ def config_difference(stored, current):
     return '; '.join(differ)
 
 
-def check_snapshot(path, config):
-    """Refuses a snapshot that is not of this run.
+def stored_config(path):
+    """The run configuration a snapshot carries (run_config's).
 
     Args:
         path: the snapshot.
-        config: the run's configuration (run_config).
+
+    Returns:
+        dict.
 
     Raises:
-        UserError: path cannot be read as a snapshot, holds no run
-            configuration (a snapshot of an older version), or is of a run
-            whose configuration differs, naming what differs.
+        UserError: path cannot be read as a snapshot, or holds no run
+            configuration (a snapshot of an older version).
     """
     try:
         with numpy.load(path, allow_pickle=False) as npz:
@@ -162,7 +170,21 @@ def check_snapshot(path, config):
         raise UserError('cannot resume from {}: it is not a snapshot of this '
                         'version\'s runs (no run configuration in it)'.format(
                             path))
-    difference = config_difference(stored, config)
+    return stored
+
+
+def check_snapshot(path, config):
+    """Refuses a snapshot that is not of this run.
+
+    Args:
+        path: the snapshot.
+        config: the run's configuration (run_config).
+
+    Raises:
+        UserError: the snapshot cannot be read (stored_config), or is of a
+            run whose configuration differs, naming what differs.
+    """
+    difference = config_difference(stored_config(path), config)
     if difference:
         raise UserError('cannot resume from {}: it is a snapshot of another '
                         'run; differs in {}'.format(path, difference))
@@ -192,16 +214,20 @@ def resume(trainer, path):
         path, trainer.updater.iteration))
 
 
-def snapshot_bytes(model):
-    """A snapshot's size: each trained parameter and its momentum.
+def snapshot_bytes(model, states=1):
+    """A snapshot's size: each trained parameter and its optimizer's arrays.
 
-    For check_disk_space: the parameters outside the frozen stages, twice.
+    For check_disk_space: the parameters outside the frozen stages, 1 +
+    states times.
 
     Args:
         model: the run's GoogLeNet, frozen up to --freeze-until.
+        states: the arrays the optimizer keeps per parameter
+            (optimizers.STATES).
 
     Returns:
         int: bytes.
     """
-    return 2 * sum(param.array.nbytes for name, param in model.namedparams()
-                   if name.split('/')[1] not in model.frozen_stages)
+    return (1 + states) * sum(
+        param.array.nbytes for name, param in model.namedparams()
+        if name.split('/')[1] not in model.frozen_stages)

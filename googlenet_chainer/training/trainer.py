@@ -15,14 +15,17 @@ from googlenet_chainer.mpi import Single
 from googlenet_chainer.training.data import (ImageDataset,
                                              balanced_class_weight)
 from googlenet_chainer.training.extensions import (
-    EarlyStopping, ExactEvaluator, KeepSnapshots, PlotLog, SaveBest,
-    StopOnNonFinite, stop_if_interrupted)
-from googlenet_chainer.training.feature_cache import (CachedFeatures,
-                                                      cached_features)
+    EarlyStopping, ExactEvaluator, KeepSnapshots, LearningRate, PlotLog,
+    SaveBest, StopOnNonFinite, stop_if_interrupted)
+from googlenet_chainer.training.feature_cache import (
+    CachedFeatures, cache_summary, cached_features, feature_shapes)
 from googlenet_chainer.training.loader import make_iterator
+from googlenet_chainer.training.optimizers import (
+    Schedule, learning_rate, make_optimizer, schedule_attr)
 from googlenet_chainer.training.sampling import SeededOrder, Shard
 from googlenet_chainer.training.snapshots import (SNAPSHOT, resume,
                                                   snapshot_writer)
+from googlenet_chainer.training.views import view_count
 
 
 class PlainText:
@@ -45,7 +48,7 @@ class PlainText:
         self.stream.flush()
 
 
-class SeededUpdater(training.updaters.StandardUpdater):
+class SeededUpdater(chainer.training.updaters.StandardUpdater):
     """StandardUpdater that seeds dropout by the iteration.
 
     Before each update it seeds numpy's global generator, which dropout
@@ -69,59 +72,16 @@ class SeededUpdater(training.updaters.StandardUpdater):
         super().update_core()
 
 
-def make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=2e-4):
-    """MomentumSGD as in Caffe's GoogLeNet solver, with the trunk frozen.
-
-    The frozen stages, and the aux heads when model.aux_heads is False,
-    are kept out of the updates (GoogLeNet.freeze_trunk).
-
-    Args:
-        model: the GoogLeNet to train, aux_heads already set.
-        lr: the learning rate.
-        momentum: MomentumSGD's momentum.
-        weight_decay: L2 weight decay; 0 for none.
-
-    Returns:
-        the MomentumSGD, set up on model.
-    """
-    optimizer = chainer.optimizers.MomentumSGD(lr=lr, momentum=momentum)
-    optimizer.setup(model)
-    if weight_decay:
-        optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
-    model.freeze_trunk()
-    return optimizer
-
-
-def lr_schedule(args, iterations):
-    """Chainer's extension for --lr-policy, and its trigger.
-
-    Args:
-        args: the options (--lr-policy, --gamma, --lr-step, --power).
-        iterations: the whole run's iterations, where poly reaches 0.
-
-    Returns:
-        (extension, trigger): for step, StepShift run each epoch (the lr
-        times --gamma every --lr-step epochs); for poly, PolynomialShift
-        run each iteration; for fixed, (None, None).
-    """
-    if args.lr_policy == 'step':
-        return extensions.StepShift('lr', args.gamma, args.lr_step), (
-            1, 'epoch')
-    if args.lr_policy == 'poly':
-        # Caffe's poly: lr * (1 - iter / max_iter) ** power.
-        return extensions.PolynomialShift('lr', args.power, iterations), (
-            1, 'iteration')
-    return None, None
-
-
 def set_up_model(args, model, plan, comm=Single()):
     """Readies the starting model for the run, on its device.
 
-    The aux heads on or off, the device (each rank's own GPU under MPI),
-    and with --class-weight balanced the loss's class weights, printed.
+    The aux heads on or off, the label smoothing, the device (each rank's
+    own GPU under MPI), and with --class-weight balanced the loss's class
+    weights, printed.
 
     Args:
-        args: the options (--aux-heads, --device, --class-weight).
+        args: the options (--aux-heads, --label-smoothing, --device,
+            --class-weight).
         model: the starting model, on the CPU.
         plan: the run's plan.Plan.
         comm: mpi.Single or Distributed.
@@ -134,6 +94,7 @@ def set_up_model(args, model, plan, comm=Single()):
             not installed (devices.get_device).
     """
     model.aux_heads = args.aux_heads == 'on'
+    model.label_smoothing = args.label_smoothing
     device = get_device(args.device, comm)
     model.to_device(device)
     if args.class_weight == 'balanced':
@@ -150,8 +111,9 @@ def training_sets(args, plan, model, device, comm=Single()):
     """The datasets a run trains and validates on.
 
     Images (a random crop and mirror for training, the centre crop for
-    validation), or with --cache-features the trunk's cached features
-    (training picks the centre crop or its mirror), which this call
+    validation), or with --cache-features what the frozen trunk makes of
+    them (feature_cache: training draws one of each image's --cache-views
+    views each epoch, validation reads the centre crop), which this call
     computes if need be.
 
     Args:
@@ -170,29 +132,27 @@ def training_sets(args, plan, model, device, comm=Single()):
         UserError: the feature cache cannot be computed
             (feature_cache.cached_features).
     """
-    if args.cache_features:
-        print('--cache-features: the trunk runs once per image, so the '
-              'random 224 crop cannot apply; training picks the centre '
-              'crop or its mirror at random')
-        aux = args.aux_heads == 'on'
+    if not args.cache_features:
+        return (ImageDataset(plan.pairs, True, args.seed, args.max_pixels),
+                ImageDataset(plan.val_pairs, False, args.seed,
+                             args.max_pixels))
+    aux = args.aux_heads == 'on'
+    if not comm.rank:
+        print(cache_summary(model.freeze_until, aux, args.cache_views))
 
-        def cached(pairs, views, name, train):
-            features = cached_features(
-                Predictor(model, device, crops=views),
-                [(path, plan.digests[path]) for path, _ in pairs],
-                os.path.join(args.out, 'features', name + '.npy'),
-                args.val_batchsize, args.loaderjob, args.loader_timeout,
-                args.max_pixels, not args.no_progress, aux, comm)
-            return CachedFeatures(features, [label for _, label in pairs],
-                                  train, args.seed)
-        train_set = cached(plan.pairs, 2, 'train', True)
-        val_set = cached(plan.val_pairs, 1, 'val', False)
-    else:
-        train_set = ImageDataset(plan.pairs, True, args.seed,
-                                 args.max_pixels)
-        val_set = ImageDataset(plan.val_pairs, False, args.seed,
-                               args.max_pixels)
-    return train_set, val_set
+    def cached(pairs, views, name, train):
+        features = cached_features(
+            Predictor(model, device, crops=view_count(views)),
+            [(path, plan.digests[path]) for path, _ in pairs],
+            os.path.join(args.out, 'features', name + '.npy'),
+            args.val_batchsize, args.loaderjob, args.loader_timeout,
+            args.max_pixels, not args.no_progress, aux, comm, views,
+            args.seed)
+        return CachedFeatures(features, [label for _, label in pairs],
+                              feature_shapes(model.freeze_until, aux),
+                              train, args.seed)
+    return (cached(plan.pairs, args.cache_views, 'train', True),
+            cached(plan.val_pairs, '1', 'val', False))
 
 
 def build_trainer(args, plan, model, train_set, val_set, device,
@@ -225,8 +185,8 @@ def build_trainer(args, plan, model, train_set, val_set, device,
         # Each image once: ExactEvaluator sums over unequal shards.
         val_set = Shard(val_set, *scatter_index(
             len(val_set), comm.chainermn, force_equal_length=False))
-    optimizer = make_optimizer(model, lr=args.lr, momentum=args.momentum,
-                               weight_decay=args.weight_decay)
+    optimizer = make_optimizer(model, args.optimizer, args.lr, args.momentum,
+                               args.weight_decay)
     if comm.size > 1:
         import chainermn
         optimizer = chainermn.create_multi_node_optimizer(
@@ -243,9 +203,8 @@ def build_trainer(args, plan, model, train_set, val_set, device,
         else None
     trainer = training.Trainer(
         updater, early.stop if early else (args.epoch, 'epoch'), args.out)
-    iterations = int(math.ceil(args.epoch * len(train_set) / plan.batchsize))
     _extend(trainer, args, plan, model, val_iter, device, early, comm,
-            iterations)
+            len(train_set) / plan.batchsize)
     if plan.snapshot:
         resume(trainer, plan.snapshot)
     if comm.size > 1 and optimizer.is_changed(model):
@@ -257,9 +216,10 @@ def build_trainer(args, plan, model, train_set, val_set, device,
 
 
 def _extend(trainer, args, plan, model, val_iter, device, early, comm,
-            iterations):
-    """The run's extensions, rank 0's writers only on rank 0; iterations:
-    the whole run's, for --lr-policy poly."""
+            per_epoch):
+    """The run's extensions, rank 0's writers only on rank 0; per_epoch:
+    the updates of an epoch (of this rank's shard), fractional where the
+    last batch of an epoch takes the next one's first examples."""
     epoch = (1, 'epoch')
     trainer.extend(StopOnNonFinite('main/loss', training.PRIORITY_WRITER
                                    + 1), name='finite_loss')
@@ -271,10 +231,13 @@ def _extend(trainer, args, plan, model, val_iter, device, early, comm,
                    name='finite_validation_loss', trigger=epoch)
     if early:
         trainer.extend(early)
-    schedule, trigger = lr_schedule(args, iterations)
-    if schedule is not None:
-        trainer.extend(schedule, trigger=trigger)
-    trainer.extend(extensions.observe_lr())
+    schedule = Schedule(args.lr_policy, int(math.ceil(args.epoch * per_epoch)),
+                        int(math.ceil(args.warmup * per_epoch)), args.gamma,
+                        args.lr_step, args.power)
+    trainer.extend(LearningRate(schedule,
+                                *schedule_attr(args.optimizer, args.lr)))
+    trainer.extend(extensions.observe_value('lr', lambda trainer: (
+        learning_rate(trainer.updater.get_optimizer('main')))))
     if comm.rank:
         return  # rank 0 writes and prints for the run
     trainer.extend(SaveBest(model, plan.output, plan.class_names),

@@ -3,6 +3,7 @@ cache, schedules, kills and Ctrl-C."""
 import contextlib
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -62,7 +63,10 @@ def test_cached_training_learns_and_saves_the_best_model(
     assert 'training set: 18 images' in printed
     assert '\033' not in printed  # no terminal codes without a progress bar
     assert 'validation set: 6 images' in printed
-    assert 'random 224 crop cannot apply' in printed
+    assert '--cache-features at inc5b: 71 KB per image and view (inc4a\'s ' \
+        'pool 512x4x4, inc4d\'s pool 528x4x4, pool5 1024x1x1); each epoch ' \
+        'trains on one of each image\'s 2 views, the centre crop and its ' \
+        'mirror; validation on the centre crop; the heads train' in printed
     log = read_log(out)
     assert len(log) == 30
     assert {'main/loss', 'main/loss1', 'main/loss2', 'main/loss3',
@@ -162,8 +166,8 @@ def test_corrupt_images_are_reported_and_skipped(model_3, tmp_path, capsys):
         str(tmp_path / 'd' / 'red' / 'broken.png') + ': ')
     with open(os.path.join(out, 'report.txt')) as f:
         text = f.read()
-    assert text.endswith('left out, could not be used (1 file):\n  {}\n'.format(
-        unreadable[0]))
+    assert text.endswith(
+        'left out, could not be used (1 file):\n  {}\n'.format(unreadable[0]))
 
 
 def test_killed_mid_epoch_resumes_from_its_last_snapshot(dataset, model_3,
@@ -235,7 +239,10 @@ def test_one_run_per_out_and_resume_checks_the_run(
     snapshot = snapshots.latest_snapshot(str(out))
     assert cached_run(tmp_path / 'r2', '--seed', '5',
                       '--resume', snapshot) == 1
-    assert '--seed (0 in the snapshot, 5 now)' in one_error_line(capsys)
+    err = one_error_line(capsys)
+    assert 'options recorded in {}, and these are given otherwise: --seed ' \
+        '(0 recorded, 5 given); leave them out (only --epoch, '.format(
+            snapshot) in err
     # A folder without snapshots says how to start instead.
     assert cached_run(tmp_path / 'r3', '--resume', 'latest') == 1
     assert 'without --resume to start it' in one_error_line(capsys)
@@ -281,8 +288,8 @@ def test_resumed_run_equals_an_uninterrupted_one_and_its_plots_the_log(
         if iteration > 4:
             os.unlink(path)
     plotted.clear()
-    assert cached_run(out, *common,
-                      '--resume', 'latest') == 0
+    # Only the folder: the options come from its run.json.
+    assert run_training('--resume', 'latest', '--out', str(out)) == 0
     log = read_log(str(out))
     assert _without_times(log) == _without_times(whole)
     for name, keys in extensions.PlotLog.PLOTS.items():
@@ -290,6 +297,44 @@ def test_resumed_run_equals_an_uninterrupted_one_and_its_plots_the_log(
             assert plotted[name][key] == (
                 [entry['epoch'] for entry in log],
                 [entry[key] for entry in log]), (name, key)
+
+
+def test_a_cut_with_random_views_adamw_cosine_and_warm_up_resumes_alone(
+        model_3, tmp_path, capsys):
+    data = make_dataset(tmp_path / 'd', 3)  # 6 training, 3 validation
+    argv = ['--train', data, '--model', model_3, '--freeze-until', 'inc5a',
+            '--cache-features', '--cache-views', '2 random', '--aux-heads',
+            'off', '--optimizer', 'adamw', '--weight-decay', '0.05',
+            '--lr-policy', 'cosine', '--warmup', '1', '--label-smoothing',
+            '0.1', '--lr', '1e-3', '-B', '2', '--epoch', '3',
+            '--val-ratio', '0.25', '--snapshot-interval', '2 iteration',
+            '--keep-snapshots', '9']
+    whole = tmp_path / 'a'
+    assert run_training(*argv, '--out', str(whole)) == 0
+    assert 'inc5a\'s output 832x7x7' in capsys.readouterr().out
+    log = read_log(str(whole))
+    # Warm-up over epoch 1's 3 updates, then the half cosine over 9.
+    assert [entry['lr'] for entry in log] == pytest.approx(
+        [1e-3 * (1 + math.cos(math.pi * k / 9)) / 2 for k in (2, 5, 8)])
+    # Killed after iteration 4 (mid-epoch), resumed from its folder alone.
+    out = tmp_path / 'b'
+    shutil.copytree(whole / 'features', out / 'features')
+    assert run_training(*argv, '--out', str(out)) == 0
+    for iteration, path in snapshots.snapshot_files(str(out)):
+        if iteration > 4:
+            os.unlink(path)
+    capsys.readouterr()
+    assert run_training('--resume', 'latest', '--out', str(out)) == 0
+    printed = capsys.readouterr().out
+    assert 'continuing with the options recorded in {}'.format(
+        out / 'run.json') in printed
+    assert 'computing trunk features' not in printed
+    assert _without_times(read_log(str(out))) == _without_times(log)
+    # What may not change is refused, naming it.
+    assert run_training('--resume', 'latest', '--out', str(out), '--epoch',
+                        '4', '--optimizer', 'adam', '--seed', '0') == 1
+    assert 'these are given otherwise: --optimizer (adamw recorded, adam ' \
+        'given); leave them out' in one_error_line(capsys)
 
 
 def test_same_seed_same_log_with_and_without_loader_workers(
@@ -321,12 +366,13 @@ def test_keep_snapshots_and_stray_files_removed(cached_run, tmp_path,
     os.makedirs(out / 'tmpsnapshot_iter_9abc')
     (out / 'tmpsnapshot_iter_9abc' / 'snapshot_iter_9').write_bytes(b'x')
     (out / '.log.x1y2.tmp').write_text('{')
-    assert cached_run(out, '--epoch', '3',
-                      '--resume', 'latest', '--keep-snapshots', '3') == 0
+    assert cached_run(out, '--epoch', '3', '--resume', 'latest',
+                      '--snapshot-interval', '1 epoch') == 0
     assert 'removed {}'.format(out / 'tmpsnapshot_iter_9abc') in \
         capsys.readouterr().out
-    # The resumed session snapshots once per epoch (the default): the
-    # newest three are two of the first session's and its own.
+    # The resumed session snapshots once per epoch, as it is told (it would
+    # take the run's every iteration otherwise), keeping 3 as the run does:
+    # the newest three are two of the first session's and its own.
     assert _snapshot_iterations(str(out)) == [8, 9, 14]
     assert not [name for name in os.listdir(out)
                 if run_folder.STRAY_PATTERN.match(name)]
@@ -448,7 +494,7 @@ def test_balanced_class_weight(cached_run, model_3, tmp_path, capsys):
     model, _ = model_file.load_model(model_3)
     model.class_weight = weight
     x = [numpy.ones((4,) + s, numpy.float32)
-         for s in feature_cache.FEATURE_SHAPES]
+         for s in feature_cache.feature_shapes()]
     with chainer.using_config('train', False):
         weighted = float(model(*x, numpy.array([0, 0, 0, 1],
                                                numpy.int32)).array)

@@ -15,7 +15,7 @@ from image_fixtures import PHOTO, QUIET, make_classes, make_dataset
 
 
 def args_for(*argv):
-    return train_googlenet.build_parser().parse_args(list(argv))
+    return train_googlenet.parse_arguments(list(argv))
 
 
 def _refused(capsys, tmp_path, *argv):
@@ -94,11 +94,26 @@ def test_unreadable_model_file(capsys, tmp_path, dataset):
     assert 'cannot read model file' in err
 
 
-def test_cache_needs_the_whole_trunk_frozen(capsys, tmp_path, dataset,
-                                            model_3):
+@pytest.mark.parametrize('argv, message', [
+    (['--cache-features', '--freeze-until', 'conv2'], '--cache-features '
+     'keeps the frozen part\'s output at a cut from inc3a to inc5b '
+     '(--freeze-until; conv2 now)'),
+    (['--cache-features', '--freeze-until', 'None'], '(--freeze-until; none '
+     'now): below, nearly the whole network trains'),
+    (['--optimizer', 'adam', '--momentum', '0.95'], '--momentum applies only '
+     'with --optimizer momentum; this run\'s is adam'),
+    (['--lr-policy', 'cosine', '--gamma', '0.5'], '--gamma applies only '
+     'with --lr-policy step; this run\'s is cosine'),
+    (['--power', '2'], '--power applies only with --lr-policy poly; this '
+     'run\'s is fixed'),
+    (['--cache-views', '10'], '--cache-views applies only with '
+     '--cache-features')])
+def test_options_that_would_do_nothing_are_refused(
+        capsys, tmp_path, dataset, model_3, argv, message):
     err = _refused(capsys, tmp_path, '--train', dataset, '--model', model_3,
-                   '--cache-features', '--freeze-until', 'inc5a')
-    assert '--cache-features needs the whole trunk frozen' in err
+                   *argv)
+    assert message in err, err
+    assert not (tmp_path / 'r').exists()
 
 
 def test_unknown_freeze_layer(capsys, tmp_path, dataset, model_3):
@@ -393,3 +408,21 @@ def test_a_long_output_name_is_refused_before_any_training(
     assert err.startswith('error: --output ') and \
         'its name is too long (253 bytes' in err
     assert not (tmp_path / 'r').exists()
+
+
+def test_given_options_are_told_from_defaults(capsys, tmp_path):
+    args = args_for('--train', 'x', '--lr', '0.01', '-B', '8', '--resume',
+                    'latest')
+    assert args.given == {'train', 'lr', 'batchsize', 'resume'}
+    assert args.lr == 0.01 and args.epoch == 10  # 0.01 is the default too
+    with pytest.raises(SystemExit) as exit:
+        args_for('--epoch', '3')
+    assert exit.value.code == 2
+    assert 'required: --train (or --resume latest' in capsys.readouterr().err
+    # Nothing recorded to resume from, and no data given.
+    err = refused(capsys, train_googlenet.main, '--resume', 'latest',
+                  '--out', str(tmp_path / 'none'), *QUIET)
+    assert err == ('error: cannot take the run\'s options from {}: there '
+                   'is none; give them as the run was started (--train ...)'
+                   '\n'.format(tmp_path / 'none' / 'run.json'))
+    assert not (tmp_path / 'none').exists()

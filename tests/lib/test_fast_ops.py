@@ -12,7 +12,7 @@ import tuned_googlenet
 from googlenet_chainer import fast_ops, model_file
 from googlenet_chainer.compat import chainer
 from googlenet_chainer.images import open_image, preprocess
-from googlenet_chainer.training import trainer
+from googlenet_chainer.training import optimizers
 
 from helpers import ROOT
 from image_fixtures import random_images
@@ -122,7 +122,7 @@ def test_new_weights_are_seen(model_1000, tmp_path, rng):
     x = random_images(rng, 1, 224, 224)
     before = model.predict(x)
     # An update of the (unfrozen) trunk, then prediction again.
-    optimizer = trainer.make_optimizer(model, lr=1e-3)
+    optimizer = optimizers.make_optimizer(model, lr=1e-3)
     model.cleargrads()
     model(random_images(rng, 2, 224, 224), numpy.array([3, 4], numpy.int32)
           ).backward()

@@ -6,7 +6,7 @@ import pytest
 import tuned_googlenet
 from googlenet_chainer import caffemodel, fast_ops, model_file
 from googlenet_chainer.compat import chainer
-from googlenet_chainer.training import trainer
+from googlenet_chainer.training import optimizers
 
 from helpers import SILENT, params
 from image_fixtures import random_images
@@ -18,7 +18,7 @@ def test_frozen_trunk_stays_while_every_head_trains(caffemodels, tmp_path,
     out = str(tmp_path / 'five.model')
     caffemodel.convert(caffemodels['v1'], out, n_classes=5, **SILENT)
     model, _ = model_file.load_model(out)
-    optimizer = trainer.make_optimizer(model)
+    optimizer = optimizers.make_optimizer(model)
     before = {k: v.copy() for k, v in params(model).items()}
     x = rng.uniform(-100, 100, (2, 3, 224, 224)).astype(numpy.float32)
     t = numpy.array([1, 3], dtype=numpy.int32)
