@@ -27,6 +27,9 @@ def make_optimizer(model, name='momentum', lr=0.01, momentum=0.9,
     PyTorch's and Keras' AdamW do; Chainer's Adam takes that as
     weight_decay_rate, which it does not scale by alpha, so it gets lr x
     weight_decay, and the schedule scales both through eta (schedule_attr).
+    Weight decay applies to weights, not biases, as BVLC's solver has it
+    (each bias's decay_mult: 0 in bvlc_googlenet's train_val.prototxt) and
+    as timm's optimizers do.
     Adam's betas and epsilon and RMSprop's decay and epsilon are
     Chainer's defaults (those of PyTorch too): 0.9, 0.999, 1e-8; 0.99,
     1e-8. The frozen stages, and the aux heads when model.aux_heads is
@@ -51,8 +54,13 @@ def make_optimizer(model, name='momentum', lr=0.01, momentum=0.9,
             alpha=lr, weight_decay_rate=lr * weight_decay
             if name == 'adamw' else 0)
     optimizer.setup(model)
-    if weight_decay and name != 'adamw':
-        optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
+    for path, param in model.namedparams():
+        if path.endswith('/b'):
+            if name == 'adamw':
+                param.update_rule.hyperparam.weight_decay_rate = 0
+        elif weight_decay and name != 'adamw':
+            param.update_rule.add_hook(
+                chainer.optimizer_hooks.WeightDecay(weight_decay))
     model.freeze_trunk()
     return optimizer
 

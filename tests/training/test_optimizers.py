@@ -57,8 +57,11 @@ def chainers_own(name):
             alpha=LR, weight_decay_rate=LR * DECAY),
         'rmsprop': lambda: chainer.optimizers.RMSprop(lr=LR)}[name]()
     optimizer.setup(model)
-    if name != 'adamw':
-        optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(DECAY))
+    if name == 'adamw':
+        model.fc.b.update_rule.hyperparam.weight_decay_rate = 0
+    else:
+        model.fc.W.update_rule.add_hook(
+            chainer.optimizer_hooks.WeightDecay(DECAY))
     return optimizer, model
 
 
@@ -99,7 +102,7 @@ def test_adamw_is_pytorchs():
         p /= p.sum(axis=1, keepdims=True)
         p[numpy.arange(8), t] -= 1
         g, gb = p.T @ x / 8, p.sum(axis=0) / 8
-        w, b = w * (1 - lr * DECAY), b * (1 - lr * DECAY)
+        w = w * (1 - lr * DECAY)  # the bias is not decayed
         m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
         mb, vb = 0.9 * mb + 0.1 * gb, 0.999 * vb + 0.001 * gb * gb
         fix1, fix2 = 1 - 0.9 ** step, 1 - 0.999 ** step
@@ -108,6 +111,19 @@ def test_adamw_is_pytorchs():
         b = b - alpha * mb / (numpy.sqrt(vb) + 1e-8)
     # Four float32 updates of a few operations each.
     numpy.testing.assert_allclose(got, w, rtol=rtol_for(16))
+
+
+@pytest.mark.parametrize('name', list(optimizers.OPTIMIZERS))
+def test_weights_decay_and_biases_do_not(name):
+    # No gradient: what changes is the decay's alone (for Adam, its L2
+    # term's step; for AdamW, w -= lr * decay * w).
+    model = Tiny()
+    model.fc.b.array[:] = 1.0
+    optimizer = optimizers.make_optimizer(model, name, LR, MOMENTUM, DECAY)
+    w = model.fc.W.array.copy()
+    optimizer.update(lambda: F.sum(model.fc.W * 0) + F.sum(model.fc.b * 0))
+    assert numpy.array_equal(model.fc.b.array, numpy.ones(3, numpy.float32))
+    assert ((model.fc.W.array - w) * w < 0).all()  # towards 0
 
 
 def rates_used(extension, trigger, iterations=12, per_epoch=4):
