@@ -17,9 +17,14 @@ nothing else.
 ``numpy.sctypes``, removed in numpy 2.0, is read at import by
 ``chainer/functions/array/as_strided.py`` (its ``index_dtype`` and the
 float check of its backward): numpy 1.26's table is put back under that
-name when numpy lacks it. It is the one name numpy 2 removed that Chainer's
-code reaches; with it Chainer runs on numpy 2 (Python 3.10 to 3.13) as on
-numpy 1.26.
+name when numpy lacks it. It is the one name removed by numpy 2.0 to 2.4
+that Chainer's code reads (a search of its sources for the others found
+none); with it Chainer runs on numpy 2 (Python 3.10 to 3.13) as on numpy
+1.26.
+
+Where CuPy 14 is installed, the two warnings Chainer's import prints about
+cuDNN and NCCL are not shown (see below): scripts print one line on bad
+input, and these are about nothing this project uses.
 
 ``chainer.dataset.download`` imports filelock, which imports asyncio: 40 ms
 of every start-up (a fifth of Chainer's own import) for a lock that only
@@ -32,6 +37,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
+import warnings
 
 import numpy
 
@@ -75,6 +81,18 @@ if 'chainer' not in sys.modules:
     if 'filelock' not in sys.modules:
         sys.modules['filelock'] = _Deferred('filelock')
 
-import chainer  # noqa: E402
+with warnings.catch_warnings():
+    # Where CuPy 14 is installed, Chainer's import prints two warnings on
+    # every run, CPU or GPU, about what this project does not use:
+    # chainer/backends/cuda.py's "cuDNN is not enabled" (CuPy 14 has no
+    # cuDNN, so its advice, to reinstall CuPy after cuDNN, cannot be
+    # followed; convolutions run on cuBLAS) and CuPy's "nccl library could
+    # not be loaded", set off by the import of cupy.cuda.nccl in
+    # chainer/training/updaters/multiprocess_parallel_updater.py (ChainerMN's
+    # pure_nccl communicator still refuses to start without NCCL, saying
+    # so). Each is given once, at this import, and only here ignored.
+    warnings.filterwarnings('ignore', 'cuDNN is not enabled')
+    warnings.filterwarnings('ignore', r'\s*nccl library could not be loaded')
+    import chainer  # noqa: E402
 
 __all__ = ['chainer']
