@@ -16,6 +16,7 @@ Anything that backpropagates keeps Chainer's standard functions. The switch:
 import concurrent.futures
 import contextlib
 import ctypes
+import itertools
 import os
 import threading
 
@@ -59,9 +60,10 @@ def enabled(flag):
 
 class _OpenBLAS:
     """The thread count of the OpenBLAS that numpy loaded, found by its
-    file in /proc/self/maps and its exported setter (suffixed 64_ in
-    numpy's ILP64 wheels); ``found`` is False on any other BLAS or
-    system, where nothing here changes it."""
+    file in /proc/self/maps and its exported setter: suffixed 64_ in
+    numpy's ILP64 wheels, and also prefixed scipy_ in numpy 2's, which
+    ship scipy-openblas (libscipy_openblas64_); ``found`` is False on any
+    other BLAS or system, where nothing here changes it."""
 
     def __init__(self):
         self.get = self.set = None
@@ -76,9 +78,12 @@ class _OpenBLAS:
                 lib = ctypes.CDLL(path)
             except OSError:
                 continue
-            for suffix in ('64_', '_64_', ''):
-                get = getattr(lib, 'openblas_get_num_threads' + suffix, None)
-                set_ = getattr(lib, 'openblas_set_num_threads' + suffix, None)
+            for prefix, suffix in itertools.product(('scipy_', ''),
+                                                    ('64_', '_64_', '')):
+                get = getattr(lib, prefix + 'openblas_get_num_threads' +
+                              suffix, None)
+                set_ = getattr(lib, prefix + 'openblas_set_num_threads' +
+                               suffix, None)
                 if get and set_:
                     get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
                     self.get, self.set = get, set_
