@@ -116,15 +116,17 @@ def spread_over_cores(function, items):
     """[function(item) for item in items], the items shared out among cores.
 
     The items are dealt in turn among worker_count() threads (the calling
-    one included), each with a one-thread OpenBLAS for the duration.
+    one included), each with a one-thread OpenBLAS for the duration; a
+    single item runs in the calling thread, also on one BLAS thread.
 
     On a 2-core machine a small GEMM split over two BLAS threads waits on
     both, and everything between the GEMMs (copies, transforms, pooling,
     LRN, bias and ReLU) runs on one core; whole images on each core keep
-    both busy with neither waiting. numpy releases the GIL in its array
-    loops and BLAS calls. One caller at a time spreads (the thread count
-    is process-wide); another, or a single item, runs in the calling
-    thread as it is.
+    both busy with neither waiting. One image's GEMMs on numpy 2's OpenBLAS
+    threads took 2-3x as long as on one whenever other processes shared
+    the cores (bench/README.md). numpy releases the GIL in its array loops
+    and BLAS calls. One caller at a time spreads (the thread count is
+    process-wide); another runs in the calling thread as it is.
 
     Args:
         function: called with one item; must be safe to run in several
@@ -136,16 +138,19 @@ def spread_over_cores(function, items):
     """
     items = list(items)
     workers = min(worker_count(), len(items))
-    if workers < 2 or not _spread['lock'].acquire(blocking=False):
+    if (not items or worker_count() < 2 or
+            not _spread['lock'].acquire(blocking=False)):
         return [function(item) for item in items]
     lib = _blas['lib']
     threads = lib.get()
     try:
+        lib.set(1)
+        if workers < 2:
+            return [function(items[0])]
         if _spread['size'] < workers - 1:
             _spread['pool'] = concurrent.futures.ThreadPoolExecutor(
                 workers - 1, thread_name_prefix='fast_ops')
             _spread['size'] = workers - 1
-        lib.set(1)
 
         def share(k):
             return [function(item) for item in items[k::workers]]
