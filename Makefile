@@ -3,11 +3,14 @@
 # chosen here.
 #
 # The interpreter: PYTHON if given (PYTHON=python3.12 make test), else .venv's
-# own when it is a supported one, else the first supported one of CANDIDATES.
-# Chainer 7.8.1 with numpy 1.26 runs on Python 3.10 to 3.12 (numpy 1.26 has
-# no wheels for 3.13); any other is refused before anything is created.
-SUPPORTED := 3.10 3.11 3.12
-CANDIDATES := python3.11 python3.12 python3.10 python3 python
+# own when it is a supported one, else the first supported one of CANDIDATES
+# (python3 first: a current distribution's own). Chainer 7.8.1 with numpy 2
+# runs on Python 3.10 to 3.13 (tested: README.md); 3.14 is accepted untested,
+# since every pin has its wheels (requirements.txt). Any other is refused
+# before anything is created.
+SUPPORTED := 3.10 3.11 3.12 3.13 3.14
+UNTESTED := 3.14
+CANDIDATES := python3 python3.13 python3.12 python3.11 python3.10 python
 VENV := .venv
 PY := $(VENV)/bin/python
 
@@ -19,6 +22,16 @@ VERSION_PY := import sys; print("%d.%d.%d" % sys.version_info[:3])
 # (as with pyenv's shim for a version that is installed but not selected).
 version_of = $(shell $(1) -c '$(VERSION_PY)' 2>/dev/null)
 is_supported = $(filter $(SUPPORTED),$(basename $(call version_of,$(1))))
+empty :=
+space := $(empty) $(empty)
+comma := ,
+# "python3 is 3.9.18, python is 2.7.18": the candidates that run, each with
+# its version, for the refusal when none of them is supported.
+found_versions = $(subst :, is ,$(subst $(space),$(comma)$(space),$(strip \
+  $(foreach p,$(CANDIDATES),$(if $(call version_of,$(p)),$(p):$(call version_of,$(p)))))))
+# The refusals' advice.
+RANGE := Python 3.10 to 3.14
+EXAMPLE := e.g. PYTHON=python3.13 make test
 
 # Only the targets that use the interpreter look for one, so that `make
 # clean` works whatever PYTHON says.
@@ -27,17 +40,19 @@ ifeq ($(origin PYTHON),undefined)
 # .venv's interpreter is one only while it has pip: without, .venv is rebuilt.
 PYTHON := $(firstword $(foreach p,$(if $(shell $(PY) -c 'import pip' 2>/dev/null && echo y),$(PY)) $(CANDIDATES),$(if $(call is_supported,$(p)),$(p))))
 ifeq ($(PYTHON),)
-$(error error: no supported Python found (tried $(CANDIDATES)): install Python 3.10, 3.11 or 3.12 and name it, e.g. PYTHON=python3.11 make test)
+$(error error: no supported Python found ($(or $(found_versions),none of $(CANDIDATES) runs)); install $(RANGE) and name it, $(EXAMPLE))
 endif
 endif
 PYTHON_VERSION := $(call version_of,$(PYTHON))
 ifeq ($(PYTHON_VERSION),)
-$(error error: PYTHON=$(PYTHON) does not run ($(or $(shell $(PYTHON) -c '' 2>&1 >/dev/null | head -n 1),no output)); name an installed Python 3.10, 3.11 or 3.12, e.g. PYTHON=python3.11 make test)
+$(error error: PYTHON=$(PYTHON) does not run ($(or $(shell $(PYTHON) -c '' 2>&1 >/dev/null | head -n 1),no output)); name an installed $(RANGE), $(EXAMPLE))
 endif
 ifeq ($(filter $(SUPPORTED),$(basename $(PYTHON_VERSION))),)
-$(error error: PYTHON=$(PYTHON) is Python $(PYTHON_VERSION), which this project does not support; use Python 3.10, 3.11 or 3.12, e.g. PYTHON=python3.11 make test)
+$(error error: PYTHON=$(PYTHON) is Python $(PYTHON_VERSION), which this project does not support; use $(RANGE), $(EXAMPLE))
 endif
 endif
+# Said when .venv is created with an interpreter accepted but not tested.
+UNTESTED_NOTE := $(if $(filter $(UNTESTED),$(basename $(PYTHON_VERSION))),$(comma) not tested with this project)
 
 # The stamp's name holds the interpreter's version, so that choosing another
 # one makes it out of date.
@@ -73,7 +88,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-build.txt requireme
 	  rm -rf $(VENV); \
 	fi
 	rm -f $(VENV)/.installed*
-	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON) (Python $(PYTHON_VERSION))"; \
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON) (Python $(PYTHON_VERSION)$(UNTESTED_NOTE))"; \
 	  $(PYTHON) -m venv $(VENV); } || { \
 	  rm -rf $(VENV); \
 	  echo "error: $(PYTHON) -m venv $(VENV) failed (above); on Debian and Ubuntu, install python$(basename $(PYTHON_VERSION))-venv" >&2; \

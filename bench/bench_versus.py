@@ -16,9 +16,9 @@ for the project, the time until its first forward pass starts, against
 photo-sized (3000x2000) JPEGs, OpenCV doing imread, resize and forward; the
 project's peak memory at batch 32.
 
-OpenCV is for the benchmark only: ``pip install --no-deps
-opencv-python-headless==4.14.0.94`` (its wheel declares numpy>=2 but runs on
-numpy 1.26; OpenCV 5 has no Caffe importer). See bench/README.md.
+OpenCV is for the benchmark only: ``pip install
+opencv-python-headless==4.14.0.94`` (OpenCV 5 has no Caffe importer). See
+bench/README.md.
 """
 import os
 import statistics

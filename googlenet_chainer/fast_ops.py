@@ -16,6 +16,7 @@ Anything that backpropagates keeps Chainer's standard functions. The switch:
 import concurrent.futures
 import contextlib
 import ctypes
+import itertools
 import os
 import threading
 
@@ -59,9 +60,10 @@ def enabled(flag):
 
 class _OpenBLAS:
     """The thread count of the OpenBLAS that numpy loaded, found by its
-    file in /proc/self/maps and its exported setter (suffixed 64_ in
-    numpy's ILP64 wheels); ``found`` is False on any other BLAS or
-    system, where nothing here changes it."""
+    file in /proc/self/maps and its exported setter: suffixed 64_ in
+    numpy's ILP64 wheels, and also prefixed scipy_ in numpy 2's, which
+    ship scipy-openblas (libscipy_openblas64_); ``found`` is False on any
+    other BLAS or system, where nothing here changes it."""
 
     def __init__(self):
         self.get = self.set = None
@@ -76,9 +78,12 @@ class _OpenBLAS:
                 lib = ctypes.CDLL(path)
             except OSError:
                 continue
-            for suffix in ('64_', '_64_', ''):
-                get = getattr(lib, 'openblas_get_num_threads' + suffix, None)
-                set_ = getattr(lib, 'openblas_set_num_threads' + suffix, None)
+            for prefix, suffix in itertools.product(('scipy_', ''),
+                                                    ('64_', '_64_', '')):
+                get = getattr(lib, prefix + 'openblas_get_num_threads' +
+                              suffix, None)
+                set_ = getattr(lib, prefix + 'openblas_set_num_threads' +
+                               suffix, None)
                 if get and set_:
                     get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
                     self.get, self.set = get, set_
@@ -111,15 +116,17 @@ def spread_over_cores(function, items):
     """[function(item) for item in items], the items shared out among cores.
 
     The items are dealt in turn among worker_count() threads (the calling
-    one included), each with a one-thread OpenBLAS for the duration.
+    one included), each with a one-thread OpenBLAS for the duration; a
+    single item runs in the calling thread, also on one BLAS thread.
 
     On a 2-core machine a small GEMM split over two BLAS threads waits on
     both, and everything between the GEMMs (copies, transforms, pooling,
     LRN, bias and ReLU) runs on one core; whole images on each core keep
-    both busy with neither waiting. numpy releases the GIL in its array
-    loops and BLAS calls. One caller at a time spreads (the thread count
-    is process-wide); another, or a single item, runs in the calling
-    thread as it is.
+    both busy with neither waiting. One image's GEMMs on numpy 2's OpenBLAS
+    threads took 2-3x as long as on one whenever other processes shared
+    the cores (bench/README.md). numpy releases the GIL in its array loops
+    and BLAS calls. One caller at a time spreads (the thread count is
+    process-wide); another runs in the calling thread as it is.
 
     Args:
         function: called with one item; must be safe to run in several
@@ -131,16 +138,19 @@ def spread_over_cores(function, items):
     """
     items = list(items)
     workers = min(worker_count(), len(items))
-    if workers < 2 or not _spread['lock'].acquire(blocking=False):
+    if (not items or worker_count() < 2 or
+            not _spread['lock'].acquire(blocking=False)):
         return [function(item) for item in items]
     lib = _blas['lib']
     threads = lib.get()
     try:
+        lib.set(1)
+        if workers < 2:
+            return [function(items[0])]
         if _spread['size'] < workers - 1:
             _spread['pool'] = concurrent.futures.ThreadPoolExecutor(
                 workers - 1, thread_name_prefix='fast_ops')
             _spread['size'] = workers - 1
-        lib.set(1)
 
         def share(k):
             return [function(item) for item in items[k::workers]]

@@ -4,10 +4,18 @@ import base64
 import contextlib
 import hashlib
 import html.parser
+import importlib.util
+import io
+import json
 import os
+
+import numpy
+import pytest
 
 import googlenet_predict
 import train_googlenet
+from googlenet_chainer.compat import chainer
+from googlenet_chainer.errors import one_line
 from image_fixtures import QUIET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +30,56 @@ def predict(capsys, *argv):
     code = googlenet_predict.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+SAMPLE_PHOTO = os.path.join(ROOT, 'sample_images', 'cat.png')
+# The sample photo's probabilities under the model_1000 fixture's weights,
+# made under numpy 1.26 by tools/reference_probabilities.py.
+REFERENCE = os.path.join(ROOT, 'tests', 'reference_probabilities.json')
+# googlenet_predict.py's options for each set of probabilities REFERENCE
+# holds.
+CROPS = {'centre': [], 'oversample': ['--oversample']}
+
+
+def photo_probabilities(model_path, *options):
+    """The sample photo's 1000 probabilities as googlenet_predict.py --json
+    prints them (--top 1000: every class), in class-index order."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = googlenet_predict.main(['--model', model_path, '--json',
+                                       '--top', '1000', SAMPLE_PHOTO,
+                                       *options])
+    assert code == 0
+    [line] = out.getvalue().splitlines()
+    probs = numpy.zeros(1000)
+    for p in json.loads(line)['predictions']:
+        probs[p['index']] = p['probability']
+    return probs
+
+
+def _gpu_missing():
+    """Why CuPy sees no GPU here ('' where it sees one)."""
+    if importlib.util.find_spec('cupy') is None:
+        return 'CuPy is not installed'
+    cuda = chainer.backends.cuda
+    if not cuda.available:
+        return 'Chainer could not import CuPy'
+    try:
+        count = cuda.cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CuPy's CUDARuntimeError: no driver
+        return 'CuPy sees no GPU ({})'.format(one_line(e))
+    return '' if count else 'CuPy sees no GPU'
+
+
+GPU_MISSING = _gpu_missing()
+# Marks a test that runs on a GPU: skipped, saying why, where CuPy sees
+# none (pytest -m gpu runs these alone).
+needs_gpu = [pytest.mark.gpu, pytest.mark.skipif(
+    bool(GPU_MISSING), reason='needs a GPU that CuPy sees: ' + GPU_MISSING)]
+# Marks a test of the refusal of a GPU device without CuPy.
+without_cupy = pytest.mark.skipif(
+    importlib.util.find_spec('cupy') is not None,
+    reason='CuPy is installed here: the refusal without it cannot be seen')
 
 
 def run_training(*argv):

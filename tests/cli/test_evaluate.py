@@ -10,7 +10,7 @@ import pytest
 import evaluate_googlenet
 from googlenet_chainer import images, model_file, model_store, report_files
 
-from helpers import FIVE, Page
+from helpers import FIVE, Page, without_cupy
 from image_fixtures import make_images
 from numeric import assert_probabilities_close
 
@@ -291,9 +291,9 @@ def test_without_model_it_uses_predicts_default(five_class_model, tmp_path,
     assert 'top-1 accuracy' in out
 
 
-def test_device_and_pixel_limit_are_predictions_options(five_class_model,
-                                                        tmp_path, capsys,
-                                                        rng):
+@without_cupy
+def test_device_is_predictions_option(five_class_model, tmp_path, capsys,
+                                      rng):
     data = str(tmp_path / 'test')
     make_images(data, {'cat': (200, 60, 40), 'ant': (40, 60, 200)}, 1, rng)
     for device in (['-d', '@cupy:0'], ['-g', '0']):
@@ -302,6 +302,12 @@ def test_device_and_pixel_limit_are_predictions_options(five_class_model,
         assert (code, printed) == (1, '')
         assert err == ('error: device @cupy:0 needs CuPy, which is not '
                        'installed; use @numpy (the CPU)\n')
+
+
+def test_pixel_limit_is_predictions_option(five_class_model, tmp_path,
+                                           capsys, rng):
+    data = str(tmp_path / 'test')
+    make_images(data, {'cat': (200, 60, 40), 'ant': (40, 60, 200)}, 1, rng)
     # 50 x 40 images: over a limit of 1999 pixels, each is left out.
     code, printed, err = run(capsys, '--model', five_class_model, '--data',
                              data, '--max-pixels', '1999')

@@ -19,8 +19,9 @@ from PIL import Image
 import googlenet_predict
 from googlenet_chainer import caffemodel, errors, images, labels, model_file
 
-from helpers import (ROOT, drop_classifier, edited_caffemodel, one_error_line,
-                     predict, sha1_of)
+from helpers import (CROPS, REFERENCE, ROOT, drop_classifier,
+                     edited_caffemodel, one_error_line, photo_probabilities,
+                     predict, sha1_of, without_cupy)
 from http_fixtures import (TLSServer, closed_port, cut_off_after, drip, slowly,
                            stall)
 from image_fixtures import (PHOTO, jpeg_bytes, png_bytes, two_tone,
@@ -249,6 +250,7 @@ def test_first_run_with_the_host_down_says_what_to_do(capsys, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+@without_cupy
 def test_gpu_without_cupy_says_so(capsys, model_1000):
     code, out, err = predict(capsys, '--model', model_1000, '-g', '0')
     assert code == 1 and out == ''
@@ -256,6 +258,21 @@ def test_gpu_without_cupy_says_so(capsys, model_1000):
         '\n') == 1
     code, out, err = predict(capsys, '--model', model_1000, '-d', '@cupy:1')
     assert code == 1 and err.startswith('error: device @cupy:1 needs CuPy')
+
+
+def test_probabilities_agree_with_numpy_1_26(model_1000):
+    """The sample photo's probabilities on this interpreter's numpy are
+    those that numpy 1.26 gave (tools/reference_probabilities.py), to
+    float32 rounding: a numpy release that changed the arithmetic, not
+    only its rounding, moves them by far more."""
+    with open(REFERENCE) as f:
+        reference = json.load(f)
+    assert reference['numpy'].startswith('1.26.')
+    for crops, options in CROPS.items():
+        expected = reference[crops]
+        assert max(expected) > 0.5  # a clear first class, not a flat one
+        assert_probabilities_close(
+            photo_probabilities(model_1000, *options), expected)
 
 
 def test_missing_model_file(capsys, tmp_path):

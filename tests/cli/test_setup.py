@@ -30,7 +30,7 @@ esac
 TOOLS = ('cp', 'head', 'mkdir', 'rm', 'touch')
 
 
-ONE_LINE_HINT = 'use Python 3.10, 3.11 or 3.12, e.g. PYTHON=python3.11 make test'
+HINT = 'Python 3.10 to 3.14, e.g. PYTHON=python3.13 make test'
 
 
 class Project:
@@ -89,10 +89,12 @@ def assert_refused(code, out, err, *parts):
         assert part in lines[0]
 
 
-def test_unsupported_python_refused_before_anything(project):
-    python = project.python('python3.13', '3.13.0')
+@pytest.mark.parametrize('version', ['3.9.18', '3.15.0', '2.7.18'])
+def test_unsupported_python_refused_before_anything(project, version):
+    python = project.python('python', version)
     code, out, err = project.make('test', 'PYTHON=' + python)
-    assert_refused(code, out, err, 'is Python 3.13.0', ONE_LINE_HINT)
+    assert_refused(code, out, err, 'is Python {}, which this project does '
+                   'not support; use '.format(version) + HINT)
     assert not (project.dir / '.venv').exists()
     assert project.pip_calls() == []
 
@@ -101,23 +103,55 @@ def test_python_that_does_not_run_refused(project, tmp_path):
     missing = str(tmp_path / 'python3.11')
     code, out, err = project.make('predict', 'PYTHON=' + missing)
     assert_refused(code, out, err, 'PYTHON={} does not run ('.format(missing),
-                   'not found', 'e.g. PYTHON=python3.11 make test')
+                   'not found', 'name an installed ' + HINT)
     assert not (project.dir / '.venv').exists()
 
 
 def test_no_supported_python_on_path(project):
-    project.python('python3', '3.13.0')
+    """The refusal names the interpreters found and their versions, not
+    those that are missing."""
+    project.python('python3', '3.9.18')
     project.python('python', '2.7.18')
     code, out, err = project.make()
-    assert_refused(code, out, err, 'no supported Python found',
-                   'python3.11 python3.12 python3.10 python3 python',
-                   'e.g. PYTHON=python3.11 make test')
+    assert_refused(code, out, err, 'error: no supported Python found '
+                   '(python3 is 3.9.18, python is 2.7.18); install Python '
+                   '3.10 to 3.14 and name it, e.g. PYTHON=python3.13 '
+                   'make test')
+    for missing in ('python3.12', 'python3.11', 'python3.10'):
+        assert missing not in err
     assert not (project.dir / '.venv').exists()
+
+
+def test_no_python_at_all(project):
+    code, out, err = project.make()
+    assert_refused(code, out, err, 'no supported Python found (none of '
+                   'python3 python3.13 python3.12 python3.11 python3.10 '
+                   'python runs)')
+
+
+def test_python3_first_when_supported(project):
+    """A current distribution's own python3 (Debian 13's is 3.13) is taken
+    before any other candidate."""
+    project.python('python3.12', '3.12.1')
+    project.python('python3', '3.13.0')
+    code, out, err = project.make('test')
+    assert code == 0, err
+    assert 'creating .venv with python3 (Python 3.13.0)' in out
+    assert 'tests ran on 3.13.0' in out
+
+
+def test_untested_python_accepted_and_said(project):
+    project.python('python3', '3.14.0')
+    code, out, err = project.make('test')
+    assert code == 0, err
+    assert ('creating .venv with python3 (Python 3.14.0, not tested with '
+            'this project)') in out
+    assert 'tests ran on 3.14.0' in out
 
 
 def test_first_supported_candidate_builds_venv_once(project):
     project.python('python3.12', '3.12.1')
-    project.python('python3', '3.13.0')
+    project.python('python3', '3.9.18')
     code, out, err = project.make('test')
     assert code == 0, err
     assert 'creating .venv with python3.12 (Python 3.12.1)' in out
@@ -155,10 +189,10 @@ def test_venv_rebuilt_when_python_changes_and_kept_without_python(project):
 
 def test_unsupported_python_leaves_existing_venv(project):
     project.python('python3.11', '3.11.7')
-    python313 = project.python('python3.13', '3.13.0')
+    python39 = project.python('python3.9', '3.9.18')
     assert project.make('test')[0] == 0
-    code, out, err = project.make('test', 'PYTHON=' + python313)
-    assert_refused(code, out, err, 'is Python 3.13.0')
+    code, out, err = project.make('test', 'PYTHON=' + python39)
+    assert_refused(code, out, err, 'is Python 3.9.18')
     assert project.stamps() == ['.installed-python3.11.7']
 
 
@@ -217,7 +251,8 @@ def test_clean_works_whatever_python_says(project):
     assert not (project.dir / '.venv').exists()
 
 
-@pytest.mark.parametrize('version', ['3.10', '3.11', '3.12'])
+@pytest.mark.parametrize('version',
+                         ['3.10', '3.11', '3.12', '3.13', '3.14'])
 def test_requirements_pin_each_package_once_per_python(version):
     """Each supported Python gets exactly one pin of every package."""
     env = {'python_version': version, 'python_full_version': version + '.0'}

@@ -154,6 +154,23 @@ def test_the_switch(model, rng):
     assert out.strip() == 'False'
 
 
+def test_numpys_openblas_is_found_and_set():
+    """The thread count of numpy's own OpenBLAS (numpy 1.26's
+    libopenblas64_, numpy 2's libscipy_openblas64_ with its scipy_ names)
+    is read and set: without, a batch is not spread over the cores."""
+    blas = numpy.show_config(mode='dicts')['Build Dependencies']['blas']
+    assert 'openblas' in blas['name']  # the wheels the requirements pin
+    lib = fast_ops._OpenBLAS()
+    assert lib.found
+    threads = lib.get()
+    assert fast_ops.worker_count() == threads >= 1
+    lib.set(1)
+    try:
+        assert lib.get() == 1
+    finally:
+        lib.set(threads)
+
+
 def test_spread_over_cores_keeps_order_errors_and_blas_threads():
     threads = fast_ops.worker_count()
     seen = set()
