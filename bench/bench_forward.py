@@ -6,9 +6,9 @@ Both networks hold the same synthetic weights and classify the same random
 224x224 batches, alternating within each round, at batch 1, 8 and 32; the best
 round of each is reported as images/s with the ratio. Peak memory at batch 32
 is measured in a fresh process per side that loads only that network: its
-peak RSS (VmHWM), and the peak of what the forward pass allocated (tracemalloc, which
-sees numpy's buffers). GOOGLENET_FAST=0 measures our standard-
-function path instead.
+peak RSS (VmHWM), and the peak of what the forward pass allocated
+(tracemalloc, which sees numpy's buffers). GOOGLENET_FAST=0 measures our
+standard-function path instead.
 """
 import os
 import subprocess
