@@ -152,19 +152,34 @@ def spread_over_cores(function, items):
                 workers - 1, thread_name_prefix='fast_ops')
             _spread['size'] = workers - 1
 
+        stop = threading.Event()
+
         def share(k):
-            return [function(item) for item in items[k::workers]]
+            done = []
+            for item in items[k::workers]:
+                if stop.is_set():
+                    break
+                done.append(function(item))
+            return done
         futures = [_spread['pool'].submit(share, k)
                    for k in range(1, workers)]
-        shares = [share(0)]
-        for future in futures:
-            # Polled, so that Ctrl-C reaches a main thread that waits.
-            while True:
-                try:
-                    shares.append(future.result(timeout=0.1))
-                    break
-                except concurrent.futures.TimeoutError:
-                    pass
+        try:
+            shares = [share(0)]
+            for future in futures:
+                # Polled, so that Ctrl-C reaches a main thread that waits.
+                while True:
+                    try:
+                        shares.append(future.result(timeout=0.1))
+                        break
+                    except concurrent.futures.TimeoutError:
+                        pass
+        except BaseException:
+            # The other threads finish the item in hand first: the BLAS
+            # thread count must not change under a running GEMM, nor the
+            # next caller spread while they still run.
+            stop.set()
+            concurrent.futures.wait(futures)
+            raise
     finally:
         lib.set(threads)
         _spread['lock'].release()

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import chainer.functions as F
 import numpy
@@ -191,3 +192,29 @@ def test_spread_over_cores_keeps_order_errors_and_blas_threads():
     with pytest.raises(ValueError, match='item 3'):
         fast_ops.spread_over_cores(fail, range(6))
     assert fast_ops.worker_count() == threads
+
+
+def test_an_error_waits_for_the_other_threads_item_in_hand(monkeypatch):
+    """When the calling thread's share fails, the other threads finish the
+    image in hand and start no other before the BLAS thread count is put
+    back: OpenBLAS's count must not change under a running GEMM."""
+    threads = fast_ops.worker_count()
+    monkeypatch.setattr(fast_ops, 'worker_count', lambda: 2)
+    started, finished = [], []
+    in_hand = threading.Event()
+
+    def work(i):
+        started.append(i)
+        if i == 0:
+            assert in_hand.wait(10)
+            raise ValueError('item 0')
+        in_hand.set()
+        time.sleep(0.3)
+        finished.append(i)
+        return i
+    with pytest.raises(ValueError, match='item 0'):
+        fast_ops.spread_over_cores(work, range(6))
+    assert finished == [1]
+    assert sorted(started) == [0, 1]
+    assert not fast_ops._spread['lock'].locked()
+    assert fast_ops._blas['lib'].get() == threads
