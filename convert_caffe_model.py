@@ -9,7 +9,6 @@ summary line. The caffemodel is by default the one in Chainer's model folder
 ($CHAINER_DATASET_ROOT/pfnet/chainer/models, ~/.chainer/dataset/... unless
 set), where googlenet_predict.py keeps it too.
 """
-import argparse
 import os
 import sys
 
@@ -26,7 +25,7 @@ from googlenet_chainer.model_store import (CAFFEMODEL_NAME, MODEL_DIRECTORY,
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = cli.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--caffemodel', default=None,
                         help='the caffemodel to read (default: {} in '
                         'Chainer\'s model folder, {})'.format(

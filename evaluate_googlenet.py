@@ -10,7 +10,6 @@ are class indices). Prints top-1 and top-5 accuracy, per-class precision,
 recall, F1 and support, the confusion matrix and the misclassified inputs;
 --out keeps them, with a page that shows the mistakes in pictures.
 """
-import argparse
 import json
 import os
 import sys
@@ -33,6 +32,7 @@ from googlenet_chainer.mpi import (Single, add_communicator_option,
                                    shard)
 from googlenet_chainer.report_files import Scored, write_report_files
 from googlenet_chainer.reports import evaluation_report, format_evaluation
+from googlenet_chainer.training.options import RUN_CONFIG
 
 
 def check_arguments(args):
@@ -42,6 +42,11 @@ def check_arguments(args):
         inputs = [args.data] if os.path.isdir(args.data) else (
             [args.root] if args.root else [])
         check_out_folder(args.out, '--out', inputs)
+        if os.path.exists(os.path.join(args.out, RUN_CONFIG)):
+            raise UserError(
+                '--out {} is a training run\'s folder ({}): the evaluation '
+                'would replace the run\'s report files; give another '
+                'folder'.format(shown(args.out), RUN_CONFIG))
     model_path = model_or_default(args.model)
     model, stored = load_model(model_path, classify=True)
     class_names = model_class_names(model.n_classes, args.labels, stored)
@@ -97,7 +102,7 @@ def report(args, model_path, class_names, parts):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = cli.ArgumentParser(description=__doc__.split('\n')[0])
     cli.add_model_option(parser)
     parser.add_argument('--data', required=True,
                         help='folder of class folders, or a list file')

@@ -8,7 +8,6 @@ minus the mean (104, 117, 123) as Caffe's reference preprocessing makes it;
 output ``prob``, the softmax of loss3/classifier. The layers, their names and
 parameters are BVLC's bvlc_googlenet deploy.prototxt's.
 """
-import argparse
 import os
 import sys
 
@@ -49,7 +48,7 @@ def export(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = cli.ArgumentParser(description=__doc__.split('\n')[0])
     cli.add_model_option(parser)
     cli.add_labels_option(parser)
     parser.add_argument('--onnx', metavar='FILE',

@@ -8,7 +8,6 @@ Without --model it uses googlenet.model in Chainer's model folder
 bvlc_googlenet.caffemodel there (downloading it first if it is missing). With
 no inputs it classifies the bundled sample photo.
 """
-import argparse
 import gc
 import itertools
 import os
@@ -164,7 +163,7 @@ def _write(args, output, kept_names, kept):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = cli.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('paths', nargs='*',
                         help='image files or folders of images')
     parser.add_argument('-u', '--url', dest='urls', action='append',

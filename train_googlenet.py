@@ -16,7 +16,6 @@ if __name__ == '__main__':
     from googlenet_chainer.interrupts import exit_on_early_interrupt
     exit_on_early_interrupt()
 
-import argparse  # noqa: E402
 
 import numpy  # noqa: E402
 
@@ -89,7 +88,7 @@ def parse_arguments(argv=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = cli.ArgumentParser(description=__doc__.split('\n')[0])
     data = parser.add_argument_group('data')
     data.add_argument('--train',
                       help='folder of class folders, or a list file '
@@ -204,11 +203,11 @@ def build_parser():
                      'from, or "latest" for the newest in --out, with the '
                      'options the run recorded: give only those that may '
                      'change, such as --epoch (default: a new run)')
-    run.add_argument('--snapshot-interval', type=cli.snapshot_interval,
-                     default=(1, 'epoch'), metavar='N [epoch|iteration]',
-                     help='how often to snapshot: "N epoch" or "N '
-                     'iteration" (a bare N counts iterations; default: 1 '
-                     'epoch)')
+    run.add_argument('--snapshot-interval', action=cli.SnapshotInterval,
+                     nargs='+', default=(1, 'epoch'), metavar=('N', 'UNIT'),
+                     help='how often to snapshot: N epoch or N iteration, '
+                     'UNIT epoch or iteration (a bare N counts iterations; '
+                     'default: 1 epoch)')
     run.add_argument('--keep-snapshots', type=cli.positive_int, default=2,
                      help='newest snapshots kept, the older deleted '
                      '(default: %(default)s)')

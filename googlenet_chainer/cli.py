@@ -10,6 +10,26 @@ from googlenet_chainer.images import DEFAULT_MAX_PIXELS
 from googlenet_chainer.model_store import MODEL_NAME
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line: the error, and
+    where the options are listed, exit code 2 (argparse's, as a Unix tool's
+    for a command line it cannot take), without the usage block that would
+    bury the line under every option's name."""
+
+    def error(self, message):
+        """Prints 'PROG: error: MESSAGE (PROG --help lists the options)'
+        on stderr and exits 2.
+
+        Args:
+            message: argparse's words.
+
+        Raises:
+            SystemExit: always, code 2.
+        """
+        self.exit(2, '{0}: error: {1} ({0} --help lists the options)\n'
+                  .format(self.prog, message))
+
+
 def report_errors(function, *args, **kwargs):
     """Runs a script's work and turns how it ended into an exit code.
 
@@ -202,6 +222,19 @@ def snapshot_interval(text):
                 text))
     unit = match.group(2) or 'iteration'
     return int(match.group(1)), unit.rstrip('s')
+
+
+class SnapshotInterval(argparse.Action):
+    """--snapshot-interval's action: its words as one value or two
+    (``2 epoch`` or ``"2 epoch"``), read by snapshot_interval. Use with
+    nargs='+'."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            interval = snapshot_interval(' '.join(values))
+        except argparse.ArgumentTypeError as e:
+            parser.error('argument {}: {}'.format(option_string, e))
+        setattr(namespace, self.dest, interval)
 
 
 def add_model_option(parser):

@@ -147,42 +147,46 @@ def spread_over_cores(function, items):
         lib.set(1)
         if workers < 2:
             return [function(items[0])]
-        if _spread['size'] < workers - 1:
-            _spread['pool'] = concurrent.futures.ThreadPoolExecutor(
-                workers - 1, thread_name_prefix='fast_ops')
-            _spread['size'] = workers - 1
-
-        stop = threading.Event()
-
-        def share(k):
-            done = []
-            for item in items[k::workers]:
-                if stop.is_set():
-                    break
-                done.append(function(item))
-            return done
-        futures = [_spread['pool'].submit(share, k)
-                   for k in range(1, workers)]
-        try:
-            shares = [share(0)]
-            for future in futures:
-                # Polled, so that Ctrl-C reaches a main thread that waits.
-                while True:
-                    try:
-                        shares.append(future.result(timeout=0.1))
-                        break
-                    except concurrent.futures.TimeoutError:
-                        pass
-        except BaseException:
-            # The other threads finish the item in hand first: the BLAS
-            # thread count must not change under a running GEMM, nor the
-            # next caller spread while they still run.
-            stop.set()
-            concurrent.futures.wait(futures)
-            raise
+        return _shared_out(function, items, workers)
     finally:
         lib.set(threads)
         _spread['lock'].release()
+
+
+def _shared_out(function, items, workers):
+    """spread_over_cores' work on ``workers`` threads, the calling one
+    included, once it holds the lock and BLAS runs on one thread."""
+    if _spread['size'] < workers - 1:
+        _spread['pool'] = concurrent.futures.ThreadPoolExecutor(
+            workers - 1, thread_name_prefix='fast_ops')
+        _spread['size'] = workers - 1
+    stop = threading.Event()
+
+    def share(k):
+        done = []
+        for item in items[k::workers]:
+            if stop.is_set():
+                break
+            done.append(function(item))
+        return done
+    futures = [_spread['pool'].submit(share, k) for k in range(1, workers)]
+    try:
+        shares = [share(0)]
+        for future in futures:
+            # Polled, so that Ctrl-C reaches a main thread that waits.
+            while True:
+                try:
+                    shares.append(future.result(timeout=0.1))
+                    break
+                except concurrent.futures.TimeoutError:
+                    pass
+    except BaseException:
+        # The other threads finish the item in hand first: the BLAS thread
+        # count must not change under a running GEMM, nor the next caller
+        # spread while they still run.
+        stop.set()
+        concurrent.futures.wait(futures)
+        raise
     results = [None] * len(items)
     for k, part in enumerate(shares):
         results[k::workers] = part

@@ -59,9 +59,9 @@ def drawable(names):
     Returns:
         (rc, labels, note): matplotlib rc settings to draw with (the font
         families; names drawn as written, not as mathtext), each name as
-        it is to be drawn (the name, or ``#N`` for row N of the per-class
-        table, from 1), and a line saying what ``#N`` means ('' when no
-        name was replaced).
+        it is to be drawn (the name, or ``#N`` for class index N, from 0
+        as in predictions.csv and list files), and a line saying what ``#N``
+        means ('' when no name was replaced).
     """
     import matplotlib
     from matplotlib import font_manager
@@ -80,9 +80,10 @@ def drawable(names):
             if not missing:
                 break
     labels = [name if all(ord(c) in have for c in name) else '#{}'.format(i)
-              for i, name in enumerate(names, 1)]
-    note = ('#N: the Nth class of the per-class table (numbered in '
-            'report.html), whose name no installed font can draw'
+              for i, name in enumerate(names)]
+    note = ('#N: class index N (report.html\'s first column, '
+            'predictions.csv\'s index), whose name no installed font can '
+            'draw'
             if labels != list(names) else '')
     return ({'font.family': families, 'text.parse_math': False}, labels,
             note)

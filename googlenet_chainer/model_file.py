@@ -179,8 +179,9 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL, classify=False):
         ``model.untrained_heads`` names the heads never trained.
 
     Raises:
-        UserError: the file is missing, is not a file, is not a model this
-            project wrote, or holds NaN or infinite parameters (naming the
+        UserError: the file is missing, is not a file, is a training
+            snapshot or another file than a model this project wrote, or
+            holds NaN or infinite parameters (naming the
             first such one); with ``classify``, also when loss3/classifier
             was never trained.
     """
@@ -190,6 +191,7 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL, classify=False):
         raise UserError('model file {} is a folder or a device, not a file'
                         .format(path))
     try:
+        _refuse_snapshot(path)
         npz = read_npz(path)
         n_classes = npz['loss3_fc/W'].shape[0]
         names = (list(npz['class_names']) if 'class_names' in npz else None)
@@ -217,6 +219,20 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL, classify=False):
             'train it with train_googlenet.py first'.format(
                 path, model.n_classes))
     return model, names
+
+
+def _refuse_snapshot(path):
+    """UserError if path is a training snapshot (snapshot_writer's
+    run_config in it), told by its names before any array is read: a
+    snapshot pickles some."""
+    with zipfile.ZipFile(path) as archive:
+        snapshot = 'run_config.npy' in archive.namelist()
+    if snapshot:
+        raise UserError(
+            '{} is a training snapshot (the trained layers, the optimizer '
+            'and the run\'s state), not a model: give its run\'s best '
+            'model, tuned_googlenet.model in the same folder unless '
+            '--output named another'.format(path))
 
 
 def _check_finite(model, path):

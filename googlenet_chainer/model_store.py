@@ -125,7 +125,8 @@ def sources(urls=(), sha1=None):
     Args:
         urls: the user's URLs (convert_caffe_model.py --url), tried first;
             then those of GOOGLENET_CAFFEMODEL_URL (space-separated); then,
-            while the sha1 is BVLC's, MIRRORS (or GOOGLENET_CAFFEMODEL_MIRRORS).
+            while the sha1 is BVLC's, MIRRORS (or
+            GOOGLENET_CAFFEMODEL_MIRRORS).
         sha1: --sha1's value, or None: then GOOGLENET_CAFFEMODEL_SHA1, else
             CAFFEMODEL_SHA1.
 
@@ -167,7 +168,8 @@ def ensure_caffemodel(path, urls=(), sha1=None, stall_timeout=READ_TIMEOUT):
 
     Raises:
         UserError: a malformed sha1, or no source gave the file (the
-            message names each source's failure and the ways out).
+            message names the last source's failure, the others having
+            been printed on stderr as they failed, and the ways out).
     """
     urls, sha1, origin = sources(urls, sha1)
     make_once(path, lambda: _download(urls, path, sha1, origin,
@@ -186,11 +188,14 @@ def _download(urls, path, sha1, origin, stall_timeout):
         if url != urls[-1]:
             print('{}; trying the next source'.format(failures[-1]),
                   file=sys.stderr)
+    if len(failures) > 1:  # each printed above as it failed
+        failures = ['none of the {} sources gave it (the last, {})'.format(
+            len(failures), failures[-1])]
     raise UserError(
         '{}. Ways out: put a copy of {} (sha1 {}) at {}, where every script '
         'finds it; or set GOOGLENET_CAFFEMODEL_URL to a mirror of it (and '
         'GOOGLENET_CAFFEMODEL_SHA1 to its sha1 if it is another file)'
-        .format('; '.join(failures) or 'no source to download from',
+        .format(failures[0] if failures else 'no source to download from',
                 CAFFEMODEL_NAME, sha1, os.path.abspath(path)))
 
 
@@ -223,9 +228,11 @@ def ensure_model(path, caffemodel, given=False):
     was made from: the same stat (a write changes the ctime), else the same
     sha1; a model whose caffemodel is not recorded (made by an earlier
     version) is made again. Without the caffemodel (the default one, gone
-    or never there), an existing model stands and a missing one is made
-    from a download. path's lock is held, so that a second first run waits
-    for the first and then uses its model.
+    or never there), an existing model stands if it was converted from that
+    path or records no caffemodel (put there by hand), and is made again
+    from a download if it was converted from another (a --caffemodel of an
+    earlier run), as is a missing one. path's lock is held, so that a
+    second first run waits for the first and then uses its model.
 
     Args:
         path: the model file (default_model).
@@ -259,9 +266,16 @@ def _current(path, caffemodel):
     must be made."""
     if not os.path.exists(path):
         return 'no model at {}'.format(path)
-    if not os.path.exists(caffemodel):
-        return None
     source = model_source(path)
+    if not os.path.exists(caffemodel):
+        # Gone after its conversion (to save the space), the caffemodel
+        # still stands behind the model, as does a model put there; the
+        # conversion of another (--caffemodel once) does not.
+        made_from = (source or {}).get('caffemodel')
+        if made_from in (None, os.path.abspath(caffemodel)):
+            return None
+        return '{} was converted from {}, not from {}'.format(
+            path, made_from, caffemodel)
     if source is None:
         return '{} records no caffemodel'.format(path)
     if source.get('stat') == file_stat(caffemodel) or source.get(

@@ -209,9 +209,10 @@ def _figure(item, src, why):
 def grid_html(confusion, names):
     """The confusion matrix section, as a table.
 
-    Rows the true class (numbered and named), columns the predicted one
-    (numbered as the rows, named in their tooltips), each cell shaded by
-    its share of the row's images, the diagonal (the images right) framed.
+    Rows the true class (its index, from 0 as in predictions.csv, and
+    name), columns the predicted one (its index, named in the tooltips),
+    each cell shaded by its share of the row's images, the diagonal (the
+    images right) framed.
 
     Args:
         confusion: square image counts (nested lists), rows the true class.
@@ -221,18 +222,19 @@ def grid_html(confusion, names):
         str: the section's HTML.
     """
     head = ''.join('<th class="n" title="{}">{}</th>'.format(_e(name), i)
-                   for i, name in enumerate(names, 1))
+                   for i, name in enumerate(names))
     rows = []
     for i, (name, row) in enumerate(zip(names, confusion)):
         total = max(sum(row), 1)
         cells = ''.join(_cell(name, names[j], v, v / total, i == j)
                         for j, v in enumerate(row))
         rows.append('<tr><th class="n">{}</th><th class="name">{}</th>{}'
-                    '</tr>\n'.format(i + 1, _e(name), cells))
+                    '</tr>\n'.format(i, _e(name), cells))
     return ('<h2>Confusion matrix</h2>\n<p class="note">Rows: the true '
-            'class; columns: the predicted one, numbered as the rows. A '
-            'cell\'s shade is its share of the row\'s images; the framed '
-            'diagonal holds the images classified right.</p>\n'
+            'class, by its index (from 0, as predictions.csv\'s); columns: '
+            'the predicted one, by the same index. A cell\'s shade is its '
+            'share of the row\'s images; the framed diagonal holds the '
+            'images classified right.</p>\n'
             '<div class="wide"><table class="grid">\n<tr><th></th><th>true '
             '\\ predicted</th>{}</tr>\n{}</table></div>\n'.format(
                 head, ''.join(rows)))
@@ -286,14 +288,14 @@ def scores_html(report):
 
     Returns:
         str: the section's HTML: the accuracy, then a table of each
-        class's precision, recall, F1 and support, numbered as the
-        figures' #N, with the macro and weighted averages.
+        class's precision, recall, F1 and support, by class index (from 0,
+        the figures' #N), with the macro and weighted averages.
     """
     row = ('<tr{}><td class="n">{}</td><td class="name">{}</td>'
            '<td class="n">{:.3f}</td><td class="n">{:.3f}</td>'
            '<td class="n">{:.3f}</td><td class="n">{}</td></tr>\n').format
     rows = [row('', i, _e(r['class']), r['precision'], r['recall'], r['f1'],
-                r['support']) for i, r in enumerate(report['classes'], 1)]
+                r['support']) for i, r in enumerate(report['classes'])]
     for key, what in (('macro_avg', 'macro average'),
                       ('weighted_avg', 'weighted average')):
         r = report[key]

@@ -217,15 +217,29 @@ def spans_decades(values, decades=2):
         max(values) >= 10 ** decades * min(values) * (1 - 1e-9))
 
 
+def _loss_axis(ax, quantity, curves, log):
+    """plot_log's axis of a loss: which loss, on a log scale where it
+    spans two decades, else from 0."""
+    ax.set_ylabel('{} ({}softmax cross-entropy)'.format(
+        quantity, '0.3 (loss1 + loss2) + loss3, ' if any(
+            key.endswith('/loss1') for entry in log for key in entry)
+        else ''))
+    values = [v for _, y in curves.values() for v in y if numpy.isfinite(v)]
+    if spans_decades(values):
+        ax.set_yscale('log')
+    elif values:  # from 0: one epoch's points are not the axis' ends
+        ax.set_ylim(0, max(max(values), 1e-3) * 1.08)
+
+
 def plot_log(log, keys, path, best=None):
     """Draws a quantity by epoch from a run's log, as a PNG.
 
     The curves are named in words (CURVE_NAMES); a loss is drawn on a log
     scale where it spans two decades (spans_decades), with the learning
     rate (the log's 'lr') on an axis of its own, logarithmic where it spans
-    one; accuracy in percent. Epoch
-    ticks are whole numbers, a run of one epoch included; the best epoch
-    is marked.
+    one, and its axis says whether it is the aux heads' weighted sum (the
+    log has loss1); accuracy in percent. Epoch ticks are whole numbers, a
+    run of one epoch included; the best epoch is marked.
 
     Args:
         log: LogReport's log, [{key: value}] per epoch.
@@ -257,13 +271,7 @@ def plot_log(log, keys, path, best=None):
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         ax.set_ylim(0, 1.02)
     else:
-        ax.set_ylabel('{} (softmax cross-entropy)'.format(quantity))
-        values = [v for _, y in curves.values() for v in y
-                  if numpy.isfinite(v)]
-        if spans_decades(values):
-            ax.set_yscale('log')
-        elif values:  # from 0: one epoch's points are not the axis' ends
-            ax.set_ylim(0, max(max(values), 1e-3) * 1.08)
+        _loss_axis(ax, quantity, curves, log)
     if best is not None:
         # Beneath the curves, whose points it would hide at one epoch.
         ax.axvline(best[0], color='tab:green', linestyle='--', zorder=1,

@@ -68,16 +68,19 @@ def feature_size(cut='inc5b', aux=True):
     return sum(int(numpy.prod(s)) for s in feature_shapes(cut, aux))
 
 
-def cache_summary(cut, aux, views):
+def cache_summary(cut, aux, views, images=(0, 0)):
     """What --cache-features keeps and trains on, in a line for the run.
 
     Args:
         cut, aux: as feature_shapes takes them.
         views: the training set's views (views.parse_views' spelling).
+        images: (training images, validation images): the cache holds
+            views' count of each training image and one of each
+            validation image.
 
     Returns:
-        str: the parts of each view by shape, their KB, the views, and
-        what trains.
+        str: the parts of each view by shape, their KB, the cache's MB in
+        all, the views, and what trains.
     """
     names = ['pool5' if name == 'inc5b' else name + '\'s pool'
              for name in cached_taps(cut, aux)]
@@ -85,10 +88,12 @@ def cache_summary(cut, aux, views):
     parts = ', '.join('{} {}'.format(name, 'x'.join(map(str, shape)))
                       for name, shape in zip(names, feature_shapes(cut, aux)))
     count = view_count(views)
-    return ('--cache-features at {}: {} KB per image and view ({}); each '
-            'epoch trains on {}, {}; validation on the centre crop; {} '
-            'train'.format(
-                cut, round(feature_size(cut, aux) * 4 / 1000), parts,
+    view_bytes = feature_size(cut, aux) * 4
+    return ('--cache-features at {}: {} KB per image and view ({}), {:.1f} '
+            'MB in all; each epoch trains on {}, {}; validation on the '
+            'centre crop; {} train'.format(
+                cut, round(view_bytes / 1000), parts,
+                (images[0] * count + images[1]) * view_bytes / 1e6,
                 'one of each image\'s {} views'.format(count) if count > 1
                 else 'each image\'s one view', describe(views),
                 'the heads' if cut == 'inc5b' else

@@ -50,15 +50,34 @@ def _recorded(args):
                                 e, FileNotFoundError) else one_line(e)))
 
 
+def _in_snapshots_folder(args):
+    """args with --out the folder of --resume's snapshot: a snapshot
+    continues its own run, whose folder holds the run.json, log and best
+    model it goes on from; written into another, it would take that
+    folder's files for its own."""
+    if args.resume == 'latest':
+        return args
+    folder = os.path.dirname(os.path.abspath(args.resume))
+    if 'out' in args.given and os.path.realpath(
+            args.out) != os.path.realpath(folder):
+        raise UserError(
+            '--resume {} continues the run in its own folder, {}, not in '
+            '--out {}: leave --out out (or give that folder), or copy the '
+            'run\'s folder and continue the copy with --resume latest'
+            .format(args.resume, folder, args.out))
+    return argparse.Namespace(**{**vars(args), 'out': folder})
+
+
 def recorded_options(args):
     """The options of a resumed run: those the run recorded, but for those
     given on the command line, which only SESSION's may change.
 
     --resume latest reads run.json in --out; --resume SNAPSHOT, the
-    snapshot's own record. An option given that differs from the record,
-    outside SESSION, is refused: the run would not be the run it
-    continues. (snapshot_interval, a list in JSON, is one of SESSION's and
-    comes back as the pair argparse makes of it.)
+    snapshot's own record, and the run goes on in the snapshot's folder
+    (--out, if given, must be that folder). An option given that differs
+    from the record, outside SESSION, is refused: the run would not be the
+    run it continues. (snapshot_interval, a list in JSON, is one of
+    SESSION's and comes back as the pair argparse makes of it.)
 
     Args:
         args: the parsed options, with ``given`` (cli.parse_arguments).
@@ -69,10 +88,12 @@ def recorded_options(args):
 
     Raises:
         UserError: nothing recorded can be read and --train is not given,
-            or given options differ from the record, naming each.
+            --out is not --resume's snapshot's folder, or given options
+            differ from the record, naming each.
     """
     if not args.resume:
         return args
+    args = _in_snapshots_folder(args)
     where, recorded = _recorded(args)
     if recorded is None:
         return args

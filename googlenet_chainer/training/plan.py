@@ -17,8 +17,8 @@ from googlenet_chainer.training.options import (RUN_CONFIG, check_together,
                                                 recorded_options)
 from googlenet_chainer.training.run_folder import (
     SNAPSHOT_PATTERN, prepare_out_folder, release, snapshot_to_resume)
-from googlenet_chainer.training.snapshots import (RUN_KEYS, snapshot_bytes,
-                                                  snapshot_files)
+from googlenet_chainer.training.snapshots import (
+    RUN_KEYS, snapshot_bytes, snapshot_files, stored_config)
 from googlenet_chainer.training.views import view_count
 
 Plan = collections.namedtuple(
@@ -98,6 +98,12 @@ def _plan(args, processes):
                             len(data.pairs), '' if len(data.pairs) == 1
                             else 's', processes))
     snapshot = snapshot_to_resume(args, config, run_files)
+    if snapshot:
+        # The heads come back from the snapshot, not from this session's
+        # --model (only its frozen trunk must be the run's): the run
+        # started from what its first session loaded.
+        config['start'] = stored_config(snapshot).get('start',
+                                                      config['start'])
     check_disk_space(args.out, bytes_to_add(args, model, data, output,
                                             snapshot, processes, batchsize))
     with atomic_write(os.path.join(args.out, RUN_CONFIG), 'w') as f:

@@ -7,6 +7,7 @@ import re
 import shutil
 import sys
 
+from googlenet_chainer.console import shown
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.files import (check_output_path, check_outside,
                                      check_writable, make_out_folder)
@@ -38,7 +39,8 @@ def prepare_out_folder(args):
 
     Raises:
         UserError: --out or --output is or lies in a data folder, --out
-            is a file or cannot be made, either cannot be written, or
+            is a file or cannot be made or holds an evaluation's report,
+            either cannot be written, or
             --output is a folder, --model, or a file that is not a model.
     """
     out = args.out
@@ -49,6 +51,12 @@ def prepare_out_folder(args):
     check_outside(output, folders, '--output')
     make_out_folder(out, '--out', parents=True)
     check_writable(out, '--out')
+    if os.path.exists(os.path.join(out, 'report.json')) and \
+            not os.path.exists(os.path.join(out, RUN_CONFIG)):
+        raise UserError('--out {} holds a report that is not a training '
+                        'run\'s (an evaluation\'s): the run\'s report '
+                        'would replace it; pass another --out'.format(
+                            shown(out)))
     held = hold(out)
     if os.path.isdir(output):
         raise UserError('--output {} is a folder; give a file name'.format(

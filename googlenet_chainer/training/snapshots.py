@@ -14,7 +14,8 @@ SNAPSHOT = 'snapshot_iter_{.updater.iteration}'
 SNAPSHOT_PATTERN = re.compile(r'^snapshot_iter_(\d+)$')
 # A resumed run must agree with its snapshot on these (the rest, e.g.
 # --epoch, --device or --loaderjob, may change between sessions).
-RUN_KEYS = {'class_names': 'class names', 'data': 'data set',
+RUN_KEYS = {'class_names': 'class names',
+            'data': 'data set (the images or labels of --train and --val)',
             'trunk': 'frozen trunk weights (--model)',
             'freeze_until': 'frozen layers (--freeze-until)',
             'cache_features': '--cache-features',

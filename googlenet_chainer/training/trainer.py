@@ -138,7 +138,8 @@ def training_sets(args, plan, model, device, comm=Single()):
                              args.max_pixels))
     aux = args.aux_heads == 'on'
     if not comm.rank:
-        print(cache_summary(model.freeze_until, aux, args.cache_views))
+        print(cache_summary(model.freeze_until, aux, args.cache_views,
+                            (len(plan.pairs), len(plan.val_pairs))))
 
     def cached(pairs, views, name, train):
         features = cached_features(

@@ -8,10 +8,11 @@ import numpy
 import pytest
 
 import evaluate_googlenet
+import train_googlenet
 from googlenet_chainer import images, model_file, model_store, report_files
 
-from helpers import FIVE, Page, without_cupy
-from image_fixtures import make_images
+from helpers import FIVE, Page, one_error_line, without_cupy
+from image_fixtures import QUIET, make_images
 from numeric import assert_probabilities_close
 
 
@@ -250,6 +251,30 @@ def test_out_in_the_data_missing_or_unwritable_is_refused_first(
     code, _, _ = run(capsys, '--model', five_class_model, '--data', data,
                      '--out', made)
     assert code == 0 and 'report.json' in os.listdir(made)
+    # An evaluation replaces an evaluation's report, not a training run's;
+    # nor does a training run replace an evaluation's.
+    assert run(capsys, '--model', five_class_model, '--data', data,
+               '--out', made)[0] == 0
+    shutil.copytree(made, str(tmp_path / 'run'))
+    (tmp_path / 'run' / 'run.json').write_text('{}')
+    before = (tmp_path / 'run' / 'report.json').read_bytes()
+    code, printed, err = run(capsys, '--model', five_class_model, '--data',
+                             data, '--out', str(tmp_path / 'run'))
+    assert (code, printed, err) == (
+        1, '', "error: --out {} is a training run's folder (run.json): the "
+        "evaluation would replace the run's report files; give another "
+        "folder\n".format(tmp_path / 'run'))
+    assert (tmp_path / 'run' / 'report.json').read_bytes() == before
+    kept = {name: open(os.path.join(made, name), 'rb').read()
+            for name in os.listdir(made)}
+    assert train_googlenet.main(['--train', data, '--model', five_class_model,
+                                 '--out', made] + QUIET) == 1
+    assert one_error_line(capsys) == (
+        "error: --out {} holds a report that is not a training run's (an "
+        "evaluation's): the run's report would replace it; pass another "
+        "--out\n".format(made))
+    assert kept == {name: open(os.path.join(made, name), 'rb').read()
+                    for name in os.listdir(made)}
 
 
 def test_duplicate_labels_and_colliding_folders_are_refused(

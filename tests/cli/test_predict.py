@@ -190,6 +190,9 @@ def test_first_run_converts_the_caffemodel_it_finds(capsys, tmp_path,
     assert os.path.exists(os.path.join(folder, 'googlenet.model'))
     assert 'converting' in err and LINE.match(out.splitlines()[1])
     assert list(tmp_path.iterdir()) == []
+    # The caffemodel removed once converted, its conversion still serves.
+    os.unlink(os.path.join(folder, 'bvlc_googlenet.caffemodel'))
+    assert predict(capsys, '--top', '1') == (0, out, '')
 
 
 def test_first_run_downloads_when_there_is_no_caffemodel(
@@ -213,7 +216,8 @@ def test_first_run_downloads_when_there_is_no_caffemodel(
 
 
 def test_explicit_paths_win_over_chainers_folder(capsys, tmp_path,
-                                                 caffemodels, dataset_root):
+                                                 caffemodels, dataset_root,
+                                                 monkeypatch):
     model = tmp_path / 'mine.model'
     code, _, err = predict(capsys, '--model', str(model))
     assert code == 1 and 'model file not found: {}'.format(model) in err
@@ -223,7 +227,20 @@ def test_explicit_paths_win_over_chainers_folder(capsys, tmp_path,
                            '1')
     assert code == 0, err
     assert 'converting {}'.format(caffemodel) in err
-    assert os.listdir(models_folder(dataset_root)) == ['googlenet.model']
+    folder = models_folder(dataset_root)
+    assert os.listdir(folder) == ['googlenet.model']
+    # Without --caffemodel, that conversion is not taken for BVLC's: the
+    # default caffemodel is downloaded (here, from nowhere).
+    monkeypatch.setenv('GOOGLENET_CAFFEMODEL_URL', 'http://127.0.0.1:{}/x'
+                       .format(closed_port()))
+    monkeypatch.setenv('GOOGLENET_CAFFEMODEL_MIRRORS', '')
+    code, out, err = predict(capsys, '--top', '1')
+    default = os.path.join(folder, 'bvlc_googlenet.caffemodel')
+    assert (code, out) == (1, '')
+    model = os.path.join(folder, 'googlenet.model')
+    assert err.startswith('{} was converted from {}, not from {}: converting '
+                          '{}\n'.format(model, caffemodel, default, default))
+    assert 'Ways out: put a copy of bvlc_googlenet.caffemodel' in err
 
 
 def test_first_run_with_the_host_down_says_what_to_do(capsys, tmp_path,

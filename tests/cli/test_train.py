@@ -19,7 +19,7 @@ import convert_caffe_model
 import googlenet_predict
 import train_googlenet
 import tuned_googlenet
-from googlenet_chainer import caffe_layers, model_file, plots
+from googlenet_chainer import caffe_layers, errors, model_file, plots
 from googlenet_chainer.compat import chainer
 from googlenet_chainer.training import (data as tdata, extensions,
                                         feature_cache, run_folder, snapshots)
@@ -64,9 +64,14 @@ def test_cached_training_learns_and_saves_the_best_model(
     assert '\033' not in printed  # no terminal codes without a progress bar
     assert 'validation set: 6 images' in printed
     assert '--cache-features at inc5b: 71 KB per image and view (inc4a\'s ' \
-        'pool 512x4x4, inc4d\'s pool 528x4x4, pool5 1024x1x1); each epoch ' \
+        'pool 512x4x4, inc4d\'s pool 528x4x4, pool5 1024x1x1), 3.0 MB in ' \
+        'all; each epoch ' \
         'trains on one of each image\'s 2 views, the centre crop and its ' \
         'mirror; validation on the centre crop; the heads train' in printed
+    # The total is the cache's files': 18 images x 2 views, 6 x 1.
+    cached = sum(os.path.getsize(os.path.join(out, 'features', name))
+                 for name in ('train.npy', 'val.npy'))
+    assert round(cached / 1e6, 1) == 3.0
     log = read_log(out)
     assert len(log) == 30
     assert {'main/loss', 'main/loss1', 'main/loss2', 'main/loss3',
@@ -210,7 +215,7 @@ def test_killed_mid_epoch_resumes_from_its_last_snapshot(dataset, model_3,
 
 
 def test_one_run_per_out_and_resume_checks_the_run(
-        cached_run, model_3, tmp_path, capsys):
+        cached_run, model_3, tmp_path, capsys, monkeypatch):
     out = tmp_path / 'r'
     assert cached_run(out, '--epoch', '1') == 0
     with open(out / 'run.json') as f:
@@ -235,21 +240,46 @@ def test_one_run_per_out_and_resume_checks_the_run(
     assert 'another run' in err and 'data set' in err
     assert ('class names (blue, green, red in the snapshot; cyan, grey, '
             'pink now)') in err
-    # ... and so does a snapshot of another folder's run, other seed.
+    # ... and so does a snapshot with another seed.
     snapshot = snapshots.latest_snapshot(str(out))
-    assert cached_run(tmp_path / 'r2', '--seed', '5',
-                      '--resume', snapshot) == 1
+    with pytest.raises(errors.UserError, match='is a training snapshot'):
+        model_file.load_model(snapshot)
+    assert cached_run(out, '--seed', '5', '--resume', snapshot) == 1
     err = one_error_line(capsys)
     assert 'options recorded in {}, and these are given otherwise: --seed ' \
         '(0 recorded, 5 given); leave them out (only --epoch, '.format(
             snapshot) in err
+    # A snapshot goes on in its own folder, not in another run's: that
+    # one's run.json, log and reports stay as they were.
+    assert cached_run(tmp_path / 'r2', '--epoch', '1') == 0
+    before = {name: (tmp_path / 'r2' / name).read_bytes()
+              for name in ('run.json', 'log', 'report.json')}
+    capsys.readouterr()
+    assert cached_run(tmp_path / 'r2', '--resume', snapshot) == 1
+    err = one_error_line(capsys)
+    assert 'continues the run in its own folder, {}, not in --out {}'.format(
+        out, tmp_path / 'r2') in err
+    assert before == {
+        name: (tmp_path / 'r2' / name).read_bytes() for name in before}
     # A folder without snapshots says how to start instead.
     assert cached_run(tmp_path / 'r3', '--resume', 'latest') == 1
     assert 'without --resume to start it' in one_error_line(capsys)
-    # The same configuration continues, for more epochs.
-    assert cached_run(out, '--resume', 'latest',
-                      '--epoch', '2') == 0
+    # The same configuration continues, for more epochs, from a snapshot
+    # named without --out: in the snapshot's folder. Its record keeps the
+    # weights the run started from, whichever --model this session names.
+    started = config['start']
+    other_heads = str(tmp_path / 'other_heads.model')
+    model.loss3_fc.W.array[...] += 1
+    model_file.save_model(other_heads, model, config['class_names'])
+    monkeypatch.chdir(tmp_path)
+    assert run_training('--resume', snapshot, '--epoch', '2',
+                        '--model', other_heads) == 0
     assert len(read_log(str(out))) == 2
+    assert not (tmp_path / 'result').exists()
+    with open(out / 'run.json') as f:
+        config = json.load(f)
+    assert config['start'] == started
+    assert config['arguments']['model'] == other_heads
     # Stopped before its first snapshot (Ctrl-C in epoch 1's snapshot
     # write), the same run starts again, with or without --resume latest.
     for name, _ in [('r4', None), ('r5', 'latest')]:

@@ -189,8 +189,30 @@ def test_optimizer_and_run_settings_are_checked(capsys, option, value):
         train_googlenet.build_parser().parse_args(['--train', 'x', option,
                                                    value])
     assert exit.value.code == 2
-    assert re.search(r'argument {}(/-\w)?: expected'.format(option),
-                     capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert re.search(r'argument {}(/-\w)?: expected'.format(option), err)
+    assert err.count('\n') == 1 and err.endswith(
+        ' --help lists the options)\n'), err
+
+
+@pytest.mark.parametrize('words, interval', [
+    (['2', 'epoch'], (2, 'epoch')), (['2 epochs'], (2, 'epoch')),
+    (['3', 'iteration'], (3, 'iteration')), (['5'], (5, 'iteration'))])
+def test_snapshot_interval_as_one_word_or_two(words, interval):
+    args = args_for('--train', 'x', '--snapshot-interval', *words)
+    assert args.snapshot_interval == interval
+    assert 'snapshot_interval' in args.given
+
+
+@pytest.mark.parametrize('words', [['2', 'hours'], ['0', 'epoch'],
+                                   ['2', 'epoch', 'x']])
+def test_a_bad_snapshot_interval_is_one_line(words, capsys):
+    with pytest.raises(SystemExit) as exit:
+        args_for('--train', 'x', '--snapshot-interval', *words)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert ': error: argument --snapshot-interval: expected "N epoch"' in err
+    assert err.count('\n') == 1
 
 
 def test_output_in_the_data_or_over_a_non_model_is_refused(

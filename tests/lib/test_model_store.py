@@ -77,19 +77,27 @@ def test_the_part_a_slow_source_left_is_resumed_by_the_next(
     assert resumed.startswith('bytes=') and resumed != 'bytes=0-'
 
 
-def test_when_no_source_gives_the_file_each_failure_is_named(tmp_path,
-                                                             server):
+def test_when_no_source_gives_the_file_each_failure_is_named(
+        tmp_path, server, capsys):
     server.routes['/page'] = b'<!DOCTYPE html><html>Not here</html>'
     dead = 'http://127.0.0.1:{}/dead'.format(closed_port())
     dest = str(tmp_path / 'bvlc_googlenet.caffemodel')
     with pytest.raises(UserError) as e:
         model_store.ensure_caffemodel(dest, [dead, server.url('/page'),
                                              server.url('/missing')])
+    # Each failure once: the first two as they happen, the last in the
+    # error, which counts them.
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines()
+            if not line.startswith('downloading ')] == [
+        '{}: cannot reach {}: connection refused; trying the next '
+        'source'.format(dead, dead.split('/')[2]),
+        '{}: the server sent a web page, not the file; check the URL (the '
+        'download was removed); trying the next source'.format(
+            server.url('/page'))]
     assert str(e.value).startswith(
-        '{}: cannot reach 127.0.0.1'.format(dead))
-    assert '; {}: the server sent a web page, not the file'.format(
-        server.url('/page')) in str(e.value)
-    assert '; {}: HTTP 404'.format(server.url('/missing')) in str(e.value)
+        'none of the 3 sources gave it (the last, {}: HTTP 404 Not '
+        'Found). '.format(server.url('/missing')))
     assert 'Ways out: put a copy of bvlc_googlenet.caffemodel (sha1 {}) at '\
         '{}'.format(model_store.CAFFEMODEL_SHA1, dest) in str(e.value)
     assert os.listdir(tmp_path) == []

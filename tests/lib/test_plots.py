@@ -68,9 +68,10 @@ def test_names_in_any_script_are_drawn_whole_or_numbered(
     assert drawable[2:] == names[2:]
     if fonts_found and drawable == names:
         return  # this machine has a font with the glyphs
-    assert drawable[:2] == ['#1', '#2'] and note.startswith('#N: the Nth')
+    assert drawable[:2] == ['#0', '#1'] and note.startswith(
+        '#N: class index N')
     assert note.split()[0] in ax.get_xlabel()
-    assert tick_labels(figures[1].axes[0].yaxis) == ['#1\n\u2192 #2']
+    assert tick_labels(figures[1].axes[0].yaxis) == ['#0\n\u2192 #1']
 
 
 def test_curves_explain_themselves(tmp_path, monkeypatch):
@@ -78,7 +79,7 @@ def test_curves_explain_themselves(tmp_path, monkeypatch):
     one = [{'epoch': 1, 'main/loss': 1.9, 'validation/main/loss': 2.2,
             'lr': 0.01}]
     spike = [{'epoch': e, 'main/loss': loss, 'validation/main/loss': 1.0,
-              'lr': 0.01 * 0.1 ** (e // 3)}
+              'main/loss1': 1.0, 'lr': 0.01 * 0.1 ** (e // 3)}
              for e, loss in enumerate([2.0, 6.7e7, 1.5, 1.2, 1.0, 0.9], 1)]
     keys = ('main/loss', 'validation/main/loss')
     plots.plot_log(one, keys, str(tmp_path / 'a.png'), (1, 0.25))
@@ -93,7 +94,10 @@ def test_curves_explain_themselves(tmp_path, monkeypatch):
     loss, spiked, accuracy = (fig.axes for fig in figures)
     assert [t for t in loss[0].get_xticks() if 0.5 <= t <= 1.5] == [1]
     assert loss[0].get_title() == 'Loss by epoch'
-    assert loss[0].get_ylabel().startswith('loss')
+    # Which loss: loss3's, or the sum the aux heads add to.
+    assert loss[0].get_ylabel() == 'loss (softmax cross-entropy)'
+    assert spiked[0].get_ylabel() == ('loss (0.3 (loss1 + loss2) + loss3, '
+                                      'softmax cross-entropy)')
     legend = [t.get_text() for t in loss[0].get_legend().get_texts()]
     assert legend == ['training loss', 'validation loss',
                       'best epoch 1 (validation accuracy 25.0%)',
