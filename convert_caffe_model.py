@@ -18,7 +18,7 @@ from googlenet_chainer.caffemodel import convert
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.files import check_output_path, check_writable
 from googlenet_chainer.locks import file_lock
-from googlenet_chainer.model_file import MODEL_KIND
+from googlenet_chainer.model_file import CONVERSION_KIND
 from googlenet_chainer.model_store import (CAFFEMODEL_NAME, MODEL_DIRECTORY,
                                            default_caffemodel,
                                            ensure_caffemodel)
@@ -59,8 +59,7 @@ def build_parser():
 
 def run(args):
     caffemodel = args.caffemodel or default_caffemodel()
-    check_output_path(args.output, [caffemodel],
-                      kind=MODEL_KIND)
+    check_output_path(args.output, [caffemodel], kind=CONVERSION_KIND)
     check_writable(os.path.dirname(os.path.abspath(args.output)), 'output')
     if args.download:
         ensure_caffemodel(caffemodel, args.url, args.sha1)

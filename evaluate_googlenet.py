@@ -30,7 +30,8 @@ from googlenet_chainer.model_store import model_or_default
 from googlenet_chainer.mpi import (Single, add_communicator_option,
                                    on_root, on_root_with_model, run_main,
                                    shard)
-from googlenet_chainer.report_files import Scored, write_report_files
+from googlenet_chainer.report_files import (Scored, check_replaceable,
+                                            write_report_files)
 from googlenet_chainer.reports import evaluation_report, format_evaluation
 from googlenet_chainer.training.options import RUN_CONFIG
 
@@ -47,6 +48,7 @@ def check_arguments(args):
                 '--out {} is a training run\'s folder ({}): the evaluation '
                 'would replace the run\'s report files; give another '
                 'folder'.format(shown(args.out), RUN_CONFIG))
+        check_replaceable(args.out, '--out')
     model_path = model_or_default(args.model)
     model, stored = load_model(model_path, classify=True)
     class_names = model_class_names(model.n_classes, args.labels, stored)

@@ -21,12 +21,12 @@ import numpy  # noqa: E402
 
 import tuned_googlenet  # noqa: E402
 from googlenet_chainer import cli, interrupts  # noqa: E402
-from googlenet_chainer.model_file import load_model  # noqa: E402
 from googlenet_chainer.mpi import (Single,  # noqa: E402
                                    add_communicator_option,
                                    on_root_with_model, run_main)
 from googlenet_chainer.training import run_folder  # noqa: E402
-from googlenet_chainer.training.plan import plan_run  # noqa: E402
+from googlenet_chainer.training.plan import (  # noqa: E402
+    plan_run, starting_model)
 from googlenet_chainer.training.final_report import (  # noqa: E402
     report_best_model)
 from googlenet_chainer.training.optimizers import (  # noqa: E402
@@ -48,8 +48,9 @@ def train(args, comm=Single()):
         # by numpy's overflow warnings on the way there.
         model, plan = on_root_with_model(
             comm, lambda: plan_run(args, comm.size),
-            lambda plan: load_model(plan.args.model,
-                                    plan.config['freeze_until'])[0])
+            lambda plan: starting_model(plan.args.model,
+                                        plan.config['freeze_until'],
+                                        plan.class_names))
         args = plan.args  # a resumed run's options are those it recorded
         device = set_up_model(args, model, plan, comm)
         train_set, val_set = training_sets(args, plan, model, device, comm)

@@ -130,19 +130,61 @@ def model_class_names(n_classes, label_file=None, stored=None):
 
     Raises:
         UserError: the label file or synset_words.txt is refused by
-            read_labels, or the label file's count is not n_classes.
+            read_labels, the label file's count is not n_classes, or it
+            lists one of the model's own classes (the stored names; for
+            1000 classes without, synset_words.txt's) at another index
+            (check_order).
     """
     if label_file:
         labels = read_labels(label_file)
         if len(labels) != n_classes:
             raise UserError('{} has {} labels but the model has {} classes'
                             .format(label_file, len(labels), n_classes))
+        if stored is not None:
+            check_order(labels, stored, label_file,
+                        'the names stored with the model')
+        elif n_classes == 1000:
+            check_order(labels, read_labels(SYNSET_WORDS), label_file,
+                        'synset_words.txt\'s')
         return labels
     if stored is not None:
         return stored
     if n_classes == 1000:
         return read_labels(SYNSET_WORDS)
     return ['class {}'.format(i) for i in range(n_classes)]
+
+
+def check_order(labels, reference, label_file, origin):
+    """Refuses names that are the model's own classes in another order.
+
+    A label file may rename classes (other words, another language), but
+    one that lists a class of the model at another index would print every
+    prediction of that class under another's name. Names are compared as
+    matching_names compares them: by wnid where both have them, else
+    accents composed.
+
+    Args:
+        labels: the label file's names, one per class.
+        reference: the model's own names, as many.
+        label_file: the file, for the message.
+        origin: where reference comes from, in words.
+
+    Raises:
+        UserError: naming the first such name, its index in the file and
+            in the model, and origin.
+    """
+    keys = matching_names(reference)
+    index = {key: i for i, key in enumerate(keys)}
+    for i, key in enumerate(matching_names(labels)):
+        j = index.get(key, i)
+        if j != i:
+            raise UserError(
+                '{} lists {} as class {}, but it is the model\'s class {} '
+                '({}; class {} is {}): every prediction would be printed '
+                'under another class\'s name; list the classes in the '
+                'model\'s order, or leave --labels out'.format(
+                    shown(label_file), shown(labels[i]), i, j, origin, i,
+                    shown(reference[i])))
 
 
 def matching_names(class_names):

@@ -72,6 +72,30 @@ def is_model_file(path):
 MODEL_KIND = (is_model_file, 'a model this project wrote')
 
 
+def is_conversion(path):
+    """Whether path is a model convert_caffe_model.py wrote: a model file
+    (is_model_file) without the class names training stores.
+
+    Args:
+        path: any file.
+
+    Returns:
+        bool; False for anything unreadable.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return 'loss3_fc/W.npy' in names and 'class_names.npy' not in names
+
+
+# What the converter may replace: not a fine-tuned model, whose trained
+# heads a conversion's fresh ones would take the place of.
+CONVERSION_KIND = (is_conversion, 'an earlier conversion (a fine-tuned '
+                   'model, which stores its class names, is kept)')
+
+
 def read_npz(path):
     """The arrays of an .npz file, as numpy.load(path) would give them.
 

@@ -9,6 +9,7 @@ import os
 import numpy
 
 from googlenet_chainer.console import decoded, shown
+from googlenet_chainer.errors import UserError
 from googlenet_chainer.files import atomic_write
 from googlenet_chainer.inference import top_predictions
 from googlenet_chainer.labels import class_fields
@@ -35,6 +36,47 @@ Attributes:
     class_names: the model's, in class order.
     max_pixels: images.open_image's limit, for the page's thumbnails.
 """
+
+
+def report_files_in(folder):
+    """The report files (FILES) a folder holds already.
+
+    Args:
+        folder: any path; it need not exist.
+
+    Returns:
+        [name] in FILES' order.
+    """
+    return [name for name in FILES
+            if os.path.lexists(os.path.join(folder, name))]
+
+
+def check_replaceable(folder, option):
+    """Refuses a folder whose report files are not an earlier report's:
+    a page or a table of the user's own under one of FILES' names would
+    be replaced.
+
+    Args:
+        folder: the output folder (--out).
+        option: its name in the message.
+
+    Raises:
+        UserError: folder holds one of FILES and no report.json of this
+            project's (a JSON object with its classes, confusion and
+            accuracy), naming the first such file.
+    """
+    present = report_files_in(folder)
+    if not present:
+        return
+    try:
+        with open(os.path.join(folder, 'report.json')) as f:
+            ours = {'classes', 'confusion', 'accuracy'} <= set(json.load(f))
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours:
+        raise UserError('{} {} holds {}, and no report of this project\'s '
+                        'beside it: it is kept; give another folder'.format(
+                            option, shown(folder), present[0]))
 
 
 def write_report_files(folder, report, text, scored, what, curves=()):

@@ -7,8 +7,10 @@ import os
 import shutil
 
 import tuned_googlenet
+from googlenet_chainer.console import shown
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.files import atomic_write
+from googlenet_chainer.labels import matching_names
 from googlenet_chainer.model_file import load_model, weights_digest
 from googlenet_chainer.training.data import data_fingerprint, prepare_data
 from googlenet_chainer.training.feature_cache import CUTS, feature_size
@@ -87,8 +89,9 @@ def _plan(args, processes):
                         'convert_caffe_model.py --classes N first (N: the '
                         'number of classes of --train), or pass --model'
                         .format(args.model))
-    model, _ = load_model(args.model, freeze_until)
+    model, stored = load_model(args.model, freeze_until)
     data = prepare_data(args, model.n_classes)
+    match_heads(model, stored, data.class_names, args.model)
     batchsize = min(args.batchsize, len(data.pairs))
     config = run_config(args, model, data, processes, batchsize)
     if len(data.pairs) < processes:
@@ -113,6 +116,65 @@ def _plan(args, processes):
     return model, Plan(args, output, data.pairs, data.val_pairs,
                        data.class_names, config, snapshot, batchsize,
                        data.unreadable, data.digests)
+
+
+def match_heads(model, stored, class_names, path, say=print):
+    """Puts a trained classifier's rows in the data's class order.
+
+    A model fine-tuned before stores its class names; its classifiers'
+    row k serves its class k. Data of the same classes in another order
+    (a list file's labels) gets the rows by name; data of other classes
+    would be trained from rows that serve other classes, and is refused.
+    Names are compared as labels.matching_names compares them.
+
+    Args:
+        model: the starting model (load_model's).
+        stored: the names stored with it, or None (a conversion's fresh
+            heads, or a model that stores none): nothing to match.
+        class_names: the data's classes, in label order.
+        path: the model's file, for the messages.
+        say: prints the line saying the rows were reordered.
+
+    Raises:
+        UserError: its classifier was trained for other classes.
+    """
+    if stored is None or 'loss3_fc' in model.untrained_heads:
+        return
+    have, want = matching_names(stored), matching_names(class_names)
+    if have == want:
+        return
+    if sorted(have) != sorted(want):
+        raise UserError(
+            '{} was trained for the classes {}, and the data\'s are {}: its '
+            'classifier\'s rows would each serve another class; start from '
+            'convert_caffe_model.py --classes {} (fresh heads), or train on '
+            'data of its classes'.format(
+                shown(path), ', '.join(map(shown, stored)),
+                ', '.join(map(shown, class_names)), len(class_names)))
+    order = [have.index(key) for key in want]
+    for name in ('loss1_fc2', 'loss2_fc2', 'loss3_fc'):
+        link = getattr(model, name)
+        link.W.array = link.W.array[order]
+        link.b.array = link.b.array[order]
+    say('{}: its classifiers\' rows taken by class name, in the data\'s '
+        'order ({})'.format(shown(path), ', '.join(map(shown, class_names))))
+
+
+def starting_model(path, freeze_until, class_names):
+    """The starting model as plan_run made it, for the other MPI ranks:
+    loaded, its heads matched to the data's classes (match_heads).
+
+    Args:
+        path: --model.
+        freeze_until: the run's cut.
+        class_names: the data's classes (Plan.class_names).
+
+    Returns:
+        the model.
+    """
+    model, stored = load_model(path, freeze_until)
+    match_heads(model, stored, class_names, path, say=lambda line: None)
+    return model
 
 
 def bytes_to_add(args, model, data, output, snapshot=None, processes=1,

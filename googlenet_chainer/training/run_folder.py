@@ -13,6 +13,7 @@ from googlenet_chainer.files import (check_output_path, check_outside,
                                      check_writable, make_out_folder)
 from googlenet_chainer.locks import try_lock
 from googlenet_chainer.model_file import MODEL_KIND
+from googlenet_chainer.report_files import report_files_in
 from googlenet_chainer.training.options import RUN_CONFIG
 from googlenet_chainer.training.snapshots import (
     SNAPSHOT_PATTERN, check_snapshot, config_difference, latest_snapshot,
@@ -39,8 +40,9 @@ def prepare_out_folder(args):
 
     Raises:
         UserError: --out or --output is or lies in a data folder, --out
-            is a file or cannot be made or holds an evaluation's report,
-            either cannot be written, or
+            is a file or cannot be made or holds report files but no run,
+            either cannot be written, --output lies in another run's
+            folder, or
             --output is a folder, --model, or a file that is not a model.
     """
     out = args.out
@@ -51,17 +53,17 @@ def prepare_out_folder(args):
     check_outside(output, folders, '--output')
     make_out_folder(out, '--out', parents=True)
     check_writable(out, '--out')
-    if os.path.exists(os.path.join(out, 'report.json')) and \
-            not os.path.exists(os.path.join(out, RUN_CONFIG)):
-        raise UserError('--out {} holds a report that is not a training '
-                        'run\'s (an evaluation\'s): the run\'s report '
-                        'would replace it; pass another --out'.format(
-                            shown(out)))
+    reports = report_files_in(out)
+    if reports and not os.path.exists(os.path.join(out, RUN_CONFIG)):
+        raise UserError('--out {} holds {}, and no training run: the run\'s '
+                        'report would replace it; pass another --out'.format(
+                            shown(out), reports[0]))
     held = hold(out)
     if os.path.isdir(output):
         raise UserError('--output {} is a folder; give a file name'.format(
             output))
     check_writable(os.path.dirname(os.path.abspath(output)), '--output')
+    check_not_another_run(output, out)
     check_output_path(output, [args.model], '--output', kind=MODEL_KIND)
     run_files = [name for name in os.listdir(out)
                  if SNAPSHOT_PATTERN.match(name) or name == 'log'
@@ -69,6 +71,26 @@ def prepare_out_folder(args):
     if held:  # no other run writes here: what is half written is dead
         remove_strays(out)
     return output, run_files
+
+
+def check_not_another_run(output, out):
+    """Refuses an --output in another run's folder, whose best model it
+    would replace, leaving that run's log and report about another model.
+
+    Args:
+        output: --output's path.
+        out: this run's folder.
+
+    Raises:
+        UserError: output's folder is not out and holds a run.json.
+    """
+    folder = os.path.dirname(os.path.abspath(output))
+    if os.path.realpath(folder) != os.path.realpath(out) and (
+            os.path.exists(os.path.join(folder, RUN_CONFIG))):
+        raise UserError('--output {} lies in another training run\'s folder '
+                        '({} holds its {}): its best model would be '
+                        'replaced; give a path outside it'.format(
+                            shown(output), shown(folder), RUN_CONFIG))
 
 
 # The run folders this process holds: {real path: a descriptor holding the

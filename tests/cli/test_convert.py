@@ -266,8 +266,9 @@ def test_output_over_a_file_that_is_not_a_model_is_refused(tmp_path,
     assert convert_caffe_model.main(['--caffemodel', caffemodels['v1'],
                                      '--output', str(photo)]) == 1
     assert capsys.readouterr().err == (
-        'error: output {} exists and is not a model this project wrote: it '
-        'is kept; choose another file\n'.format(photo))
+        'error: output {} exists and is not an earlier conversion (a '
+        'fine-tuned model, which stores its class names, is kept): it is '
+        'kept; choose another file\n'.format(photo))
     assert sha1_of(photo) == before
     # One it cannot read is not called a photo (root reads anything: the
     # check is made to fail).
@@ -278,15 +279,25 @@ def test_output_over_a_file_that_is_not_a_model_is_refused(tmp_path,
         assert convert_caffe_model.main(['--caffemodel', caffemodels['v1'],
                                          '--output', str(photo)]) == 1
     assert capsys.readouterr().err == (
-        'error: output {} exists and cannot be read to check that it is a '
-        'model this project wrote: it is kept; choose another file\n'
-        .format(photo))
-    # A model is replaced.
+        'error: output {} exists and cannot be read to check that it is '
+        'an earlier conversion (a fine-tuned model, which stores its class '
+        'names, is kept): it is kept; choose another file\n'.format(photo))
+    # An earlier conversion is replaced.
     model = tmp_path / 'googlenet.model'
     for _ in range(2):
         assert convert_caffe_model.main(['--caffemodel', caffemodels['v1'],
                                          '--output', str(model)]) == 0
     capsys.readouterr()
+    # A fine-tuned model is not: its trained heads would be lost.
+    converted, _ = model_file.load_model(str(model))
+    model_file.save_model(str(model), converted,
+                          ['c{}'.format(i) for i in range(1000)])
+    before = sha1_of(model)
+    assert convert_caffe_model.main(['--caffemodel', caffemodels['v1'],
+                                     '--output', str(model)]) == 1
+    assert 'exists and is not an earlier conversion' in \
+        capsys.readouterr().err
+    assert sha1_of(model) == before
 
 
 def test_output_that_is_a_folder_or_a_device_is_refused(tmp_path, capsys,

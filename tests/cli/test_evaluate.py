@@ -270,11 +270,20 @@ def test_out_in_the_data_missing_or_unwritable_is_refused_first(
     assert train_googlenet.main(['--train', data, '--model', five_class_model,
                                  '--out', made] + QUIET) == 1
     assert one_error_line(capsys) == (
-        "error: --out {} holds a report that is not a training run's (an "
-        "evaluation's): the run's report would replace it; pass another "
-        "--out\n".format(made))
+        "error: --out {} holds report.json, and no training run: the run's "
+        "report would replace it; pass another --out\n".format(made))
     assert kept == {name: open(os.path.join(made, name), 'rb').read()
                     for name in os.listdir(made)}
+    # Nor does an evaluation replace files of the user's own there.
+    mine = tmp_path / 'mine'
+    mine.mkdir()
+    (mine / 'report.html').write_text('<html>mine</html>')
+    code, printed, err = run(capsys, '--model', five_class_model, '--data',
+                             data, '--out', str(mine))
+    assert (code, printed, err) == (
+        1, '', "error: --out {} holds report.html, and no report of this "
+        "project's beside it: it is kept; give another folder\n".format(mine))
+    assert (mine / 'report.html').read_text() == '<html>mine</html>'
 
 
 def test_duplicate_labels_and_colliding_folders_are_refused(

@@ -171,6 +171,22 @@ def test_train_without_a_converted_model(dataset, tmp_path, capsys):
         one_error_line(capsys)
 
 
+def test_output_in_another_runs_folder_is_refused(capsys, tmp_path,
+                                                  dataset, model_3):
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'run.json').write_text('{}')
+    (other / 'tuned_googlenet.model').write_bytes(b'its best model')
+    err = _refused(capsys, tmp_path, '--train', dataset, '--model', model_3,
+                   '--output', str(other / 'tuned_googlenet.model'))
+    assert err == (
+        "error: --output {} lies in another training run's folder ({} "
+        "holds its run.json): its best model would be replaced; give a path "
+        "outside it\n".format(other / 'tuned_googlenet.model', other))
+    assert (other / 'tuned_googlenet.model').read_bytes() == \
+        b'its best model'
+
+
 def test_output_that_is_the_starting_model_is_refused(capsys, tmp_path,
                                                       dataset, model_3):
     before = open(model_3, 'rb').read()

@@ -38,3 +38,36 @@ def test_label_files_with_duplicate_empty_or_control_names_are_refused(
         .format(names))
     names.write_text('a\nb\n\n \n')  # blank lines after the last name
     assert labels.read_labels(str(names)) == ['a', 'b']
+
+
+def test_a_label_file_may_rename_classes_but_not_reorder_them(tmp_path):
+    names = tmp_path / 'names.txt'
+    stored = ['cat', 'checks', 'stripes']
+
+    def classes(text, stored=stored, n=3):
+        names.write_text(text)
+        return labels.model_class_names(n, str(names), stored)
+    assert classes('chat\ncarreaux\nrayures\n') == [
+        'chat', 'carreaux', 'rayures']
+    assert classes('cat\ncarreaux\nstripes\n') == [
+        'cat', 'carreaux', 'stripes']
+    with pytest.raises(errors.UserError) as e:
+        classes('stripes\nchecks\ncat\n')
+    assert str(e.value) == (
+        '{} lists stripes as class 0, but it is the model\'s class 2 (the '
+        'names stored with the model; class 0 is cat): every prediction '
+        'would be printed under another class\'s name; list the classes in '
+        'the model\'s order, or leave --labels out'.format(names))
+    # One moved name is enough; accents are compared composed.
+    with pytest.raises(errors.UserError, match='lists cat as class 2'):
+        classes('chat\ncarreaux\ncat\n')
+    with pytest.raises(errors.UserError, match='class 1'):
+        classes('x\ny\ncafe\u0301\n', ['a', 'caf\u00e9', 'b'])
+    # Without stored names, 1000 classes are synset_words.txt's, by wnid.
+    synsets = labels.read_labels(labels.SYNSET_WORDS)
+    swapped = [synsets[1].split()[0]] + [s.split()[0] for s in synsets[1:]]
+    swapped[1] = synsets[0].split()[0]
+    with pytest.raises(errors.UserError, match="synset_words.txt's"):
+        classes('\n'.join(swapped) + '\n', None, 1000)
+    in_order = '\n'.join(s.split()[0] for s in synsets) + '\n'
+    assert classes(in_order, None, 1000)[0] == 'n01440764'
