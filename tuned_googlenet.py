@@ -363,9 +363,7 @@ class GoogLeNet(chainer.Chain):
             return cross_entropy(y, t, self.label_smoothing,
                                  self.class_weight)
         y = self._main_head(pool5)
-        # Label -1 (an image that could not be read) counts in neither.
-        parts = {'loss3': loss(y),
-                 'accuracy': F.accuracy(y, t, ignore_label=-1)}
+        parts = {'loss3': loss(y), 'accuracy': F.accuracy(y, t)}
         total = parts['loss3']
         if aux1 is not None:
             parts['loss1'] = loss(self._aux_head('loss1', aux1))

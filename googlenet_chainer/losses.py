@@ -1,10 +1,10 @@
 """The classification loss with label smoothing, which Chainer 7's
 softmax_cross_entropy lacks."""
-from googlenet_chainer.compat import chainer
+from googlenet_chainer.compat import chainer  # noqa: F401 (before F)
 import chainer.functions as F
 
 
-def cross_entropy(y, t, smoothing=0.0, class_weight=None, ignore_label=-1):
+def cross_entropy(y, t, smoothing=0.0, class_weight=None):
     """Softmax cross entropy against targets smoothed by ``smoothing``.
 
     The target of an example of class c puts 1 - smoothing on c and
@@ -16,29 +16,20 @@ def cross_entropy(y, t, smoothing=0.0, class_weight=None, ignore_label=-1):
 
     Args:
         y: logits, a Variable or array N x K.
-        t: int32 labels, N; ignore_label counts in neither the sum nor
-            the mean.
+        t: int32 labels, N.
         smoothing: from 0 (none) to 1.
         class_weight: None, or float32 K weights on y's device: each
             example's loss times its class's weight, as
             softmax_cross_entropy weights it.
-        ignore_label: the label of examples left out (an image that could
-            not be read).
 
     Returns:
-        A scalar Variable: the mean over the examples not ignored (0 when
-        there are none).
+        A scalar Variable: the mean over the examples.
     """
     if not smoothing:
-        return F.softmax_cross_entropy(y, t, class_weight=class_weight,
-                                       ignore_label=ignore_label)
-    xp = chainer.backend.get_array_module(t)
-    kept = t != ignore_label
-    label = xp.where(kept, t, 0)
+        return F.softmax_cross_entropy(y, t, class_weight=class_weight)
     log_p = F.log_softmax(y)
-    loss = (1 - smoothing) * -F.select_item(log_p, label) + \
+    loss = (1 - smoothing) * -F.select_item(log_p, t) + \
         smoothing * -F.mean(log_p, axis=1)
-    weight = kept.astype(log_p.dtype)
     if class_weight is not None:
-        weight = weight * class_weight[label]
-    return F.sum(loss * weight) / max(1, int(kept.sum()))
+        loss = loss * class_weight[t]
+    return F.mean(loss)

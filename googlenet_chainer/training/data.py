@@ -2,7 +2,6 @@
 the image dataset the trainer iterates over (ImageDataset)."""
 import collections
 import hashlib
-import sys
 
 import numpy
 
@@ -17,7 +16,6 @@ from googlenet_chainer.images import (CROP, DEFAULT_MAX_PIXELS, RESIZE, crop,
 from googlenet_chainer.labels import read_labels
 from googlenet_chainer.training.sampling import example_rng
 
-UNREADABLE = -1  # the label of an image that failed to load mid-run
 
 RunData = collections.namedtuple(
     'RunData', 'pairs val_pairs class_names unreadable digests')
@@ -34,8 +32,8 @@ class ImageDataset(chainer.dataset.DatasetMixin):
     (images.resized_bgr). An example is (the crop, int32 label).
 
     An image that cannot be read any more (changed since the data report)
-    is reported on stderr and comes back as a blank crop with label -1,
-    which the losses and the accuracy skip.
+    stops the run (changed_image): skipped, it would shrink the validation
+    set under the epochs' accuracies, which are then not comparable.
 
     Args:
         pairs: [(path, label)].
@@ -60,15 +58,28 @@ class ImageDataset(chainer.dataset.DatasetMixin):
         try:
             array = resized_bgr(open_image(path, self.max_pixels))
         except UserError as e:
-            print('warning: skipped unreadable {}: {}'.format(shown(path), e),
-                  file=sys.stderr, flush=True)
-            return (numpy.zeros((3, CROP, CROP), numpy.float32),
-                    numpy.int32(UNREADABLE))
+            raise changed_image(path, e)
         if self.train:
             top, left = rng.integers(0, RESIZE - CROP + 1, size=2)
             return (crop(array, top, left, bool(rng.integers(2))),
                     numpy.int32(label))
         return crop(array), numpy.int32(label)
+
+
+def changed_image(path, error):
+    """The UserError of an image that cannot be read any more.
+
+    Args:
+        path: the image.
+        error: why, as open_image said.
+
+    Returns:
+        UserError: naming it, and how the run goes on.
+    """
+    return UserError('{} cannot be read any more ({}): it changed after the '
+                     'run checked its data; put it back and continue with '
+                     '--resume latest, or start a run without it'.format(
+                         shown(path), error))
 
 
 def data_fingerprint(parts, digests):

@@ -152,10 +152,9 @@ class ExactEvaluator(extensions.Evaluator):
     Chainer's Evaluator averages its batches' means, so a short last batch
     weighs as much as a full one, and ChainerMN's averages the ranks' means
     over shards padded to equal length with repeated images. This one
-    weights each batch's values by its labelled images (label -1, an
-    unreadable image, counts in neither) and sums them over the ranks
-    (comm: mpi.Single or Distributed), so validation/main/
-    accuracy is the fraction of the validation images classified right.
+    weights each batch's values by its images and sums them over the ranks
+    (comm: mpi.Single or Distributed), so validation/main/accuracy is the
+    fraction of the validation images classified right.
 
     Args:
         iterator: the validation iterator, one pass (repeat=False).
@@ -172,9 +171,9 @@ class ExactEvaluator(extensions.Evaluator):
         """The validation set's scores, over the images of every rank.
 
         Returns:
-            {key: the mean over the labelled images} of what the model
-            reported, e.g. validation/main/accuracy; {} without any
-            labelled image. The same on every rank.
+            {key: the mean over the images} of what the model reported,
+            e.g. validation/main/accuracy; {} without any image. The same
+            on every rank.
         """
         iterator = self.get_iterator('main')
         target = self.get_target('main')
@@ -186,15 +185,13 @@ class ExactEvaluator(extensions.Evaluator):
             if not batch:
                 continue
             inputs = chainer.dataset.concat_examples(batch, self.device)
-            labelled = int((chainer.backend.CpuDevice().send(inputs[-1]) >= 0)
-                           .sum())
             observation = {}
             with chainer.reporter.report_scope(observation), \
                     chainer.no_backprop_mode():
                 target(*inputs)
             for key, value in observation.items():
-                sums[key] += labelled * as_float(value)
-            count += labelled
+                sums[key] += len(batch) * as_float(value)
+            count += len(batch)
         parts = self.comm.gather((dict(sums), count))
         if not self.comm.rank:
             count = sum(n for _, n in parts)

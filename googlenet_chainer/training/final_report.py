@@ -1,6 +1,5 @@
 """What a finished run reports: its best model scored on the validation set."""
 import os
-import sys
 
 import numpy
 
@@ -10,6 +9,7 @@ from googlenet_chainer.model_file import load_model
 from googlenet_chainer.report_files import Scored, write_report_files
 from googlenet_chainer.reports import (best_epoch, evaluation_report,
                                        report_text)
+from googlenet_chainer.training.data import changed_image
 from googlenet_chainer.training.extensions import PlotLog
 
 
@@ -64,9 +64,8 @@ def validation_probabilities(args, plan, predictor, val_set):
     """The best model's probabilities of the validation images.
 
     From the feature cache with --cache-features (the stages above the
-    cut on each image's cached output), else from the images (an image
-    that became unreadable since the data report is left out, with a
-    warning on stderr).
+    cut on each image's cached output), else from the images, every one:
+    a report on fewer than the epochs were scored on would not be theirs.
 
     Args:
         args: the options (--cache-features, --val-batchsize,
@@ -80,6 +79,9 @@ def validation_probabilities(args, plan, predictor, val_set):
     Returns:
         ([(path, label)] of the images scored, float32 N x classes
         probabilities), a row per image.
+
+    Raises:
+        UserError: an image cannot be read any more (data.changed_image).
     """
     if args.cache_features:
         step = args.val_batchsize
@@ -91,7 +93,8 @@ def validation_probabilities(args, plan, predictor, val_set):
         return plan.val_pairs, numpy.concatenate(probs)
     probs, kept, bad = predict_dataset(predictor, plan.val_pairs,
                                        args.val_batchsize, args.max_pixels)
-    for line in bad:
-        print('warning: skipped unreadable {}'.format(line),
-              file=sys.stderr, flush=True)
+    if bad:  # 'path: why', the first in the pairs' order
+        scored = {path for path, _ in kept}
+        path = next(path for path, _ in plan.val_pairs if path not in scored)
+        raise changed_image(path, bad[0][len(path) + 2:])
     return kept, probs

@@ -23,6 +23,7 @@ from googlenet_chainer import caffe_layers, errors, model_file, plots
 from googlenet_chainer.compat import chainer
 from googlenet_chainer.training import (data as tdata, extensions,
                                         feature_cache, run_folder, snapshots)
+from googlenet_chainer.training.final_report import report_best_model
 
 import run_steps
 from helpers import Page, children, one_error_line, run_training
@@ -533,20 +534,41 @@ def test_balanced_class_weight(cached_run, model_3, tmp_path, capsys):
     assert weighted != pytest.approx(plain)
 
 
-def test_image_unreadable_mid_run_is_skipped_and_reported(model_3, tmp_path,
-                                                          capfd):
+@pytest.mark.parametrize('part', ['train_set', 'val_set', 'report'])
+def test_an_image_unreadable_mid_run_stops_it_resumably(model_3, tmp_path,
+                                                        part):
+    """Skipped, it would leave the epochs' accuracies (or the final
+    report) measured on other sets; the run stops naming it, and goes on
+    once it is back."""
     data = make_dataset(tmp_path / 'd', 3)
-    run = run_steps.start([
-        '--train', data, '--model', model_3, '--out', str(tmp_path / 'r'),
-        '--epoch', '1', '-B', '3', '--val-ratio', '0.34', '--no-progress',
-        '--loaderjob', '2'])
-    victim = run.train_set.pairs[0][0]
+    argv = ['--train', data, '--model', model_3, '--out',
+            str(tmp_path / 'r'), '--epoch', '1', '-B', '3', '--val-ratio',
+            '0.34', '--no-progress', '--loaderjob', '2']
+    run = run_steps.start(argv)
+    if part == 'report':  # the epoch done, the best model scored
+        run.trainer.run(show_loop_exception_msg=False)
+    victim = getattr(run, 'val_set' if part == 'report' else part).pairs[
+        -1][0]
+    kept = open(victim, 'rb').read()
     with open(victim, 'wb') as f:
         f.write(b'no longer an image')
-    run_steps.finish(run)
-    assert 'warning: skipped unreadable {}'.format(victim) in \
-        capfd.readouterr().err
+    with pytest.raises(errors.UserError) as e:
+        if part == 'report':
+            report_best_model(run.args, run.plan, run.trainer, run.val_set,
+                              run.device)
+        else:
+            run_steps.finish(run)
+    assert str(e.value).startswith('{} cannot be read any more ('.format(
+        victim))
+    assert str(e.value).endswith(
+        'it changed after the run checked its data; put it back and '
+        'continue with --resume latest, or start a run without it')
+    run_folder.release(str(tmp_path / 'r'))
+    with open(victim, 'wb') as f:
+        f.write(kept)
+    assert train_googlenet.main(argv + ['--resume', 'latest']) == 0
     assert len(read_log(str(tmp_path / 'r'))) == 1
+    assert os.path.exists(tmp_path / 'r' / 'report.html')
 
 
 def test_loader_workers_killed_again_and_again_never_hang_the_run(
