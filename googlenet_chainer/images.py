@@ -282,6 +282,14 @@ def _check_regular(path):
         raise UserError('not a regular file (a FIFO, device or socket)')
 
 
+def _above(entry, top):
+    """Whether a folder entry is a link to top or to a folder holding it."""
+    if not entry.is_symlink():
+        return False
+    target = os.path.realpath(entry.path)
+    return top == target or top.startswith(target.rstrip(os.sep) + os.sep)
+
+
 def list_images(folder, recursive=False):
     """The image files in a folder, and what was left out.
 
@@ -291,19 +299,23 @@ def list_images(folder, recursive=False):
     Args:
         folder: the folder.
         recursive: also the visible sub-folders at any depth, following
-            links, each folder once; else sub-folders go uncounted.
+            links, each folder once, but for a link to the folder or one
+            that holds it (a loop, which would list a class folder's
+            siblings as its own); else sub-folders go uncounted.
 
     Returns:
         (paths, skipped): the image files, sorted, and {reason: count} of
         the entries left out: 'hidden' (is_hidden, folders too), 'not a
         regular file' (a FIFO, device or socket, a dangling or looping
-        link) or 'not an image file (.EXT)' ('no extension' if none).
+        link), 'a link to a folder above it' or 'not an image file (.EXT)'
+        ('no extension' if none).
 
     Raises:
         UserError: a folder to list cannot be read (named in the message).
     """
     suffixes = image_suffixes()
     images, skipped, seen = [], {}, set()
+    top = os.path.realpath(folder)
     pending = [folder]
     while pending:
         current = pending.pop()
@@ -324,6 +336,8 @@ def list_images(folder, recursive=False):
                 kind = None
             if is_hidden(entry.name):
                 reason = 'hidden'
+            elif kind == 'folder' and recursive and _above(entry, top):
+                reason = 'a link to a folder above it'
             elif kind == 'folder':
                 if recursive:
                     pending.append(entry.path)

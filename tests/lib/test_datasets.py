@@ -8,8 +8,8 @@ import threading
 import pytest
 from PIL import Image
 
-from googlenet_chainer import (data_report, datasets, errors, labels,
-                               model_file)
+from googlenet_chainer import (data_report, datasets, errors, images,
+                               labels, model_file)
 from googlenet_chainer.devices import get_device
 from googlenet_chainer.inference import Predictor
 from googlenet_chainer.training import feature_cache
@@ -207,3 +207,25 @@ def test_a_rare_class_warning_says_what_the_run_does_about_it():
             train, val, ['x', 'y'], 4, reweighted=reweighted) == [
             'class y has 1 training image, 9x fewer than the commonest (9): '
             '{}; watch its recall in the per-class report'.format(does)]
+
+
+def test_a_folder_link_to_a_folder_above_is_passed_over(tmp_path):
+    """Followed, it would list a class folder's siblings as its own; a
+    link to a folder elsewhere is followed."""
+    for name in ('cat', 'dog', 'elsewhere'):
+        (tmp_path / name).mkdir()
+        Image.new('RGB', (8, 8)).save(str(tmp_path / name / 'a.png'))
+    (tmp_path / 'cat' / 'up').symlink_to('..')
+    (tmp_path / 'cat' / 'self').symlink_to('.')
+    (tmp_path / 'cat' / 'more').symlink_to(tmp_path / 'elsewhere')
+    found, skipped = images.list_images(str(tmp_path / 'cat'), recursive=True)
+    assert found == [str(tmp_path / 'cat' / 'a.png'),
+                     str(tmp_path / 'cat' / 'more' / 'a.png')]
+    assert skipped == {'a link to a folder above it': 2}
+    # Training reads each class folder so: cat's images are its own.
+    data = datasets.read_folder(str(tmp_path))
+    assert sorted(data.pairs) == [
+        (str(tmp_path / 'cat' / 'a.png'), 0),
+        (str(tmp_path / 'cat' / 'more' / 'a.png'), 0),
+        (str(tmp_path / 'dog' / 'a.png'), 1),
+        (str(tmp_path / 'elsewhere' / 'a.png'), 2)]
