@@ -219,6 +219,27 @@ def read_dataset(data, root, class_names=None):
         os.path.abspath(data)))
 
 
+def check_root(root, data):
+    """Refuses --root where no list file would use it: given with folders
+    alone, it would be passed over (a typo or a wrong path unseen).
+
+    Args:
+        root: --root, or None.
+        data: the data sets given (folders or list files); None for one
+            not given.
+
+    Raises:
+        UserError: root is given and every data set given is a folder.
+    """
+    given = [path for path in data if path is not None]
+    if root is not None and given and all(map(os.path.isdir, given)):
+        raise UserError('--root is the folder a list file\'s paths are '
+                        'relative to, and {} {} a folder of class folders: '
+                        'leave --root out'.format(
+                            ' and '.join(map(shown, given)),
+                            'is' if len(given) == 1 else 'are each'))
+
+
 def check_labels(pairs, n_classes, source):
     """Refuses labels that are not classes of the model.
 
@@ -311,9 +332,10 @@ def labelled_inputs(data, root, class_names):
         [(path, label)], each label an index into class_names.
 
     Raises:
-        UserError: read_dataset or check_labels refuses it, or it has no
-            images.
+        UserError: check_root, read_dataset or check_labels refuses it, or
+            it has no images.
     """
+    check_root(root, [data])
     pairs = read_dataset(data, root, matching_names(class_names)).pairs
     check_labels(pairs, len(class_names), data)
     if not pairs:

@@ -7,8 +7,9 @@ import numpy
 
 from googlenet_chainer.compat import chainer
 from googlenet_chainer.data_report import data_warnings, print_report
-from googlenet_chainer.datasets import (check_labels, drop_unreadable,
-                                        read_dataset, stratified_split)
+from googlenet_chainer.datasets import (check_labels, check_root,
+                                        drop_unreadable, read_dataset,
+                                        stratified_split)
 from googlenet_chainer.console import shown
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.images import (CROP, DEFAULT_MAX_PIXELS, RESIZE, crop,
@@ -151,6 +152,7 @@ def prepare_data(args, n_classes):
     if not 0 < args.val_ratio < 1:
         raise UserError('--val-ratio must lie strictly between 0 and 1, got '
                         '{:g}'.format(args.val_ratio))
+    check_root(args.root, [args.train, args.val])
     train, class_names = _training_set(args, n_classes)
     val = read_dataset(args.val, args.root, class_names) if args.val else None
     if val is not None:

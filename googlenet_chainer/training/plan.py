@@ -20,7 +20,7 @@ from googlenet_chainer.training.options import (RUN_CONFIG, check_together,
 from googlenet_chainer.training.run_folder import (
     SNAPSHOT_PATTERN, prepare_out_folder, release, snapshot_to_resume)
 from googlenet_chainer.training.snapshots import (
-    RUN_KEYS, snapshot_bytes, snapshot_files, stored_config)
+    RUN_KEYS, check_epochs, snapshot_bytes, snapshot_files, stored_config)
 from googlenet_chainer.training.views import view_count
 
 Plan = collections.namedtuple(
@@ -102,6 +102,7 @@ def _plan(args, processes):
                             else 's', processes))
     snapshot = snapshot_to_resume(args, config, run_files)
     if snapshot:
+        check_epochs(snapshot, args.epoch)
         # The heads come back from the snapshot, not from this session's
         # --model (only its frozen trunk must be the run's): the run
         # started from what its first session loaded.

@@ -191,6 +191,28 @@ def check_snapshot(path, config):
                         'run; differs in {}'.format(path, difference))
 
 
+def check_epochs(path, epochs):
+    """Refuses an --epoch below the epochs a snapshot has done: the run
+    would stop at once, and run.json would say fewer than it holds.
+
+    Args:
+        path: the snapshot to resume.
+        epochs: --epoch.
+
+    Raises:
+        UserError: the snapshot's whole epochs are more than epochs.
+    """
+    try:
+        with numpy.load(path, allow_pickle=False) as npz:
+            done = int(npz['updater/iterator:main/epoch'])
+    except Exception as e:
+        raise UserError('cannot resume from {}: {}'.format(path, one_line(e)))
+    if done > epochs:
+        raise UserError('the run has done {} epochs (snapshot {}), more than '
+                        '--epoch {}: give --epoch {} or more to train on, '
+                        'or leave it out'.format(done, path, epochs, done))
+
+
 def resume(trainer, path):
     """Loads a snapshot into the trainer and says so.
 

@@ -153,6 +153,11 @@ def test_bad_inputs_are_one_line_errors(five_class_model, tmp_path, capsys,
     code, _, err = run(capsys, '--model', five_class_model, '--data', data)
     assert code == 1 and err.startswith('error: ') and "'zebra'" in err
     assert err.count('\n') == 1
+    code, _, err = run(capsys, '--model', five_class_model, '--data', data,
+                       '--root', str(tmp_path / 'typo'))
+    assert (code, err) == (1, "error: --root is the folder a list file's "
+                           "paths are relative to, and {} is a folder of "
+                           "class folders: leave --root out\n".format(data))
 
     listing = tmp_path / 'list.txt'
     listing.write_text('{} 7\n'.format(os.path.join(data, 'cat', '0.png')))

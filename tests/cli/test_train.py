@@ -281,6 +281,15 @@ def test_one_run_per_out_and_resume_checks_the_run(
         config = json.load(f)
     assert config['start'] == started
     assert config['arguments']['model'] == other_heads
+    # Fewer epochs than it has done: said, and its record left alone.
+    record = (out / 'run.json').read_bytes()
+    capsys.readouterr()
+    assert cached_run(out, '--resume', 'latest', '--epoch', '1') == 1
+    assert one_error_line(capsys) == (
+        'error: the run has done 2 epochs (snapshot {}), more than --epoch '
+        '1: give --epoch 2 or more to train on, or leave it out\n'.format(
+            snapshots.latest_snapshot(str(out))))
+    assert (out / 'run.json').read_bytes() == record
     # Stopped before its first snapshot (Ctrl-C in epoch 1's snapshot
     # write), the same run starts again, with or without --resume latest.
     for name, _ in [('r4', None), ('r5', 'latest')]:

@@ -66,6 +66,21 @@ def test_list_label_out_of_range(capsys, tmp_path, dataset, model_3):
     assert 'label 7 is out of range for a model of 3 classes' in err
 
 
+def test_root_without_a_list_file_is_refused(capsys, tmp_path, dataset,
+                                             model_3):
+    err = _refused(capsys, tmp_path, '--train', dataset, '--root',
+                   str(tmp_path / 'nonexistent'), '--model', model_3)
+    assert err == ("error: --root is the folder a list file's paths are "
+                   "relative to, and {} is a folder of class folders: "
+                   "leave --root out\n".format(dataset))
+    listing = tmp_path / 'l.txt'
+    listing.write_text('red/0.png 0\n')
+    err = _refused(capsys, tmp_path, '--train', dataset, '--val',
+                   str(listing), '--root', str(tmp_path / 'none'),
+                   '--model', model_3)
+    assert '--root is' not in err  # the list file uses it
+
+
 def test_missing_dataset_path(capsys, tmp_path, model_3):
     err = _refused(capsys, tmp_path, '--train', str(tmp_path / 'nope'),
                    '--model', model_3)
