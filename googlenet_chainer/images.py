@@ -282,6 +282,17 @@ def _check_regular(path):
         raise UserError('not a regular file (a FIFO, device or socket)')
 
 
+def _kind(entry):
+    """'folder' or 'file' for a directory entry, links followed; None for
+    anything else: a FIFO, device or socket, a link in a loop (ELOOP) or
+    to nothing, an entry gone."""
+    try:
+        return 'folder' if entry.is_dir() else (
+            'file' if entry.is_file() else None)
+    except OSError:
+        return None
+
+
 def _above(entry, top):
     """Whether a folder entry is a link to top or to a folder holding it."""
     if not entry.is_symlink():
@@ -307,7 +318,7 @@ def list_images(folder, recursive=False):
         (paths, skipped): the image files, sorted, and {reason: count} of
         the entries left out: 'hidden' (is_hidden, folders too), 'not a
         regular file' (a FIFO, device or socket, a dangling or looping
-        link), 'a link to a folder above it' or 'not an image file (.EXT)'
+        link), 'link to a folder above it' or 'not an image file (.EXT)'
         ('no extension' if none).
 
     Raises:
@@ -329,15 +340,11 @@ def list_images(folder, recursive=False):
             raise UserError('cannot read folder {}: {}'.format(
                 shown(current), e.strerror or e))
         for entry in entries:
-            try:
-                kind = 'folder' if entry.is_dir() else (
-                    'file' if entry.is_file() else None)
-            except OSError:  # a link in a loop (ELOOP), an entry gone
-                kind = None
+            kind = _kind(entry)
             if is_hidden(entry.name):
                 reason = 'hidden'
             elif kind == 'folder' and recursive and _above(entry, top):
-                reason = 'a link to a folder above it'
+                reason = 'link to a folder above it'
             elif kind == 'folder':
                 if recursive:
                     pending.append(entry.path)

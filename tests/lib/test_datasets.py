@@ -221,7 +221,7 @@ def test_a_folder_link_to_a_folder_above_is_passed_over(tmp_path):
     found, skipped = images.list_images(str(tmp_path / 'cat'), recursive=True)
     assert found == [str(tmp_path / 'cat' / 'a.png'),
                      str(tmp_path / 'cat' / 'more' / 'a.png')]
-    assert skipped == {'a link to a folder above it': 2}
+    assert skipped == {'link to a folder above it': 2}
     # Training reads each class folder so: cat's images are its own.
     data = datasets.read_folder(str(tmp_path))
     assert sorted(data.pairs) == [

@@ -49,7 +49,7 @@ def test_visible_folders_are_classes_found_recursively(capsys, tmp_path):
     (tmp_path / 'd' / 'dog' / '.DS_Store').write_bytes(b'\0\0\0\1Bud1')
     (tmp_path / 'd' / 'dog' / 'notes.txt').write_text('my dogs')
     (tmp_path / 'd' / 'README.md').write_text('about the data')
-    os.symlink(tmp_path / 'd' / 'cat', nested / 'loop')  # listed once
+    os.symlink(tmp_path / 'd' / 'cat', nested / 'loop')  # not followed
     hidden_dir = tmp_path / 'd' / 'cat' / '.thumbnails'
     hidden_dir.mkdir()
     Image.fromarray(PHOTO).save(hidden_dir / 't.png')
@@ -61,8 +61,8 @@ def test_visible_folders_are_classes_found_recursively(capsys, tmp_path):
     assert str(tmp_path / 'd' / 'dog' / 'camera.mpo') in paths
     assert len(paths) == 8 and not any('/.' in p or 'MACOSX' in p
                                        for p in paths)
-    assert ('skipped 7 entries: 5 hidden, 1 not an image file (.txt), '
-            '1 outside the class folders') in out
+    assert ('skipped 8 entries: 5 hidden, 1 link to a folder above it, 1 '
+            'not an image file (.txt), 1 outside the class folders') in out
 
 
 def test_an_undecodable_image_is_reported_once_by_path(capsys, tmp_path):
