@@ -213,9 +213,32 @@ def build_parser():
     return parser
 
 
+def parse_arguments(argv=None):
+    """The command line, files and options in any order.
+
+    Intermixed: files may follow -u URL (plain parse_args refuses them).
+    Everything after the first ``--`` is a path, one that starts with a
+    dash included: parse_intermixed_args does not honour ``--`` itself (it
+    reads ``-- -dash.jpg`` as -d ash.jpg).
+
+    Args:
+        argv: the arguments; None for sys.argv[1:].
+
+    Returns:
+        argparse.Namespace.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    paths = []
+    if '--' in argv:
+        end = argv.index('--')
+        argv, paths = argv[:end], argv[end + 1:]
+    args = build_parser().parse_intermixed_args(argv)
+    args.paths += paths
+    return args
+
+
 def main(argv=None):
-    # Intermixed: files may follow -u URL (plain parse_args refuses them).
-    return run_main(classify, build_parser().parse_intermixed_args(argv))
+    return run_main(classify, parse_arguments(argv))
 
 
 def script(argv=None):

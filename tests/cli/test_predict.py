@@ -553,6 +553,19 @@ def test_a_name_the_terminal_cannot_print_is_escaped(tmp_path,
         tmp_path / '\\u732b.png')
 
 
+def test_every_argument_after_a_double_dash_is_a_file(capsys, tmp_path,
+                                                     monkeypatch,
+                                                     model_1000):
+    monkeypatch.chdir(tmp_path)
+    for name in ('-dash.png', '-x.png', '--top'):
+        Image.fromarray(PHOTO).save(tmp_path / name, 'PNG')
+    code, out, err = predict(capsys, '--model', model_1000, '--top', '1',
+                             '--json', '--', '-dash.png', '-x.png', '--top')
+    assert (code, err) == (0, '')
+    assert [json.loads(line)['input'] for line in out.splitlines()] == [
+        '-dash.png', '-x.png', '--top']
+
+
 def predict_errors(capsys, model, *urls, timeout=30):
     argv = ['--model', model, '--timeout', str(timeout)]
     for url in urls:
