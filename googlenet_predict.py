@@ -129,19 +129,30 @@ def report(args, labels, results, names):
             sys.stdout.flush()
             done += 1
     except KeyboardInterrupt:
-        written = [path for path in [args.csv] + (
-            [args.features or args.probabilities] if kept else [])
-            if path not in (None, '-')]
+        written = [(option, path) for option, path in (
+            ('--csv', args.csv), ('--features', args.features),
+            ('--probabilities', args.probabilities))
+            if path not in (None, '-') and (option == '--csv' or kept)]
         if done and written:
             _write(args, output, kept_names, kept)
-            print('interrupted after {} of {} inputs: {} hold{} their '
-                  'results; the first not done is {}'.format(
-                      done, len(names), ' and '.join(map(shown, written)),
-                      '' if len(written) > 1 else 's', shown(names[done])),
-                  file=sys.stderr)
+            print(_where_to_go_on(written, done, names), file=sys.stderr)
         raise
     _write(args, output, kept_names, kept)
     return 1 if output.failed else 0
+
+
+def _where_to_go_on(written, done, names):
+    """The line after Ctrl-C: which files hold the ``done`` first of
+    ``names``, and how the rest are classified. A second run needs files of
+    its own: given the same, it would write over the rows done.
+    ``written``: (option, path) of each file written."""
+    return ('interrupted after {} of {} inputs: {} hold{} their results; the '
+            'first not done is {}: give it and those after it to a second '
+            'run with another {} name (the same name would be written over)'
+            .format(done, len(names),
+                    ' and '.join(shown(path) for _, path in written),
+                    '' if len(written) > 1 else 's', shown(names[done]),
+                    ' and '.join(option for option, _ in written)))
 
 
 def _write(args, output, kept_names, kept):
