@@ -87,8 +87,8 @@ def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
             the connection is refused or times out, the proxy cannot be
             reached).
         UserError: check_scheme refuses the URL, TLS fails, the server does
-            not answer in time, the status is 400 or more, or requests fails
-            otherwise.
+            not answer in time, redirects go round in a loop, the status is
+            400 or more, or requests fails otherwise.
     """
     check_scheme(url)
     host = _host(url)
@@ -110,6 +110,10 @@ def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
             host, _connection_reason(e)))
     except requests.exceptions.Timeout:
         raise UserError('timed out waiting for the server')
+    except requests.exceptions.TooManyRedirects:
+        raise UserError('too many redirects (over {}): the server sends the '
+                        'request round in a loop'.format(
+                            requests.models.DEFAULT_REDIRECT_LIMIT))
     except (requests.exceptions.RequestException, ValueError) as e:
         # ValueError: urllib3's LocationParseError, e.g. a host name label
         # over 63 characters, passes through requests unwrapped.
