@@ -129,19 +129,30 @@ def report(args, labels, results, names):
             sys.stdout.flush()
             done += 1
     except KeyboardInterrupt:
-        written = [path for path in [args.csv] + (
-            [args.features or args.probabilities] if kept else [])
-            if path not in (None, '-')]
+        written = [(option, path) for option, path in (
+            ('--csv', args.csv), ('--features', args.features),
+            ('--probabilities', args.probabilities))
+            if path not in (None, '-') and (option == '--csv' or kept)]
         if done and written:
             _write(args, output, kept_names, kept)
-            print('interrupted after {} of {} inputs: {} hold{} their '
-                  'results; the first not done is {}'.format(
-                      done, len(names), ' and '.join(map(shown, written)),
-                      '' if len(written) > 1 else 's', shown(names[done])),
-                  file=sys.stderr)
+            print(_where_to_go_on(written, done, names), file=sys.stderr)
         raise
     _write(args, output, kept_names, kept)
     return 1 if output.failed else 0
+
+
+def _where_to_go_on(written, done, names):
+    """The line after Ctrl-C: which files hold the ``done`` first of
+    ``names``, and how the rest are classified. A second run needs files of
+    its own: given the same, it would write over the rows done.
+    ``written``: (option, path) of each file written."""
+    return ('interrupted after {} of {} inputs: {} hold{} their results; the '
+            'first not done is {}: give it and those after it to a second '
+            'run with another {} name (the same name would be written over)'
+            .format(done, len(names),
+                    ' and '.join(shown(path) for _, path in written),
+                    '' if len(written) > 1 else 's', shown(names[done]),
+                    ' and '.join(option for option, _ in written)))
 
 
 def _write(args, output, kept_names, kept):
@@ -213,9 +224,32 @@ def build_parser():
     return parser
 
 
+def parse_arguments(argv=None):
+    """The command line, files and options in any order.
+
+    Intermixed: files may follow -u URL (plain parse_args refuses them).
+    Everything after the first ``--`` is a path, one that starts with a
+    dash included: parse_intermixed_args does not honour ``--`` itself (it
+    reads ``-- -dash.jpg`` as -d ash.jpg).
+
+    Args:
+        argv: the arguments; None for sys.argv[1:].
+
+    Returns:
+        argparse.Namespace.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    paths = []
+    if '--' in argv:
+        end = argv.index('--')
+        argv, paths = argv[:end], argv[end + 1:]
+    args = build_parser().parse_intermixed_args(argv)
+    args.paths += paths
+    return args
+
+
 def main(argv=None):
-    # Intermixed: files may follow -u URL (plain parse_args refuses them).
-    return run_main(classify, build_parser().parse_intermixed_args(argv))
+    return run_main(classify, parse_arguments(argv))
 
 
 def script(argv=None):

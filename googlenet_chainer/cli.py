@@ -5,6 +5,7 @@ import os
 import re
 import sys
 
+from googlenet_chainer.console import printable_streams
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.images import DEFAULT_MAX_PIXELS
 from googlenet_chainer.model_store import MODEL_NAME
@@ -14,7 +15,23 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, whose usage errors are one line: the error, and
     where the options are listed, exit code 2 (argparse's, as a Unix tool's
     for a command line it cannot take), without the usage block that would
-    bury the line under every option's name."""
+    bury the line under every option's name. Its output, --help's
+    included, never fails on a character the terminal cannot show
+    (console.printable_streams)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's, once stdout and stderr escape what their encoding
+        cannot write: an option's value is echoed in its error.
+
+        Args:
+            args: the arguments; None for sys.argv[1:].
+            namespace: as argparse takes it.
+
+        Returns:
+            (argparse.Namespace, the arguments not taken), as argparse's.
+        """
+        printable_streams()
+        return super().parse_known_args(args, namespace)
 
     def error(self, message):
         """Prints 'PROG: error: MESSAGE (PROG --help lists the options)'
@@ -36,7 +53,9 @@ def report_errors(function, *args, **kwargs):
     A UserError becomes one line on stderr and exit code 1, Ctrl-C
     ``interrupted`` and 130, and a reader of stdout that went away
     (``| head``) a quiet stop with 141, as a Unix tool killed by SIGPIPE.
-    Any other exception is a bug: it propagates, with its traceback.
+    Any other exception is a bug: it propagates, with its traceback. A
+    character stdout's or stderr's encoding lacks is written escaped
+    (console.printable_streams), never a UnicodeEncodeError.
 
     Args:
         function: the work; called as function(*args, **kwargs).
@@ -47,6 +66,7 @@ def report_errors(function, *args, **kwargs):
         The exit code: function's result, 0 where that is None; else 1,
         130 or 141 as above.
     """
+    printable_streams()
     try:
         result = function(*args, **kwargs)
     except UserError as e:

@@ -47,6 +47,22 @@ def shown(text):
     return _UNSAFE.sub(_escape, text)
 
 
+def printable_streams():
+    """Makes stdout and stderr escape what their encoding cannot write.
+
+    A valid name the terminal's encoding lacks (\u732b on an ASCII or
+    Latin-1 terminal) would otherwise end a script with a
+    UnicodeEncodeError traceback halfway through its output; it is
+    written as backslashreplace escapes it instead. A stream that already
+    has an error handler of its own, or is not a text file Python opened
+    (a test's io.StringIO), is left as it is.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, 'errors', None) == 'strict' and hasattr(
+                stream, 'reconfigure'):
+            stream.reconfigure(errors='backslashreplace')
+
+
 def decoded(name):
     """A file name as text, the form class names take from folder names.
 

@@ -3,6 +3,7 @@ heads never trained; read back fast and refused when it cannot be trusted."""
 import hashlib
 import json
 import os
+import re
 import struct
 import zipfile
 import zlib
@@ -13,6 +14,12 @@ from googlenet_chainer.compat import chainer
 from googlenet_chainer.errors import UserError, one_line
 from googlenet_chainer.files import atomic_write, read_npy_header, save_npz
 from tuned_googlenet import DEFAULT_FREEZE_UNTIL, GoogLeNet
+
+
+# How a caffemodel, a NetParameter, begins: with its name (field 1, a
+# short text), its V1 layers (field 2) or its layers (field 100), each a
+# length-delimited field.
+_CAFFEMODEL_START = re.compile(b'\x0a[\x01-\x7f][\x20-\x7e]|\x12|\xa2\x06')
 
 
 def save_model(path, model, class_names=None, untrained=(), source=None):
@@ -203,11 +210,11 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL, classify=False):
         ``model.untrained_heads`` names the heads never trained.
 
     Raises:
-        UserError: the file is missing, is not a file, is a training
-            snapshot or another file than a model this project wrote, or
-            holds NaN or infinite parameters (naming the
-            first such one); with ``classify``, also when loss3/classifier
-            was never trained.
+        UserError: the file is missing, is not a file, is a caffemodel, a
+            training snapshot or another file than a model this project
+            wrote, or holds NaN or infinite parameters (naming the first
+            such one); with ``classify``, also when loss3/classifier was
+            never trained.
     """
     if not os.path.exists(path):
         raise UserError('model file not found: {}'.format(path))
@@ -215,7 +222,7 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL, classify=False):
         raise UserError('model file {} is a folder or a device, not a file'
                         .format(path))
     try:
-        _refuse_snapshot(path)
+        _refuse_other_kinds(path)
         npz = read_npz(path)
         n_classes = npz['loss3_fc/W'].shape[0]
         names = (list(npz['class_names']) if 'class_names' in npz else None)
@@ -245,18 +252,36 @@ def load_model(path, freeze_until=DEFAULT_FREEZE_UNTIL, classify=False):
     return model, names
 
 
-def _refuse_snapshot(path):
-    """UserError if path is a training snapshot (snapshot_writer's
-    run_config in it), told by its names before any array is read: a
-    snapshot pickles some."""
-    with zipfile.ZipFile(path) as archive:
-        snapshot = 'run_config.npy' in archive.namelist()
+def _refuse_other_kinds(path):
+    """UserError if path is a caffemodel or a training snapshot
+    (snapshot_writer's run_config in it), told before any array is read (a
+    snapshot pickles some); zipfile's BadZipFile for another file that is
+    no zip."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            snapshot = 'run_config.npy' in archive.namelist()
+    except zipfile.BadZipFile:
+        if _looks_like_caffemodel(path):
+            raise UserError(
+                '{0} is a caffemodel (Caffe\'s weights), not a model this '
+                'project wrote: convert it first with convert_caffe_model.py '
+                '--caffemodel {0}, or classify with googlenet_predict.py '
+                '--caffemodel {0}'.format(path))
+        raise
     if snapshot:
         raise UserError(
             '{} is a training snapshot (the trained layers, the optimizer '
             'and the run\'s state), not a model: give its run\'s best '
             'model, tuned_googlenet.model in the same folder unless '
             '--output named another'.format(path))
+
+
+def _looks_like_caffemodel(path):
+    """Whether path, not a zip, is named or begins as a caffemodel."""
+    if os.fspath(path).lower().endswith('.caffemodel'):
+        return True
+    with open(path, 'rb') as f:
+        return bool(_CAFFEMODEL_START.match(f.read(3)))
 
 
 def _check_finite(model, path):

@@ -192,11 +192,22 @@ def _download(urls, path, sha1, origin, stall_timeout):
         failures = ['none of the {} sources gave it (the last, {})'.format(
             len(failures), failures[-1])]
     raise UserError(
-        '{}. Ways out: put a copy of {} (sha1 {}) at {}, where every script '
-        'finds it; or set GOOGLENET_CAFFEMODEL_URL to a mirror of it (and '
-        'GOOGLENET_CAFFEMODEL_SHA1 to its sha1 if it is another file)'
+        '{}. Ways out: put a copy of {} (sha1 {}) at {}, where {}; or try '
+        'another mirror of it, its URL in GOOGLENET_CAFFEMODEL_URL (and '
+        'its sha1 in GOOGLENET_CAFFEMODEL_SHA1 if it is another file)'
         .format(failures[0] if failures else 'no source to download from',
-                CAFFEMODEL_NAME, sha1, os.path.abspath(path)))
+                CAFFEMODEL_NAME, sha1, os.path.abspath(path),
+                'every script finds it' if _is_default_caffemodel(path)
+                else 'this command looks for it'))
+
+
+def _is_default_caffemodel(path):
+    """Whether path is default_caffemodel()'s, whose folder is not created
+    to tell: a failed download into another folder leaves none behind."""
+    folder = chainer.dataset.get_dataset_directory(MODEL_DIRECTORY,
+                                                   create_directory=False)
+    return os.path.realpath(path) == os.path.realpath(
+        os.path.join(folder, CAFFEMODEL_NAME))
 
 
 def _try(url, path, sha1, origin, stall_timeout):

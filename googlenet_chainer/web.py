@@ -87,33 +87,19 @@ def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
             the connection is refused or times out, the proxy cannot be
             reached).
         UserError: check_scheme refuses the URL, TLS fails, the server does
-            not answer in time, the status is 400 or more, or requests fails
-            otherwise.
+            not answer in time, redirects go round in a loop, the status is
+            400 or more, or requests fails otherwise.
     """
     check_scheme(url)
-    host = _host(url)
     # Imported here: requests takes a third of a local run's start-up.
     import requests
     try:
         response = requests.get(url, headers=headers, stream=True,
                                 timeout=timeout)
-    except requests.exceptions.ProxyError as e:
-        raise Unreachable('cannot reach the proxy {} for {}: {}'.format(
-            _proxy_of(url), host, _connection_reason(e)))
-    except requests.exceptions.SSLError as e:
-        raise UserError('TLS failure with {}: {}'.format(host, _tls_reason(e)))
-    except requests.exceptions.ConnectTimeout:
-        raise Unreachable('cannot reach {}: connection timed out'.format(
-            host))
-    except requests.exceptions.ConnectionError as e:
-        raise Unreachable('cannot reach {}: {}'.format(
-            host, _connection_reason(e)))
-    except requests.exceptions.Timeout:
-        raise UserError('timed out waiting for the server')
     except (requests.exceptions.RequestException, ValueError) as e:
         # ValueError: urllib3's LocationParseError, e.g. a host name label
         # over 63 characters, passes through requests unwrapped.
-        raise UserError(_without_secrets(one_line(e), url))
+        raise _failure(e, url)
     if response.status_code >= 400 and response.status_code not in allow:
         response.close()
         if response.status_code == 407:
@@ -122,6 +108,35 @@ def http_get(url, headers=None, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
         raise UserError('HTTP {} {}'.format(
             response.status_code, response.reason or '').strip())
     return response
+
+
+def _failure(error, url):
+    """http_get's one line for requests' exception: Unreachable where no
+    connection was made, else UserError; url's secrets never in it."""
+    import requests
+    exceptions = requests.exceptions
+    host = _host(url)
+    # Most specific first: a ProxyError, an SSLError and a ConnectTimeout
+    # are ConnectionErrors too, and a ConnectTimeout a Timeout.
+    if isinstance(error, exceptions.ProxyError):
+        return Unreachable('cannot reach the proxy {} for {}: {}'.format(
+            _proxy_of(url), host, _connection_reason(error)))
+    if isinstance(error, exceptions.SSLError):
+        return UserError('TLS failure with {}: {}'.format(
+            host, _tls_reason(error)))
+    if isinstance(error, exceptions.ConnectTimeout):
+        return Unreachable('cannot reach {}: connection timed out'.format(
+            host))
+    if isinstance(error, exceptions.ConnectionError):
+        return Unreachable('cannot reach {}: {}'.format(
+            host, _connection_reason(error)))
+    if isinstance(error, exceptions.Timeout):
+        return UserError('timed out waiting for the server')
+    if isinstance(error, exceptions.TooManyRedirects):
+        return UserError('too many redirects (over {}): the server sends '
+                         'the request round in a loop'.format(
+                             requests.models.DEFAULT_REDIRECT_LIMIT))
+    return UserError(_without_secrets(one_line(error), url))
 
 
 def _host(url):

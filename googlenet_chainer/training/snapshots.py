@@ -7,6 +7,7 @@ import re
 import numpy
 
 from googlenet_chainer.compat import chainer
+from googlenet_chainer.console import first_names
 from googlenet_chainer.errors import UserError, one_line
 from googlenet_chainer.files import save_npz
 
@@ -158,20 +159,62 @@ def stored_config(path):
         dict.
 
     Raises:
-        UserError: path cannot be read as a snapshot, or holds no run
-            configuration (a snapshot of an older version).
+        UserError: path cannot be read, is not a snapshot, is a damaged one
+            (unreadable; the message names the older snapshots beside
+            it), or holds no run configuration (a snapshot of an older
+            version).
     """
     try:
         with numpy.load(path, allow_pickle=False) as npz:
             stored = (json.loads(str(npz['run_config']))
                       if 'run_config' in npz.files else None)
     except Exception as e:
-        raise UserError('cannot resume from {}: {}'.format(path, one_line(e)))
+        raise unreadable(path, e)
     if stored is None:
         raise UserError('cannot resume from {}: it is not a snapshot of this '
                         'version\'s runs (no run configuration in it)'.format(
                             path))
     return stored
+
+
+def unreadable(path, error):
+    """Why a file given to resume from cannot be read, in words.
+
+    A file neither named as a snapshot nor a zip (a run's log, run.json)
+    is not a snapshot at all; numpy's own words for it would speak of
+    pickles. A snapshot numpy cannot read is damaged (cut short by a full
+    disk or a copy, or another file under a snapshot's name): the older
+    snapshots in its folder are named, to resume from instead.
+
+    Args:
+        path: the file.
+        error: the exception reading it raised.
+
+    Returns:
+        UserError: the one line to raise.
+    """
+    if isinstance(error, OSError):
+        return UserError('cannot resume from {}: {}'.format(
+            path, one_line(error)))
+    named = SNAPSHOT_PATTERN.match(os.path.basename(path))
+    with open(path, 'rb') as f:
+        zipped = f.read(4) == b'PK\x03\x04'
+    if not (named or zipped):
+        return UserError('{} is not a snapshot (snapshot_iter_N files are)'
+                         .format(path))
+    older = [other for n, other in snapshot_files(
+        os.path.dirname(path) or os.curdir)
+        if not named or n < int(named.group(1))][::-1]
+    if older:
+        way = 'resume from the newest before it, --resume {}{}'.format(
+            older[0], ' (older still: {})'.format(first_names(older[1:], 3))
+            if older[1:] else '')
+    else:
+        way = 'no snapshot before it is there: start the run again with ' \
+            'another --out'
+    return UserError('cannot resume from {}: the snapshot is damaged '
+                     '(incomplete, or not a snapshot: {}); {}'.format(
+                         path, one_line(error), way))
 
 
 def check_snapshot(path, config):
@@ -224,7 +267,7 @@ def resume(trainer, path):
         path: the snapshot.
 
     Raises:
-        UserError: the snapshot cannot be loaded.
+        UserError: the snapshot cannot be loaded (unreadable).
     """
     try:
         # Pickled: a trigger's best value is None until the first evaluation.
@@ -232,7 +275,7 @@ def resume(trainer, path):
             chainer.serializers.NpzDeserializer(npz, strict=False).load(
                 trainer)
     except Exception as e:
-        raise UserError('cannot resume from {}: {}'.format(path, one_line(e)))
+        raise unreadable(path, e)
     print('resumed from {} at iteration {}'.format(
         path, trainer.updater.iteration))
 

@@ -190,8 +190,9 @@ def test_unreachable_host_says_where_to_put_the_file(tmp_path, capsys):
     url = 'http://127.0.0.1:{}/m.caffemodel'.format(closed_port())
     err = _bad(tmp_path, capsys, dest, '--download', '--url', url)
     assert 'cannot reach 127.0.0.1' in err
-    assert 'at {}, where every script finds it'.format(dest) in err
-    assert 'GOOGLENET_CAFFEMODEL_URL' in err
+    assert 'at {}, where this command looks for it; or try another ' \
+        'mirror of it, its URL in GOOGLENET_CAFFEMODEL_URL'.format(
+            dest) in err
 
 
 def test_http_error_is_reported(tmp_path, capsys, server):

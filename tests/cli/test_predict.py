@@ -539,6 +539,33 @@ def test_prediction_prints_undecodable_names_on_a_strict_terminal(
         shown + '/r\\xe9sum\\xe9.png')
 
 
+def test_a_name_the_terminal_cannot_print_is_escaped(tmp_path,
+                                                    model_1000):
+    Image.fromarray(PHOTO).save(tmp_path / '\u732b.png')
+    env = dict(os.environ, PYTHONIOENCODING='ascii:strict')
+    done = subprocess.run(
+        [sys.executable, googlenet_predict.__file__, '--model', model_1000,
+         '--top', '1', str(tmp_path)],
+        capture_output=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b''
+    assert done.stdout.decode('ascii').splitlines()[0] == str(
+        tmp_path / '\\u732b.png')
+
+
+def test_every_argument_after_a_double_dash_is_a_file(capsys, tmp_path,
+                                                     monkeypatch,
+                                                     model_1000):
+    monkeypatch.chdir(tmp_path)
+    for name in ('-dash.png', '-x.png', '--top'):
+        Image.fromarray(PHOTO).save(tmp_path / name, 'PNG')
+    code, out, err = predict(capsys, '--model', model_1000, '--top', '1',
+                             '--json', '--', '-dash.png', '-x.png', '--top')
+    assert (code, err) == (0, '')
+    assert [json.loads(line)['input'] for line in out.splitlines()] == [
+        '-dash.png', '-x.png', '--top']
+
+
 def predict_errors(capsys, model, *urls, timeout=30):
     argv = ['--model', model, '--timeout', str(timeout)]
     for url in urls:

@@ -403,8 +403,10 @@ def test_ctrl_c_keeps_the_results_done_and_says_where_to_go_on(
         released.set()
     assert process.returncode == 130, err
     assert err == ('interrupted after 5 of 8 inputs: {} holds their '
-                   'results; the first not done is {}\ninterrupted\n'
-                   .format(path, urls[5]))
+                   'results; the first not done is {}: give it and those '
+                   'after it to a second run with another {} name (the same '
+                   'name would be written over)\ninterrupted\n'
+                   .format(path, urls[5], output))
     if output == '--csv':
         with open(path, newline='') as f:
             done = [row[0] for row in list(csv.reader(f))[1:]]

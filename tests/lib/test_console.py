@@ -1,7 +1,9 @@
 """console: names made printable."""
+import io
 import os
+import sys
 
-from googlenet_chainer import console
+from googlenet_chainer import cli, console
 
 
 def test_shown_escapes_controls_and_backslashes_one_way():
@@ -21,3 +23,12 @@ def test_long_class_lists_are_cut_in_messages():
     assert console.first_names(names) == ', '.join(names[:10]) + \
         ', and 2 more'
     assert console.first_names(names[:3]) == 'n00, n01, n02'
+
+
+def test_a_script_escapes_what_the_terminal_cannot_print(monkeypatch):
+    raw = io.BytesIO()
+    strict = io.TextIOWrapper(raw, encoding='ascii', errors='strict')
+    monkeypatch.setattr(sys, 'stdout', strict)
+    assert cli.report_errors(print, '\u732b caf\xe9') == 0
+    strict.flush()
+    assert raw.getvalue() == b'\\u732b caf\\xe9\n'

@@ -128,6 +128,14 @@ def test_a_failing_proxy_is_named_as_the_cause(server, monkeypatch):
     assert 'secret' not in str(e.value)
 
 
+def test_a_redirect_loop_is_one_line_of_ours(server):
+    server.routes['/loop'] = (302, {'Location': '/loop'}, b'')
+    with pytest.raises(UserError) as e:
+        web.http_get(server.url('/loop'))
+    assert str(e.value) == 'too many redirects (over 30): the server sends ' \
+        'the request round in a loop'
+
+
 def test_a_urls_user_and_password_are_never_shown():
     assert web.shown_url('https://me:pa55@example.org:8080/a.jpg?x=1') == \
         'https://***@example.org:8080/a.jpg?x=1'

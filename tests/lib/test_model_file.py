@@ -1,5 +1,6 @@
 """model_file: loading a model this project wrote."""
 import json
+import shutil
 
 import numpy
 import pytest
@@ -35,6 +36,25 @@ def test_read_npz_gives_what_numpy_load_gives(tmp_path, rng, save):
     for name, array in arrays.items():
         assert got[name].dtype == array.dtype, name
         assert numpy.array_equal(got[name], array), name
+
+
+def test_a_caffemodel_is_named_as_one_and_sent_to_the_converter(
+        tmp_path, caffemodels):
+    renamed = str(tmp_path / 'weights.bin')  # told by its first bytes
+    shutil.copyfile(caffemodels['v2'], renamed)
+    for path in (caffemodels['v1'], renamed):
+        with pytest.raises(UserError) as e:
+            model_file.load_model(path)
+        assert str(e.value) == (
+            '{0} is a caffemodel (Caffe\'s weights), not a model this '
+            'project wrote: convert it first with convert_caffe_model.py '
+            '--caffemodel {0}, or classify with googlenet_predict.py '
+            '--caffemodel {0}'.format(path))
+    text = tmp_path / 'notes.txt'
+    text.write_text('not a model')
+    with pytest.raises(UserError, match='cannot read model file .*: not a '
+                       'model written by this project'):
+        model_file.load_model(str(text))
 
 
 def test_a_truncated_or_incomplete_model_is_refused(tmp_path, model_1000):

@@ -101,3 +101,17 @@ def test_when_no_source_gives_the_file_each_failure_is_named(
     assert 'Ways out: put a copy of bvlc_googlenet.caffemodel (sha1 {}) at '\
         '{}'.format(model_store.CAFFEMODEL_SHA1, dest) in str(e.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_the_way_out_says_who_finds_the_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv('GOOGLENET_CAFFEMODEL_MIRRORS', '')
+    monkeypatch.delenv('GOOGLENET_CAFFEMODEL_URL', raising=False)
+    dead = 'http://127.0.0.1:{}/dead'.format(closed_port())
+    default = model_store.default_caffemodel()
+    for path, finder in ((default, 'every script finds it'),
+                         (str(tmp_path / 'dl2.caffemodel'),
+                          'this command looks for it')):
+        with pytest.raises(UserError) as e:
+            model_store.ensure_caffemodel(path, [dead])
+        assert ' at {}, where {}; or try another mirror of it, its URL in ' \
+            'GOOGLENET_CAFFEMODEL_URL'.format(path, finder) in str(e.value)
