@@ -160,8 +160,9 @@ def check_order(labels, reference, label_file, origin):
     A label file may rename classes (other words, another language), but
     one that lists a class of the model at another index would print every
     prediction of that class under another's name. Names are compared as
-    matching_names compares them: by wnid where both have them, else
-    accents composed.
+    matching_names compares them (by wnid where both have them, else
+    accents composed), and regardless of case unless the model has names
+    that only case tells apart.
 
     Args:
         labels: the label file's names, one per class.
@@ -173,9 +174,12 @@ def check_order(labels, reference, label_file, origin):
         UserError: naming the first such name, its index in the file and
             in the model, and origin.
     """
-    keys = matching_names(reference)
+    keys, given = matching_names(reference), matching_names(labels)
+    if len({key.casefold() for key in keys}) == len(keys):
+        keys = [key.casefold() for key in keys]
+        given = [key.casefold() for key in given]
     index = {key: i for i, key in enumerate(keys)}
-    for i, key in enumerate(matching_names(labels)):
+    for i, key in enumerate(given):
         j = index.get(key, i)
         if j != i:
             raise UserError(

@@ -11,7 +11,8 @@ from googlenet_chainer.console import shown
 from googlenet_chainer.errors import UserError
 from googlenet_chainer.files import atomic_write
 from googlenet_chainer.labels import matching_names
-from googlenet_chainer.model_file import load_model, weights_digest
+from googlenet_chainer.model_file import (is_conversion, load_model,
+                                          weights_digest)
 from googlenet_chainer.training.data import data_fingerprint, prepare_data
 from googlenet_chainer.training.feature_cache import CUTS, feature_size
 from googlenet_chainer.training.optimizers import STATES
@@ -20,7 +21,8 @@ from googlenet_chainer.training.options import (RUN_CONFIG, check_together,
 from googlenet_chainer.training.run_folder import (
     SNAPSHOT_PATTERN, prepare_out_folder, release, snapshot_to_resume)
 from googlenet_chainer.training.snapshots import (
-    RUN_KEYS, check_epochs, snapshot_bytes, snapshot_files, stored_config)
+    RUN_KEYS, check_epochs, epochs_done, snapshot_bytes, snapshot_files,
+    stored_config)
 from googlenet_chainer.training.views import view_count
 
 Plan = collections.namedtuple(
@@ -101,6 +103,7 @@ def _plan(args, processes):
                             len(data.pairs), '' if len(data.pairs) == 1
                             else 's', processes))
     snapshot = snapshot_to_resume(args, config, run_files)
+    check_best_model(output, args.out, snapshot)
     if snapshot:
         check_epochs(snapshot, args.epoch)
         # The heads come back from the snapshot, not from this session's
@@ -117,6 +120,37 @@ def _plan(args, processes):
     return model, Plan(args, output, data.pairs, data.val_pairs,
                        data.class_names, config, snapshot, batchsize,
                        data.unreadable, data.digests)
+
+
+def check_best_model(output, out, snapshot):
+    """Refuses a run whose best model (--output) cannot be what it
+    will be: a resumed run that has validated an epoch needs the best model
+    so far, which it reports at its end, and a new run does not write over
+    a fine-tuned model outside its folder (a run's own is refused as
+    another run's: run_folder.snapshot_to_resume).
+
+    Args:
+        output: --output's path.
+        out: the run's folder.
+        snapshot: the snapshot resumed, or None for a new run.
+
+    Raises:
+        UserError: naming the file, and how to go on.
+    """
+    if snapshot is not None:
+        if not os.path.exists(output) and epochs_done(snapshot):
+            raise UserError(
+                'the run\'s best model {} is missing, and {} has trained '
+                '{} epochs: without it the run cannot report its best; put '
+                'it back (a run\'s folder moves whole: its best model '
+                'beside its snapshots)'.format(shown(output), snapshot,
+                                               epochs_done(snapshot)))
+    elif os.path.exists(output) and not is_conversion(output) and (
+            os.path.realpath(os.path.dirname(os.path.abspath(output)))
+            != os.path.realpath(out)):
+        raise UserError('--output {} holds a fine-tuned model (its class '
+                        'names stored), which a new run would write over: '
+                        'give another --output'.format(shown(output)))
 
 
 def match_heads(model, stored, class_names, path, say=print):

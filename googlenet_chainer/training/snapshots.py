@@ -234,6 +234,25 @@ def check_snapshot(path, config):
                         'run; differs in {}'.format(path, difference))
 
 
+def epochs_done(path):
+    """The whole epochs a snapshot has trained.
+
+    Args:
+        path: the snapshot.
+
+    Returns:
+        int.
+
+    Raises:
+        UserError: it cannot be read (unreadable).
+    """
+    try:
+        with numpy.load(path, allow_pickle=False) as npz:
+            return int(npz['updater/iterator:main/epoch'])
+    except Exception as e:
+        raise unreadable(path, e)
+
+
 def check_epochs(path, epochs):
     """Refuses an --epoch below the epochs a snapshot has done: the run
     would stop at once, and run.json would say fewer than it holds.
@@ -243,13 +262,10 @@ def check_epochs(path, epochs):
         epochs: --epoch.
 
     Raises:
-        UserError: the snapshot's whole epochs are more than epochs.
+        UserError: the snapshot cannot be read, or its whole epochs are
+            more than epochs.
     """
-    try:
-        with numpy.load(path, allow_pickle=False) as npz:
-            done = int(npz['updater/iterator:main/epoch'])
-    except Exception as e:
-        raise UserError('cannot resume from {}: {}'.format(path, one_line(e)))
+    done = epochs_done(path)
     if done > epochs:
         raise UserError('the run has done {} epochs (snapshot {}), more than '
                         '--epoch {}: give --epoch {} or more to train on, '

@@ -290,6 +290,26 @@ def test_one_run_per_out_and_resume_checks_the_run(
         '1: give --epoch 2 or more to train on, or leave it out\n'.format(
             snapshots.latest_snapshot(str(out))))
     assert (out / 'run.json').read_bytes() == record
+    # Its best model moved away: said before any work, not after it.
+    best = out / 'tuned_googlenet.model'
+    best.rename(tmp_path / 'moved.model')
+    assert cached_run(out, '--resume', 'latest', '--epoch', '3') == 1
+    assert one_error_line(capsys) == (
+        "error: the run's best model {} is missing, and {} has trained 2 "
+        "epochs: without it the run cannot report its best; put it back (a "
+        "run's folder moves whole: its best model beside its snapshots)\n"
+        .format(best, snapshots.latest_snapshot(str(out))))
+    assert len(read_log(str(out))) == 2
+    (tmp_path / 'moved.model').rename(best)
+    # A new run does not write over a fine-tuned model outside its folder.
+    kept = tmp_path / 'kept.model'
+    kept.write_bytes(best.read_bytes())
+    assert cached_run(tmp_path / 'r7', '--output', str(kept)) == 1
+    assert one_error_line(capsys) == (
+        'error: --output {} holds a fine-tuned model (its class names '
+        'stored), which a new run would write over: give another --output\n'
+        .format(kept))
+    assert kept.read_bytes() == best.read_bytes()
     # Stopped before its first snapshot (Ctrl-C in epoch 1's snapshot
     # write), the same run starts again, with or without --resume latest.
     for name, _ in [('r4', None), ('r5', 'latest')]:

@@ -58,9 +58,13 @@ def test_a_label_file_may_rename_classes_but_not_reorder_them(tmp_path):
         'names stored with the model; class 0 is cat): every prediction '
         'would be printed under another class\'s name; list the classes in '
         'the model\'s order, or leave --labels out'.format(names))
-    # One moved name is enough; accents are compared composed.
+    # One moved name is enough; accents are compared composed, and case
+    # counts only where the model's own names differ by it alone.
     with pytest.raises(errors.UserError, match='lists cat as class 2'):
         classes('chat\ncarreaux\ncat\n')
+    with pytest.raises(errors.UserError, match='lists Checks as class 0'):
+        classes('Checks\nCat\nStripes\n')
+    assert classes('B\nA\nc\n', ['a', 'A', 'b']) == ['B', 'A', 'c']
     with pytest.raises(errors.UserError, match='class 1'):
         classes('x\ny\ncafe\u0301\n', ['a', 'caf\u00e9', 'b'])
     # Without stored names, 1000 classes are synset_words.txt's, by wnid.
