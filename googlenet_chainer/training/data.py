@@ -16,6 +16,7 @@ from googlenet_chainer.images import (CROP, DEFAULT_MAX_PIXELS, RESIZE, crop,
                                       open_image, resized_bgr)
 from googlenet_chainer.labels import read_labels
 from googlenet_chainer.training.sampling import example_rng
+from googlenet_chainer.training.views import changed_image
 
 
 RunData = collections.namedtuple(
@@ -33,7 +34,7 @@ class ImageDataset(chainer.dataset.DatasetMixin):
     (images.resized_bgr). An example is (the crop, int32 label).
 
     An image that cannot be read any more (changed since the data report)
-    stops the run (changed_image): skipped, it would shrink the validation
+    stops the run (views.changed_image): skipped, it would shrink the validation
     set under the epochs' accuracies, which are then not comparable.
 
     Args:
@@ -65,22 +66,6 @@ class ImageDataset(chainer.dataset.DatasetMixin):
             return (crop(array, top, left, bool(rng.integers(2))),
                     numpy.int32(label))
         return crop(array), numpy.int32(label)
-
-
-def changed_image(path, error):
-    """The UserError of an image that cannot be read any more.
-
-    Args:
-        path: the image.
-        error: why, as open_image said.
-
-    Returns:
-        UserError: naming it, and how the run goes on.
-    """
-    return UserError('{} cannot be read any more ({}): it changed after the '
-                     'run checked its data; put it back and continue with '
-                     '--resume latest, or start a run without it'.format(
-                         shown(path), error))
 
 
 def data_fingerprint(parts, digests):

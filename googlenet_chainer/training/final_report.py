@@ -9,7 +9,7 @@ from googlenet_chainer.model_file import load_model
 from googlenet_chainer.report_files import Scored, write_report_files
 from googlenet_chainer.reports import (best_epoch, evaluation_report,
                                        report_text)
-from googlenet_chainer.training.data import changed_image
+from googlenet_chainer.training.views import changed_image
 from googlenet_chainer.training.extensions import PlotLog
 
 
@@ -81,7 +81,7 @@ def validation_probabilities(args, plan, predictor, val_set):
         probabilities), a row per image.
 
     Raises:
-        UserError: an image cannot be read any more (data.changed_image).
+        UserError: an image cannot be read any more (views.changed_image).
     """
     if args.cache_features:
         step = args.val_batchsize

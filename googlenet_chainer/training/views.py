@@ -132,13 +132,29 @@ def image_views(image, spec, rng):
     return numpy.stack(views)
 
 
+def changed_image(path, error):
+    """The UserError of an image that cannot be read any more.
+
+    Args:
+        path: the image.
+        error: why, as open_image said.
+
+    Returns:
+        UserError: naming it, and how the run goes on.
+    """
+    return UserError('{} cannot be read any more ({}): it changed after the '
+                     'run checked its data; put it back and continue with '
+                     '--resume latest, or start a run without it'.format(
+                         shown(path), error))
+
+
 class ViewDataset(chainer.dataset.DatasetMixin):
     """Each image's views (image_views), the random ones drawn from the seed
     and the image's row, whichever process or MPI rank computes them.
 
-    An example is float32 views x 3 x 224 x 224. Unlike ImageDataset, an
-    image that cannot be read any more (it was when the data set was
-    checked) raises UserError naming it: a cache row cannot be left out.
+    An example is float32 views x 3 x 224 x 224. An image that cannot be
+    read any more (it was when the data set was checked) raises
+    changed_image's UserError: a cache row cannot be left out.
 
     Args:
         images: [(path, its row in the cache)], in order.
@@ -161,6 +177,5 @@ class ViewDataset(chainer.dataset.DatasetMixin):
         try:
             image = open_image(path, self.max_pixels)
         except UserError as e:
-            raise UserError('{}: {} (it changed after the images were '
-                            'checked)'.format(shown(path), e))
+            raise changed_image(path, e)
         return image_views(image, self.spec, image_rng(self.seed, row))

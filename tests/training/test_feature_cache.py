@@ -156,8 +156,10 @@ def test_an_image_gone_after_the_check_is_named_and_the_blocks_kept(
     os.unlink(images[3][0])
     with pytest.raises(errors.UserError) as e:
         compute(model, images, tmp_path / 'c.npy')
-    assert str(e.value) == ('{}: no such file (it changed after the images '
-                            'were checked)'.format(images[3][0]))
+    assert str(e.value) == (
+        '{} cannot be read any more (no such file): it changed after the run '
+        'checked its data; put it back and continue with --resume latest, or '
+        'start a run without it'.format(images[3][0]))
     with open(tmp_path / 'c.json') as f:
         assert json.load(f)['rows_complete'] == 2
 
