@@ -33,7 +33,7 @@ from googlenet_chainer.mpi import (Single, add_communicator_option,
 from googlenet_chainer.report_files import (Scored, check_replaceable,
                                             write_report_files)
 from googlenet_chainer.reports import evaluation_report, format_evaluation
-from googlenet_chainer.training.options import RUN_CONFIG
+from googlenet_chainer.training.options import RUN_CONFIG, is_run_folder
 
 
 def check_arguments(args):
@@ -43,7 +43,7 @@ def check_arguments(args):
         inputs = [args.data] if os.path.isdir(args.data) else (
             [args.root] if args.root else [])
         check_out_folder(args.out, '--out', inputs)
-        if os.path.exists(os.path.join(args.out, RUN_CONFIG)):
+        if is_run_folder(args.out):
             raise UserError(
                 '--out {} is a training run\'s folder ({}): the evaluation '
                 'would replace the run\'s report files; give another '

@@ -67,15 +67,21 @@ def is_model_file(path):
         True when path is a zip holding loss3_fc/W.npy; False for anything
         else, an unreadable file included.
     """
+    return 'loss3_fc/W.npy' in _member_names(path)
+
+
+def _member_names(path):
+    """The names in a zip's directory; () for a file that is no zip or
+    cannot be read."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return 'loss3_fc/W.npy' in archive.namelist()
+            return archive.namelist()
     except (OSError, zipfile.BadZipFile):
-        return False
+        return ()
 
 
-# check_output_path's kind for a model output (convert's, training's): an
-# existing file is replaced only if it is a model.
+# check_output_path's kind for training's --output: an existing file is
+# replaced only if it is a model.
 MODEL_KIND = (is_model_file, 'a model this project wrote')
 
 
@@ -89,11 +95,7 @@ def is_conversion(path):
     Returns:
         bool; False for anything unreadable.
     """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
+    names = _member_names(path)
     return 'loss3_fc/W.npy' in names and 'class_names.npy' not in names
 
 

@@ -17,7 +17,6 @@ import sys
 import traceback
 
 from googlenet_chainer.cli import reader_gone, report_errors as report_single
-from googlenet_chainer.console import printable_streams
 from googlenet_chainer.errors import UserError
 
 LAUNCHER_SIZE = ('PMI_SIZE', 'OMPI_COMM_WORLD_SIZE')
@@ -294,10 +293,8 @@ def run_main(function, args):
 
     Returns:
         The exit code; 1, after one line on stderr, when the communicator
-        cannot be created. Characters the streams' encoding lacks are
-        escaped (console.printable_streams), on every rank.
+        cannot be created.
     """
-    printable_streams()
     try:
         comm = communicator(args.communicator)
     except UserError as e:

@@ -68,7 +68,7 @@ def feature_size(cut='inc5b', aux=True):
     return sum(int(numpy.prod(s)) for s in feature_shapes(cut, aux))
 
 
-def cache_summary(cut, aux, views, images=(0, 0)):
+def cache_summary(cut, aux, views, images):
     """What --cache-features keeps and trains on, in a line for the run.
 
     Args:

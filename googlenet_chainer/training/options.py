@@ -26,6 +26,19 @@ TOGETHER = {'momentum': ('optimizer', ('momentum',)),
             'cache_views': ('cache_features', (True,))}
 
 
+def is_run_folder(folder):
+    """Whether a folder holds a training run (its RUN_CONFIG), whose
+    files another run's or an evaluation's outputs must not replace.
+
+    Args:
+        folder: any path.
+
+    Returns:
+        bool.
+    """
+    return os.path.exists(os.path.join(folder, RUN_CONFIG))
+
+
 def option(dest):
     """The command line's name of an argparse dest ('lr_step' ->
     '--lr-step')."""

@@ -103,9 +103,10 @@ def _plan(args, processes):
                             len(data.pairs), '' if len(data.pairs) == 1
                             else 's', processes))
     snapshot = snapshot_to_resume(args, config, run_files)
-    check_best_model(output, args.out, snapshot)
+    done = epochs_done(snapshot) if snapshot else 0
+    check_best_model(output, args.out, snapshot, done)
     if snapshot:
-        check_epochs(snapshot, args.epoch)
+        check_epochs(snapshot, done, args.epoch)
         # The heads come back from the snapshot, not from this session's
         # --model (only its frozen trunk must be the run's): the run
         # started from what its first session loaded.
@@ -122,7 +123,7 @@ def _plan(args, processes):
                        data.unreadable, data.digests)
 
 
-def check_best_model(output, out, snapshot):
+def check_best_model(output, out, snapshot, done):
     """Refuses a run whose best model (--output) cannot be what it
     will be: a resumed run that has validated an epoch needs the best model
     so far, which it reports at its end, and a new run does not write over
@@ -133,18 +134,20 @@ def check_best_model(output, out, snapshot):
         output: --output's path.
         out: the run's folder.
         snapshot: the snapshot resumed, or None for a new run.
+        done: the whole epochs the snapshot has trained
+            (snapshots.epochs_done).
 
     Raises:
         UserError: naming the file, and how to go on.
     """
     if snapshot is not None:
-        if not os.path.exists(output) and epochs_done(snapshot):
+        if done and not os.path.exists(output):
             raise UserError(
                 'the run\'s best model {} is missing, and {} has trained '
                 '{} epochs: without it the run cannot report its best; put '
                 'it back (a run\'s folder moves whole: its best model '
                 'beside its snapshots)'.format(shown(output), snapshot,
-                                               epochs_done(snapshot)))
+                                               done))
     elif os.path.exists(output) and not is_conversion(output) and (
             os.path.realpath(os.path.dirname(os.path.abspath(output)))
             != os.path.realpath(out)):

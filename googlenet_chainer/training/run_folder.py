@@ -14,7 +14,7 @@ from googlenet_chainer.files import (check_output_path, check_outside,
 from googlenet_chainer.locks import try_lock
 from googlenet_chainer.model_file import MODEL_KIND
 from googlenet_chainer.report_files import report_files_in
-from googlenet_chainer.training.options import RUN_CONFIG
+from googlenet_chainer.training.options import RUN_CONFIG, is_run_folder
 from googlenet_chainer.training.snapshots import (
     SNAPSHOT_PATTERN, check_snapshot, config_difference, latest_snapshot,
     snapshot_files)
@@ -54,7 +54,7 @@ def prepare_out_folder(args):
     make_out_folder(out, '--out', parents=True)
     check_writable(out, '--out')
     reports = report_files_in(out)
-    if reports and not os.path.exists(os.path.join(out, RUN_CONFIG)):
+    if reports and not is_run_folder(out):
         raise UserError('--out {} holds {}, and no training run: the run\'s '
                         'report would replace it; pass another --out'.format(
                             shown(out), reports[0]))
@@ -86,7 +86,7 @@ def check_not_another_run(output, out):
     """
     folder = os.path.dirname(os.path.abspath(output))
     if os.path.realpath(folder) != os.path.realpath(out) and (
-            os.path.exists(os.path.join(folder, RUN_CONFIG))):
+            is_run_folder(folder)):
         raise UserError('--output {} lies in another training run\'s folder '
                         '({} holds its {}): its best model would be '
                         'replaced; give a path outside it'.format(

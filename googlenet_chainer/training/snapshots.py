@@ -253,19 +253,18 @@ def epochs_done(path):
         raise unreadable(path, e)
 
 
-def check_epochs(path, epochs):
+def check_epochs(path, done, epochs):
     """Refuses an --epoch below the epochs a snapshot has done: the run
     would stop at once, and run.json would say fewer than it holds.
 
     Args:
-        path: the snapshot to resume.
+        path: the snapshot to resume, for the message.
+        done: its whole epochs (epochs_done).
         epochs: --epoch.
 
     Raises:
-        UserError: the snapshot cannot be read, or its whole epochs are
-            more than epochs.
+        UserError: done is more than epochs.
     """
-    done = epochs_done(path)
     if done > epochs:
         raise UserError('the run has done {} epochs (snapshot {}), more than '
                         '--epoch {}: give --epoch {} or more to train on, '
